@@ -1,0 +1,220 @@
+"""`invoke build`: compile MOSN for each platform and package the tarballs Istio's build wants."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ci import log, names, package, proc
+from ci.config import Settings
+from ci.dist import Dist
+from ci.errors import UserError
+
+
+@dataclass(frozen=True)
+class Checkout:
+    path: Path
+    version_file: str
+    go_directive: tuple[int, int]
+    commit: str
+    short_commit: str
+    commit_time: int
+    vendored: bool
+
+
+def inspect_checkout(path: Path) -> Checkout:
+    """Check `path` is a MOSN checkout and read what the build stamps from it."""
+    if not path.is_dir():
+        raise UserError(
+            f"MOSN source {path} is not a directory; pass --mosn-src DIR or --mosn-ref REF"
+        )
+    gomod = path / "go.mod"
+    if not gomod.is_file():
+        raise UserError(f"{path} has no go.mod: not a MOSN checkout; pass the root of a MOSN clone")
+    text = gomod.read_text(errors="replace")
+    module = re.search(r"^module\s+(\S+)", text, re.M)
+    if not module or module.group(1) != names.MOSN_MODULE:
+        found = module.group(1) if module else "none"
+        raise UserError(
+            f"{gomod} declares module {found}, not {names.MOSN_MODULE}: not a MOSN checkout"
+        )
+    if not (path / names.MOSN_MAIN_DIR).is_dir():
+        raise UserError(f"{path} has no {names.MOSN_MAIN_DIR}: not a MOSN checkout")
+    version_path = path / "VERSION"
+    if not version_path.is_file():
+        raise UserError(f"{path} has no VERSION file; add one or pass --version")
+    version_file = version_path.read_text().strip()
+    directive = re.search(r"^go\s+(\d+)\.(\d+)", text, re.M)
+    go_directive = (int(directive.group(1)), int(directive.group(2))) if directive else (1, 0)
+    commit, short, when = _git_head(path)
+    return Checkout(
+        path=path,
+        version_file=version_file,
+        go_directive=go_directive,
+        commit=commit,
+        short_commit=short,
+        commit_time=when,
+        vendored=(path / "vendor" / "modules.txt").is_file(),
+    )
+
+
+def _git_head(path: Path) -> tuple[str, str, int]:
+    out = proc.run(
+        ["git", "-C", path, "log", "-1", "--format=%H %h %ct"],
+        stream=False,
+        check=False,
+    ).strip()
+    parts = out.split()
+    if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{40,64}", parts[0]):
+        return "", "", 0
+    return parts[0], parts[1], int(parts[2])
+
+
+def stamped_version(checkout: Checkout, override: str) -> str:
+    """What `mosn --version` will print: MOSN's Makefile uses VERSION(<short hash>)."""
+    if override:
+        version = override
+    elif checkout.short_commit:
+        version = f"{checkout.version_file}({checkout.short_commit})"
+    else:
+        raise UserError(
+            f"{checkout.path} is not a git checkout, so it has no commit to stamp; pass --version"
+        )
+    if re.search(r"[\s'\"\\]", version):
+        raise UserError(
+            f"version {version!r} has spaces, quotes or backslashes; pass a plain --version"
+        )
+    return version
+
+
+def go_version(go: str = "go") -> tuple[str, tuple[int, int]]:
+    out = proc.run(
+        [go, "env", "GOVERSION"],
+        stream=False,
+        what="go env",
+        hint="install Go (Debian: apt-get install golang-go) or use --in-docker",
+    ).strip()
+    match = re.match(r"go(\d+)\.(\d+)", out)
+    if not match:
+        raise UserError(f"could not read the Go version from {out!r}; check your Go installation")
+    return out, (int(match.group(1)), int(match.group(2)))
+
+
+def ldflags(version: str, istio_version: str) -> str:
+    return (
+        f"-s -w -X {names.VERSION_SYMBOL}={version} -X {names.ISTIO_VERSION_SYMBOL}={istio_version}"
+    )
+
+
+def compile_host(
+    checkout: Checkout,
+    platform: names.Platform,
+    output: Path,
+    version: str,
+    settings: Settings,
+    go_minor: tuple[int, int],
+) -> None:
+    cgo = settings.cgo and platform.goos == "linux"
+    cmd = ["go", "build", "-trimpath"]
+    if go_minor >= (1, 18):
+        # No VCS stamp: the same commit must give the same bytes, dirty tree or not.
+        cmd.append("-buildvcs=false")
+    if checkout.vendored:
+        cmd.append("-mod=vendor")
+    cmd += [
+        "-ldflags",
+        ldflags(version, settings.istio_version),
+        "-o",
+        output,
+        names.MOSN_MAIN_PACKAGE,
+    ]
+    env = {
+        "GOOS": platform.goos,
+        "GOARCH": platform.goarch,
+        "CGO_ENABLED": "1" if cgo else "0",
+        "GOFLAGS": "",
+    }
+    proc.run(
+        cmd,
+        cwd=checkout.path,
+        env=env,
+        what=f"go build for {platform.name}",
+        hint="the compiler's last lines are above",
+    )
+
+
+def check_platforms(requested: tuple[str, ...]) -> list[names.Platform]:
+    unknown = [p for p in requested if p not in names.PLATFORMS]
+    if unknown or not requested:
+        raise UserError(
+            f"unknown platform {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(names.PLATFORMS)}"
+        )
+    return [names.PLATFORMS[p] for p in dict.fromkeys(requested)]
+
+
+def check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"cannot create output folder {out}: {exc.strerror}; choose another --out"
+        ) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UserError(f"output folder {out} is not writable; choose another --out")
+
+
+def resolve_source(settings: Settings) -> Path:
+    if settings.mosn_src:
+        return settings.path("mosn_src")
+    from ci import source  # only needed when cloning
+
+    return source.clone(
+        settings.mosn_repo,
+        settings.mosn_ref or settings.default_mosn_ref,
+        settings.path("cache_dir"),
+    )
+
+
+def build(settings: Settings) -> Dist:
+    platforms = check_platforms(settings.platforms)
+    out = settings.path("dist")
+    with log.stage("inspect source"):
+        checkout = inspect_checkout(resolve_source(settings))
+        version = stamped_version(checkout, settings.version)
+        epoch_env = os.environ.get("SOURCE_DATE_EPOCH", "")
+        epoch = int(epoch_env) if epoch_env.isdigit() else checkout.commit_time
+        go_label, go_minor = go_version()
+        if go_minor < checkout.go_directive:
+            need = ".".join(map(str, checkout.go_directive))
+            raise UserError(
+                f"{go_label} is older than go {need} that go.mod asks for; install a newer Go or use --in-docker"
+            )
+        log.info(f"    MOSN {version}, Istio {settings.istio_version}, {go_label}")
+    check_writable(out)
+    template = Dist(
+        root=out,
+        mosn_version=version,
+        mosn_version_safe=names.url_safe(version),
+        istio_version=settings.istio_version,
+        git_commit=checkout.commit,
+        go_version=go_label,
+        source_date_epoch=epoch,
+        cgo=settings.cgo,
+    )
+    with tempfile.TemporaryDirectory(prefix="mosn-build-") as work:
+        binaries: dict[str, Path] = {}
+        for platform in platforms:
+            with log.stage(f"compile {platform.name}"):
+                binary = Path(work) / platform.goos / platform.goarch / "mosn"
+                binary.parent.mkdir(parents=True)
+                compile_host(checkout, platform, binary, version, settings, go_minor)
+                binaries[platform.name] = binary
+        with log.stage("package"):
+            dist = package.write_dist(out, binaries, template)
+    for f in dist.files:
+        log.info(f"    {out / f.name}  {f.size} bytes  sha256 {f.sha256}")
+    return dist

@@ -1,0 +1,93 @@
+"""The single way the pipeline runs another program: streamed, redacted, with a tail kept."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from ci import log
+from ci.errors import UserError
+
+TAIL_LINES = 30
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def run(
+    cmd: Sequence[str | os.PathLike],
+    *,
+    cwd: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    stream: bool = True,
+    check: bool = True,
+    secrets: Iterable[str] = (),
+    what: str | None = None,
+    hint: str = "",
+    stdin: str | None = None,
+) -> str:
+    """Run `cmd`, echoing its merged output line by line unless quiet, and return that output.
+
+    On a non-zero exit raise UserError naming `what` (default: the program), with the
+    last lines of output as detail so a compiler's or make's error is on screen.
+    `env` is added to the current environment rather than replacing it.
+    """
+    argv = [str(part) for part in cmd]
+    secrets = [s for s in secrets if s]
+    full_env = {**os.environ, **env} if env else None
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+        )
+    except FileNotFoundError as exc:
+        raise UserError(
+            f"{argv[0]} was not found on PATH; install it{hint and ': ' + hint}"
+        ) from exc
+    except OSError as exc:
+        raise UserError(f"could not start {argv[0]}: {exc.strerror}") from exc
+
+    if stdin is not None:
+        assert proc.stdin is not None
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    chunks: list[str] = []
+    assert proc.stdout is not None
+    echo = stream and not log.is_quiet()
+    try:
+        for line in proc.stdout:
+            line = redact(line, secrets)
+            chunks.append(line)
+            tail.append(line.rstrip("\n"))
+            if echo:
+                sys.stdout.write("    " + line)
+                sys.stdout.flush()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    code = proc.wait()
+    output = "".join(chunks)
+    if check and code != 0:
+        name = what or Path(argv[0]).name
+        raise UserError(
+            f"{name} failed with exit code {code}{'; ' + hint if hint else ''}",
+            detail="\n".join(tail),
+        )
+    return output
