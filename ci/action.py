@@ -133,6 +133,11 @@ def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
             "push: true needs image; set `image: <registry>/<repository>` "
             "(e.g. ghcr.io/my-org/proxyv2) or drop push"
         )
+    if s.image and s.mode == "quick" and not s.base:
+        found.append(
+            "mode: quick needs base-image, the proxyv2 image to put MOSN into; set e.g. "
+            "`base-image: mosnio/proxyv2:v1.0.0-1.10.6`, or use `mode: full`"
+        )
     if s.tags and not s.image:
         found.append("tags are given but image is not; set `image: <registry>/<repository>`")
     if bool(s.registry_username) != bool(s.registry_password):
@@ -212,16 +217,23 @@ def summary_markdown(dist: Dist, tarballs: list[dict], env_file: str, image: dic
     if env_file:
         lines += ["", f"Istio build variables: `{_cell(env_file)}`"]
     if image:
+        digest = image.get("digest") or "not pushed"
+        lines += ["", "| image | digest |", "| --- | --- |"]
         lines += [
-            "",
-            "| image | digest |",
-            "| --- | --- |",
-            f"| `{_cell(image.get('image', ''))}` | `{_cell(image.get('digest', ''))}` |",
+            f"| `{_cell(ref)}` | `{_cell(digest)}` |"
+            for ref in image.get("references") or [image_reference(image)]
         ]
-        tags = image.get("tags") or []
-        if tags:
-            lines += ["", "Tags: " + ", ".join(f"`{_cell(t)}`" for t in tags)]
+        if image.get("pinned"):
+            lines += ["", f"Pull by digest: `{_cell(image['pinned'])}`"]
     return "\n".join(lines) + "\n"
+
+
+def image_reference(image: dict | None) -> str:
+    """The image as `repository:tag` (its first tag), what a cluster's configuration names."""
+    if not image:
+        return ""
+    references = image.get("references") or []
+    return references[0] if references else image.get("image", "")
 
 
 def report(environ: Mapping[str, str], cwd: Path) -> int:
@@ -244,8 +256,8 @@ def report(environ: Mapping[str, str], cwd: Path) -> int:
 
     outputs = {
         "mosn-version": dist.mosn_version,
-        "image": (image or {}).get("image", ""),
-        "digest": (image or {}).get("digest", ""),
+        "image": image_reference(image),
+        "digest": (image or {}).get("digest") or "",
     }
     if environ.get("GITHUB_OUTPUT"):
         for name, value in outputs.items():

@@ -1,0 +1,187 @@
+"""The action run for real by act in host mode: the same YAML GitHub runs, on this machine.
+
+Each test builds a throwaway repository (this checkout plus one workflow) and runs its push
+event with act, offline. Secrets go in as `vars`, which act does not hide by itself, so a
+value missing from the log was hidden by the action's own ::add-mask::.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import secrets
+import signal
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.helpers.action import action_workflow, make_repo, run_act
+from tests.helpers.net import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_missing_required_input_fails_with_its_annotation(tmp_path):
+    dist = tmp_path / "dist"
+    workflow = action_workflow(
+        {"working-directory": "work", "mosn-src": "mosn", "store": "s3", "push": "true"},
+        after=[{"name": "After the action", "run": "echo after the action"}],
+    )
+    # The default install (system-site-packages false: a venv from PyPI), as most users get it.
+    workflow["jobs"]["action"]["env"] = {"MOSN_PROXYV2_DIST": str(dist)}
+    run = run_act(make_repo(tmp_path / "repo", workflow), tmp_path / "act", {})
+
+    assert run.returncode != 0, run.log[-3000:]
+    assert (
+        "::error title=mosn-proxyv2 input::store: s3 needs s3-bucket; set `s3-bucket: <bucket>`"
+        in run.log
+    ), run.log[-3000:]
+    assert "::error title=mosn-proxyv2 input::push: true needs image" in run.log
+    assert "Failure - Main Build, publish and make the image" in run.log
+    # Stopped before building: nothing written, and the job's later steps never ran.
+    assert not dist.exists()
+    assert "after the action" not in run.log.replace("echo after the action", "")
+
+
+def stop_server(root: Path) -> None:
+    """Stop the artifact server publish started in the background (its pid file is in root)."""
+    pid_file = root / ".server.pid"
+    if not pid_file.is_file():
+        return
+    pid = int(pid_file.read_text().strip())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def act_images(docker_client, auth_registry):
+    """Remove, afterwards, every image tagged in this test's registry (ours alone: its port is new)."""
+    yield
+    prefix = f"{auth_registry.address}/"
+    for image in docker_client.images.list():
+        refs = image.tags + [d for d in image.attrs.get("RepoDigests", [])]
+        if any(ref.startswith(prefix) for ref in refs):
+            docker_client.images.remove(image.id, force=True)
+
+
+def test_action_builds_publishes_and_pushes(
+    tmp_path, busybox_base, auth_registry, docker_client, act_images
+):
+    out, server_root = tmp_path / "out", tmp_path / "artifacts"
+    out.mkdir()
+    server_url = f"http://127.0.0.1:{free_port()}"
+    repository = f"{auth_registry.address}/mp-action/proxyv2"
+    token = secrets.token_hex(16)
+    with_ = {
+        "working-directory": "work",
+        "mosn-src": "mosn",
+        "store": "server",
+        "server-url": server_url,
+        "server-token": "${{ vars.SERVER_TOKEN }}",
+        "mode": "quick",
+        "base-image": busybox_base,
+        "image": repository,
+        "tags": "act-test",
+        "push": "true",
+        "registry-username": auth_registry.username,
+        "registry-password": "${{ vars.REGISTRY_PASSWORD }}",
+        "system-site-packages": "true",
+    }
+    record = {
+        "name": "Record outputs",
+        "env": {
+            "OUTPUTS": "${{ toJSON(steps.mp.outputs) }}",
+            "ENV_FILE": "${{ steps.mp.outputs.env-file }}",
+            "OUT": str(out),
+            "TOKEN": "${{ vars.SERVER_TOKEN }}",
+            "PASSWORD": "${{ vars.REGISTRY_PASSWORD }}",
+        },
+        "run": (
+            'printf "%s" "$OUTPUTS" >"$OUT/outputs.json"\n'
+            'cp "$ENV_FILE" "$OUT/istio.env"\n'
+            'cp "$GITHUB_STEP_SUMMARY" "$OUT/summary.md"\n'
+            # The masks the action registered hold for the rest of the job.
+            'echo "after the action: token $TOKEN password $PASSWORD"\n'
+        ),
+    }
+    workflow = action_workflow(with_, after=[record])
+    # The bundled server's storage outside act's workspace, which act deletes at the end.
+    workflow["jobs"]["action"]["env"] = {"MOSN_PROXYV2_SERVER_ROOT": str(server_root)}
+    variables = {"SERVER_TOKEN": token, "REGISTRY_PASSWORD": auth_registry.password}
+    try:
+        run = run_act(make_repo(tmp_path / "repo", workflow), tmp_path / "act", variables)
+        (tmp_path / "act.log").write_text(run.log)
+        assert run.returncode == 0, run.log[-4000:]
+
+        # No secret in the log, and the masks were really in force.
+        assert token not in run.log and auth_registry.password not in run.log
+        assert "after the action: token *** password ***" in run.log
+
+        outputs = json.loads((out / "outputs.json").read_text())
+        version = outputs["mosn-version"]
+        assert re.fullmatch(r"v1\.0\.0\([0-9a-f]{7,}\)", version), version
+
+        # Every tarball URL serves the bytes its sha256 names, with mosn inside.
+        tarballs = json.loads(outputs["tarballs"])
+        assert {t["file"] for t in tarballs} == {
+            "mosn.tar.gz",
+            "mosn-centos.tar.gz",
+            "mosn-macos.tar.gz",
+        }
+        for tarball in tarballs:
+            assert tarball["url"].startswith(server_url + "/")
+            response = requests.get(tarball["url"], timeout=30)
+            assert response.status_code == 200
+            assert hashlib.sha256(response.content).hexdigest() == tarball["sha256"]
+            with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as tar:
+                assert "usr/local/bin/mosn" in tar.getnames()
+        linux = next(t for t in tarballs if t["file"] == "mosn.tar.gz")
+        assert f"ISTIO_ENVOY_RELEASE_URL={linux['url']}" in (out / "istio.env").read_text()
+
+        # The digest is what the registry holds for the extra tag, and it pulls and runs.
+        digest = outputs["digest"]
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), digest
+        assert outputs["image"].startswith(repository + ":")
+        manifest = requests.head(
+            f"http://{auth_registry.address}/v2/mp-action/proxyv2/manifests/act-test",
+            auth=(auth_registry.username, auth_registry.password),
+            headers={
+                "Accept": "application/vnd.docker.distribution.manifest.v2+json, "
+                "application/vnd.oci.image.manifest.v1+json"
+            },
+            timeout=30,
+        )
+        assert manifest.status_code == 200
+        assert manifest.headers["Docker-Content-Digest"] == digest
+        pinned = f"{repository}@{digest}"
+        docker_client.images.pull(
+            pinned,
+            auth_config={"username": auth_registry.username, "password": auth_registry.password},
+        )
+        printed = docker_client.containers.run(
+            pinned, ["/usr/local/bin/mosn", "--version"], network_mode="none", remove=True
+        )
+        assert printed.decode().strip() == f"mosn version {version}"
+
+        # The job summary: each tarball with its sha256 and URL, the image with its digest.
+        summary = (out / "summary.md").read_text()
+        for tarball in tarballs:
+            row = next(line for line in summary.splitlines() if f"`{tarball['file']}`" in line)
+            assert tarball["sha256"] in row and tarball["url"] in row
+        assert f"| `{outputs['image']}` | `{digest}` |" in summary
+    finally:
+        stop_server(server_root)
