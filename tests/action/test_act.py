@@ -113,7 +113,6 @@ def test_action_builds_publishes_and_pushes(
         "run": (
             'printf "%s" "$OUTPUTS" >"$OUT/outputs.json"\n'
             'cp "$ENV_FILE" "$OUT/istio.env"\n'
-            'cp "$GITHUB_STEP_SUMMARY" "$OUT/summary.md"\n'
             # The masks the action registered hold for the rest of the job.
             'echo "after the action: token $TOKEN password $PASSWORD"\n'
         ),
@@ -128,8 +127,10 @@ def test_action_builds_publishes_and_pushes(
         assert run.returncode == 0, run.log[-4000:]
 
         # No secret in the log, and the masks were really in force.
-        assert token not in run.log and auth_registry.password not in run.log
-        assert "after the action: token *** password ***" in run.log
+        # (Messages without the values: a failure here must not print them either.)
+        assert token not in run.log, "server-token shows in the log"
+        assert auth_registry.password not in run.log, "registry-password shows in the log"
+        assert "after the action: token *** password ***" in run.log, "masks not in force"
 
         outputs = json.loads((out / "outputs.json").read_text())
         version = outputs["mosn-version"]
@@ -178,7 +179,9 @@ def test_action_builds_publishes_and_pushes(
         assert printed.decode().strip() == f"mosn version {version}"
 
         # The job summary: each tarball with its sha256 and URL, the image with its digest.
-        summary = (out / "summary.md").read_text()
+        summaries = run.summaries()
+        assert summaries, "no job summary was written"
+        summary = summaries[0]
         for tarball in tarballs:
             row = next(line for line in summary.splitlines() if f"`{tarball['file']}`" in line)
             assert tarball["sha256"] in row and tarball["url"] in row

@@ -47,6 +47,22 @@ class ActRun:
     returncode: int
     log: str
 
+    def summaries(self) -> list[str]:
+        """The job summaries the steps wrote: act reads each step's GITHUB_STEP_SUMMARY file
+        after the step and prints it as `Summary - <text>`, continued on unprefixed lines."""
+        found: list[list[str]] = []
+        current: list[str] | None = None
+        for line in self.log.splitlines():
+            if line.startswith("["):
+                current = None
+                head, sep, text = line.partition("\u2699  Summary - ")
+                if sep:
+                    current = [text]
+                    found.append(current)
+            elif current is not None:
+                current.append(line)
+        return ["\n".join(lines).strip() + "\n" for lines in found]
+
 
 def project_files() -> list[Path]:
     """This checkout's files as git sees them, including changes not yet committed."""
