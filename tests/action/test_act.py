@@ -26,6 +26,14 @@ from tests.helpers.net import free_port
 
 pytestmark = pytest.mark.slow
 
+ROOT = Path(__file__).resolve().parent.parent.parent
+# The action calls `invoke publish` and `invoke image`, written on their own branches; until
+# those are merged here the full run cannot happen (the input check below still runs).
+needs_pipeline = pytest.mark.skipif(
+    not all((ROOT / "ci" / f"{m}.py").is_file() for m in ("publish", "image")),
+    reason="ci/publish.py or ci/image.py not merged into this branch yet",
+)
+
 
 def test_missing_required_input_fails_with_its_annotation(tmp_path):
     dist = tmp_path / "dist"
@@ -68,18 +76,29 @@ def stop_server(root: Path) -> None:
 
 
 @pytest.fixture
-def act_images(docker_client, auth_registry):
-    """Remove, afterwards, every image tagged in this test's registry (ours alone: its port is new)."""
+def remote_base(docker_client, busybox_base, registry):
+    """The base image only in a registry, as on a fresh runner: the action has to pull it."""
+    reference = f"{registry}/mp-action/base:busybox"
+    docker_client.images.get(busybox_base).tag(reference)
+    docker_client.images.push(reference)
+    docker_client.images.remove(reference)
+    return reference
+
+
+@pytest.fixture
+def act_images(docker_client, auth_registry, registry):
+    """Afterwards, remove the images named after this test's registries (new ports: ours alone)."""
     yield
-    prefix = f"{auth_registry.address}/"
+    prefixes = (f"{auth_registry.address}/", f"{registry}/")
     for image in docker_client.images.list():
-        refs = image.tags + [d for d in image.attrs.get("RepoDigests", [])]
-        if any(ref.startswith(prefix) for ref in refs):
+        refs = image.tags + image.attrs.get("RepoDigests", [])
+        if any(ref.startswith(prefixes) for ref in refs):
             docker_client.images.remove(image.id, force=True)
 
 
+@needs_pipeline
 def test_action_builds_publishes_and_pushes(
-    tmp_path, busybox_base, auth_registry, docker_client, act_images
+    tmp_path, act_images, remote_base, auth_registry, docker_client
 ):
     out, server_root = tmp_path / "out", tmp_path / "artifacts"
     out.mkdir()
@@ -93,7 +112,7 @@ def test_action_builds_publishes_and_pushes(
         "server-url": server_url,
         "server-token": "${{ vars.SERVER_TOKEN }}",
         "mode": "quick",
-        "base-image": busybox_base,
+        "base-image": remote_base,
         "image": repository,
         "tags": "act-test",
         "push": "true",
@@ -177,6 +196,7 @@ def test_action_builds_publishes_and_pushes(
             pinned, ["/usr/local/bin/mosn", "--version"], network_mode="none", remove=True
         )
         assert printed.decode().strip() == f"mosn version {version}"
+        assert f"::group::docker pull {remote_base}" in run.log
 
         # The job summary: each tarball with its sha256 and URL, the image with its digest.
         summaries = run.summaries()
