@@ -128,8 +128,14 @@ def test_workflow_actions_are_pinned_by_commit(path):
         if re.match(r"^\s*-?\s*uses:", line) and "uses: ./" not in line:
             assert SHA_PIN.match(line), f"{path.name}: not pinned to a commit: {line.strip()}"
     for job in load(path)["jobs"].values():
-        for service in job.get("services", {}).values():
-            assert ":" in service["image"] and not service["image"].endswith(":latest")
+        container = job.get("container")
+        images = [s["image"] for s in job.get("services", {}).values()]
+        images += (
+            [container if isinstance(container, str) else container["image"]] if container else []
+        )
+        for image in images:
+            tag = image.rpartition(":")[2]
+            assert "@sha256:" in image or re.search(r"\d+\.\d+", tag), f"{image}: not pinned"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
