@@ -141,7 +141,10 @@ def test_action_builds_publishes_and_pushes(
     workflow["jobs"]["action"]["env"] = {"MOSN_PROXYV2_SERVER_ROOT": str(server_root)}
     variables = {"SERVER_TOKEN": token, "REGISTRY_PASSWORD": auth_registry.password}
     try:
-        run = run_act(make_repo(tmp_path / "repo", workflow), tmp_path / "act", variables)
+        # A default changed in the action's own invoke.yaml must reach the tasks.
+        edits = {"invoke.yaml": ("\n  prefix: mosn\n", "\n  prefix: mp-act\n")}
+        repo = make_repo(tmp_path / "repo", workflow, edits)
+        run = run_act(repo, tmp_path / "act", variables)
         (tmp_path / "act.log").write_text(run.log)
         assert run.returncode == 0, run.log[-4000:]
 
@@ -163,7 +166,7 @@ def test_action_builds_publishes_and_pushes(
             "mosn-macos.tar.gz",
         }
         for tarball in tarballs:
-            assert tarball["url"].startswith(server_url + "/")
+            assert tarball["url"].startswith(f"{server_url}/mp-act/")
             response = requests.get(tarball["url"], timeout=30)
             assert response.status_code == 200
             assert hashlib.sha256(response.content).hexdigest() == tarball["sha256"]

@@ -83,12 +83,19 @@ def project_files() -> list[Path]:
     return [Path(p) for p in out.decode().split("\0") if p and (REPO_ROOT / p).is_file()]
 
 
-def make_repo(dest: Path, workflow: dict) -> Path:
-    """A git repository with this project's files and `workflow` as the only one act runs."""
+def make_repo(dest: Path, workflow: dict, edits: dict[str, tuple[str, str]] | None = None) -> Path:
+    """A git repository with this project's files and `workflow` as the only one act runs.
+
+    `edits` maps a file to (old, new) text to replace in its copy, e.g. a default in invoke.yaml.
+    """
     for rel in project_files():
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / rel, target)
+    for rel, (old, new) in (edits or {}).items():
+        text = (dest / rel).read_text()
+        assert old in text, f"{rel} has no {old!r} to replace"
+        (dest / rel).write_text(text.replace(old, new))
     path = dest / WORKFLOW
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(workflow, sort_keys=False))
