@@ -170,3 +170,13 @@ def test_multiline_output_uses_a_delimiter(tmp_path):
     assert lines[0] == "one=a"
     assert lines[1].startswith("two<<") and lines[2:4] == ["b", "c"]
     assert lines[4] == lines[1].removeprefix("two<<")
+
+
+def test_a_missing_dependency_is_named(tmp_path, monkeypatch):
+    # system-site-packages: true on a runner that lacks one of pyproject's dependencies.
+    real = action.find_spec
+    monkeypatch.setattr(action, "find_spec", lambda m: None if m == "yaml" else real(m))
+    assert action.problems(inputs(), tmp_path) == [
+        "Python package(s) pyyaml missing on the runner; install them (python3 -m pip install "
+        "...) or use `system-site-packages: false`"
+    ]
