@@ -333,11 +333,8 @@ def apply_tags(client, unverified: str, image_id: str, repository: str, tags: li
 # ---- the registry -------------------------------------------------------------------------
 
 
-def registry_auth(client, settings: Settings, name: ImageName) -> dict[str, str] | None:
-    """Log in with --registry-username and REGISTRY_PASSWORD, or leave it to the Docker config
-    (None). Called before anything is built so a refused login costs nothing."""
-    import docker
-
+def credentials(settings: Settings) -> dict[str, str] | None:
+    """--registry-username with REGISTRY_PASSWORD, or None to leave it to the Docker config."""
     username = settings.registry_username
     password = str(settings.registry_password or "")
     if not username:
@@ -347,16 +344,22 @@ def registry_auth(client, settings: Settings, name: ImageName) -> dict[str, str]
             f"--registry-username {username} given but REGISTRY_PASSWORD is empty; export it"
             " (or drop --registry-username to use your Docker config)"
         )
+    return {"username": username, "password": password}
+
+
+def login(client, auth: dict[str, str], name: ImageName) -> None:
+    """Log in before anything is built, so a refused login costs nothing."""
+    import docker
+
     registry = None if name.registry == "docker.io" else name.registry
     try:
-        client.login(username=username, password=password, registry=registry, reauth=True)
+        client.login(**auth, registry=registry, reauth=True)
     except docker.errors.APIError as exc:
-        reason = redact(str(exc.explanation or exc), [password])
+        reason = redact(str(exc.explanation or exc), [auth["password"]])
         raise UserError(
-            f"registry {name.registry} refused login for {username} ({reason}); check"
+            f"registry {name.registry} refused login for {auth['username']} ({reason}); check"
             " --registry-username and REGISTRY_PASSWORD"
         ) from None
-    return {"username": username, "password": password}
 
 
 def push_tag(
@@ -470,9 +473,12 @@ def image(settings: Settings) -> ImageResult:
     labels = image_labels(dist, istio_version, settings.mosn_repo)
     secret_values = [str(settings.registry_password or "")]
 
+    auth = credentials(settings) if settings.push else None
+
     with log.stage("connect to the Docker engine"):
         client = connect()
-    auth = registry_auth(client, settings, name) if settings.push else None
+    if auth:
+        login(client, auth, name)
 
     cleanup: list[str] = []
     try:

@@ -98,15 +98,22 @@ class BinaryPathEdit:
 
 
 def _pick_wasm_loop(lines: list[str]) -> list[int]:
-    """The `for plugin in stats metadata_exchange ... done` loop that fetches the filters."""
+    """The `for plugin in stats metadata_exchange ... done` loop that fetches the filters,
+    through its matching `done` (loops nested in it included)."""
     for start, line in enumerate(lines):
-        if re.match(r"^\s*for\s+plugin\s+in\s+stats\s+metadata_exchange\s*$", line):
-            for end in range(start + 1, len(lines)):
-                if re.match(r"^\s*done\s*$", lines[end]):
+        if not re.match(r"^\s*for\s+plugin\s+in\s+stats\s+metadata_exchange\s*(;\s*do)?\s*$", line):
+            continue
+        depth = 0
+        for end in range(start, len(lines)):
+            if re.search(r"(^|;)\s*do\s*$", lines[end]):
+                depth += 1
+            if re.match(r"^\s*done\s*(;.*)?$", lines[end]):
+                depth -= 1
+                if depth == 0:
                     block = list(range(start, end + 1))
                     body = "\n".join(lines[i] for i in block)
                     return block if names.ISTIO_ENVOY_BASE_URL in body else []
-            return []
+        return []
     return []
 
 
