@@ -62,9 +62,9 @@ class LinesEdit:
         revived = [_uncommented(line) or line for line in lines]
         picked = self.pick(revived)
         if not picked:
-            raise Unexpected(f"{self.what} were not found")
+            raise Unexpected(f"not found: {self.what}")
         if any(_uncommented(lines[i]) is None for i in picked):
-            raise Unexpected(f"{self.what} are partly commented out already")
+            raise Unexpected(f"partly commented out already: {self.what}")
         return APPLIED
 
     def apply(self, text: str) -> str:
