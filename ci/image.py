@@ -243,7 +243,13 @@ def _stream_build(chunks: Iterator[dict[str, Any]]) -> str:
 
 
 def build_unverified(
-    client, base: str, binary: bytes | None, labels: dict[str, str], repository: str, mtime: int
+    client,
+    base: str,
+    binary: bytes | None,
+    labels: dict[str, str],
+    repository: str,
+    mtime: int,
+    nocache: bool = False,
 ) -> tuple[str, str]:
     """Build FROM `base` under a throwaway tag; return (that reference, image id)."""
     import docker
@@ -259,6 +265,7 @@ def build_unverified(
                 pull=False,
                 rm=True,
                 forcerm=True,
+                nocache=nocache,
                 decode=True,
             )
         )
