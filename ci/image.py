@@ -15,7 +15,7 @@ import os
 import re
 import secrets
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -289,6 +289,7 @@ def remove_quietly(client, reference: str) -> None:
 def mosn_version_in(client, reference: str) -> tuple[int, str]:
     """Run the image's mosn --version, cut off from any network; return (exit code, output)."""
     import docker
+    import requests
 
     container = client.containers.create(
         reference,
@@ -302,7 +303,10 @@ def mosn_version_in(client, reference: str) -> tuple[int, str]:
             container.start()
         except docker.errors.APIError as exc:
             return -1, str(exc.explanation or exc)
-        code = container.wait(timeout=VERIFY_TIMEOUT)["StatusCode"]
+        try:
+            code = container.wait(timeout=VERIFY_TIMEOUT)["StatusCode"]
+        except requests.exceptions.RequestException:
+            return -1, f"still running after {VERIFY_TIMEOUT}s (a proxy starting, not --version?)"
         output = container.logs(stdout=True, stderr=True).decode(errors="replace")
         return code, output.strip()
     finally:
@@ -484,9 +488,44 @@ def image(settings: Settings) -> ImageResult:
 
     with log.stage("connect to the Docker engine"):
         client = connect()
+    with engine_errors():
+        result = _build_verify_tag(
+            client, settings, name, tags, labels, dist, binary, prepare_full, auth
+        )
+        if settings.push:
+            push_all(client, result, auth, secret_values)
+    write_image_json(dist.root, result)
+    return result
+
+
+@contextlib.contextmanager
+def engine_errors() -> Iterator[None]:
+    """An engine failure this module did not foresee still ends as one line, not a traceback."""
+    import docker
+    import requests
+
+    try:
+        yield
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        reason = getattr(exc, "explanation", None) or str(exc)
+        raise UserError(
+            f"the Docker engine failed: {reason}; check dockerd and run again"
+        ) from None
+
+
+def _build_verify_tag(
+    client,
+    settings: Settings,
+    name: ImageName,
+    tags: list[str],
+    labels: dict[str, str],
+    dist: Dist,
+    binary: bytes | None,
+    prepare_full: Callable[[str, str], str] | None,
+    auth: dict[str, str] | None,
+) -> ImageResult:
     if auth:
         login(client, auth, name)
-
     cleanup: list[str] = []
     try:
         if prepare_full is None:
@@ -511,12 +550,7 @@ def image(settings: Settings) -> ImageResult:
     finally:
         for reference in cleanup:
             remove_quietly(client, reference)
-
-    result = ImageResult(name.repository, tags, image_id, labels)
-    if settings.push:
-        push_all(client, result, auth, secret_values)
-    write_image_json(dist.root, result)
-    return result
+    return ImageResult(name.repository, tags, image_id, labels)
 
 
 def write_image_json(root: Path, result: ImageResult) -> None:

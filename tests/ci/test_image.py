@@ -333,3 +333,26 @@ def test_username_without_password_is_refused(dist_dir):
         "--push", "--registry-username", "someone", env={"REGISTRY_PASSWORD": ""},
     )  # fmt: skip
     refused(result, "REGISTRY_PASSWORD is empty")
+
+
+@pytest.mark.docker
+def test_a_failed_later_tag_names_the_tags_already_pushed(
+    docker_client, busybox_base, registry, repositories
+):
+    """All tags name one verified image, so a tag already pushed is whole; the error says
+    which are there. Here the engine refuses the second push because that tag is gone."""
+    repository = f"{registry}/{unique('partial')}/proxyv2"
+    repositories.append(repository)
+    unverified, image_id = image.build_unverified(
+        docker_client, busybox_base, None, {"test": "partial"}, repository, 0
+    )
+    image.apply_tags(docker_client, unverified, image_id, repository, ["first"])
+    result = image.ImageResult(repository, ["first", "second"], image_id, {})
+    with pytest.raises(UserError) as caught:
+        image.push_all(docker_client, result, None, [])
+    message = str(caught.value)
+    assert message.startswith(f"push of {repository}:second failed")
+    assert "already pushed (verified, same image): first" in message
+    path = repository.split("/", 1)[1]
+    assert registry_tags(registry, path) == (200, ["first"])
+    assert registry_digest(registry, path, "first") == result.digest

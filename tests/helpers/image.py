@@ -73,10 +73,16 @@ def local_references(client, repository: str) -> list[str]:
 
 
 def remove_repository(client, repository: str) -> None:
-    """Remove every image named in `repository`, tags and pulled-by-digest ones alike."""
+    """Drop every reference into `repository` (tags and pulled-by-digest names), never by image
+    id: an id may also carry names this test did not make, such as the shared base image's."""
     for found in client.images.list(name=repository):
-        with contextlib.suppress(Exception):
-            client.images.remove(found.id, force=True)
+        references = [
+            *(t for t in found.tags if t.startswith(repository + ":")),
+            *(d for d in found.attrs.get("RepoDigests") or [] if d.startswith(repository + "@")),
+        ]
+        for reference in references:
+            with contextlib.suppress(Exception):
+                client.images.remove(reference)
 
 
 def run_in_image(client, reference: str, *command: str, entrypoint: str) -> str:
