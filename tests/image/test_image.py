@@ -10,7 +10,6 @@ import pytest
 from ci import image, istio_env, names
 from ci.errors import UserError
 from tests.helpers.image import (
-    copy_dist,
     htpasswd_file,
     invoke,
     last_line,
@@ -91,20 +90,6 @@ def test_istio_env_round_trip_keeps_equals_signs_in_values(tmp_path):
 
 
 # ---- against the engine ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def dist_dir(built_dist, tmp_path):
-    return copy_dist(built_dist.root, tmp_path / "dist")
-
-
-@pytest.fixture
-def repositories(docker_client):
-    """Repositories a test creates; every local tag in them is removed afterwards."""
-    made: list[str] = []
-    yield made
-    for repository in made:
-        remove_repository(docker_client, repository)
 
 
 def expected_version(dist_dir) -> str:

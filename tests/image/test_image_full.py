@@ -13,24 +13,17 @@ import pytest
 from ci import istio_env, names
 from tests.helpers.image import (
     ISTIO_STANDIN,
-    copy_dist,
     invoke,
     last_line,
     local_references,
     make_istio_standin,
     registry_digest,
-    remove_repository,
     run_in_image,
     serve_directory,
     unique,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-
-@pytest.fixture
-def dist_dir(built_dist, tmp_path):
-    return copy_dist(built_dist.root, tmp_path / "dist")
 
 
 @pytest.fixture
@@ -60,14 +53,6 @@ def write_istio_env(dist_dir, built_dist, url: str, base_url: bool = True, linux
     if base_url:
         values[names.ISTIO_ENVOY_BASE_URL] = url
     istio_env.write(dist_dir / names.ISTIO_ENV, values)
-
-
-@pytest.fixture
-def repositories(docker_client):
-    made: list[str] = []
-    yield made
-    for repository in made:
-        remove_repository(docker_client, repository)
 
 
 def recorded_make_vars(checkout) -> dict[str, str]:
