@@ -457,6 +457,7 @@ def image(settings: Settings) -> ImageResult:
     """Build (quick: binary swap; full: Istio's make), verify, tag, optionally push."""
     check_choices(settings)
     name = parse_image_name(settings.image)
+    auth = credentials(settings) if settings.push else None
     dist = load_dist(settings)
     if settings.mode == "quick":
         if not settings.base:
@@ -469,6 +470,8 @@ def image(settings: Settings) -> ImageResult:
     else:
         from ci import istio_build
 
+        if settings.base:
+            log.warn("--base is for quick mode; full mode builds FROM Istio's own base image")
         istio_version = settings.istio_version
         if istio_version != dist.istio_version:
             raise UserError(
@@ -483,8 +486,6 @@ def image(settings: Settings) -> ImageResult:
     )
     labels = image_labels(dist, istio_version, settings.mosn_repo)
     secret_values = [str(settings.registry_password or "")]
-
-    auth = credentials(settings) if settings.push else None
 
     with log.stage("connect to the Docker engine"):
         client = connect()
