@@ -341,3 +341,21 @@ def test_a_failed_later_tag_names_the_tags_already_pushed(
     path = repository.split("/", 1)[1]
     assert registry_tags(registry, path) == (200, ["first"])
     assert registry_digest(registry, path, "first") == result.digest
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (("--mode", "fast"), "--mode 'fast' is not one of quick, full"),
+        (("--mode", "full", "--wasm", "skip"), "--wasm 'skip' is not one of placeholder, patch"),
+        ((), "quick mode needs a base image: pass --base"),
+        (("--mode", "full", "--istio-version", "1.9.0"), "stamped for Istio 1.10.6, not 1.9.0"),
+    ],
+)
+def test_bad_choices_are_refused_before_the_engine_is_asked(dist_dir, extra, says):
+    result = invoke(
+        "image", "--image", "example.invalid/m/proxyv2", "--dist", str(dist_dir), *extra,
+        env={"DOCKER_HOST": "unix:///nonexistent"},
+    )  # fmt: skip
+    refused(result, says)
+    assert not (dist_dir / names.IMAGE_JSON).exists()
