@@ -49,17 +49,20 @@ def read_istio_env(dist: Dist, wasm: str) -> dict[str, str]:
             )
         )
     chosen = {key: values[key] for key in PASSED_ON if values.get(key)}
-    for key, value in chosen.items():
-        # Istio's Makefile exports its variables, so even make arguments reach its build
-        # container through the filtered environment.
+    refuse_blocked(chosen, f"in {path}", "republish to URLs without them (e.g. --public)")
+    return chosen
+
+
+def refuse_blocked(values: dict[str, str], where: str, fix: str) -> None:
+    """Istio's Makefile exports its variables, so even make arguments reach its build container
+    through the filtered environment: refuse what it would drop silently."""
+    for key, value in values.items():
         blocked = names.blocked_substrings(key, value)
         if blocked:
             raise UserError(
-                f"{key} in {path} contains {', '.join(blocked)}, which Istio's build container"
-                " drops silently; republish to URLs without them (e.g. a public bucket or the"
-                " artifact server)"
+                f"{key} {where} contains {', '.join(blocked)}, which Istio's build container"
+                f" drops silently; {fix}"
             )
-    return chosen
 
 
 def url_secrets(values: dict[str, str]) -> list[str]:
@@ -130,6 +133,7 @@ def prepare(settings: Settings, dist: Dist) -> Callable[[str, str], str]:
             istio_patch.apply(source)
 
     def run_make(hub: str, tag: str) -> str:
+        refuse_blocked({"HUB": hub}, "(from --image)", "choose another image name")
         hidden = url_secrets(values)
         with log.stage("make clean"):
             proc.run(["make", "clean"], cwd=source, what="make clean", secrets=hidden)

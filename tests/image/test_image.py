@@ -85,7 +85,7 @@ def test_istio_env_round_trip_keeps_equals_signs_in_values(tmp_path):
     istio_env.write(tmp_path / "istio.env", values)
     assert istio_env.read(tmp_path / "istio.env") == values
     (tmp_path / "bad.env").write_text("# comment\n\nNOEQUALS\n")
-    with pytest.raises(UserError, match="bad.env:3 is not a KEY=VALUE line"):
+    with pytest.raises(UserError, match="3 is not (a )?KEY=VALUE"):
         istio_env.read(tmp_path / "bad.env")
 
 

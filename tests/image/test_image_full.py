@@ -186,3 +186,15 @@ def test_placeholder_mode_needs_base_url_and_urls_istio_would_drop_are_refused(
     assert result.returncode == 1
     assert "ISTIO_ENVOY_RELEASE_URL" in last_line(result.stderr)
     assert "contains GO" in last_line(result.stderr)
+
+
+def test_a_hub_istio_would_drop_is_refused_before_make(docker_client, built_dist, dist_dir):
+    write_istio_env(dist_dir, built_dist, "http://127.0.0.1:1")
+    result = invoke(
+        "image", "--mode", "full", "--istio-src", str(ISTIO_STANDIN),
+        "--image", "example.invalid/rvm-mesh/proxyv2", "--dist", str(dist_dir),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert last_line(result.stderr).startswith("error: HUB (from --image) contains rvm")
+    assert "make clean" not in result.stdout
+    assert not (ISTIO_STANDIN / "out").exists()
