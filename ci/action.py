@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import uuid
 from collections.abc import Mapping
 from importlib.util import find_spec
 from pathlib import Path
 
-from ci import config, names
+from ci import build, config, names
 from ci.dist import Dist
 from ci.errors import UserError
+from ci.image import MODES, WASM_MODES, image_tags, parse_image_name
 
 # Action input -> the setting it sets. action.yml's env blocks are checked against this.
 INPUT_SETTINGS: dict[str, str] = {
@@ -60,7 +62,6 @@ DEPENDENCY_MODULES = {
     "requests": "requests",
 }
 STORES = ("server", "s3")
-MODES = ("quick", "full")
 # publish's step outputs, handed to the report step by action.yml.
 PUBLISHED_TARBALLS_ENV = "PUBLISHED_TARBALLS"
 PUBLISHED_ENV_FILE_ENV = "PUBLISHED_ENV_FILE"
@@ -125,9 +126,11 @@ def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
         )
     if s.mode not in MODES:
         found.append(
-            f"mode must be one of {', '.join(MODES)}, got '{s.mode}'; `quick` copies MOSN into "
-            "base-image, `full` builds proxyv2 from Istio's source"
+            f"mode must be one of {', '.join(MODES)}, got '{s.mode}'; `quick` copies MOSN "
+            "into base-image, `full` builds proxyv2 from Istio's source"
         )
+    if s.wasm not in WASM_MODES:
+        found.append(f"wasm must be one of {', '.join(WASM_MODES)}, got '{s.wasm}'")
     if s.push and not s.image:
         found.append(
             "push: true needs image; set `image: <registry>/<repository>` "
@@ -157,13 +160,23 @@ def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
             f"working-directory, here {cwd}); check MOSN out first, e.g. actions/checkout "
             "with `repository: mosn/mosn` and `path: mosn`, then `mosn-src: mosn`"
         )
-    unknown = [p for p in s.platforms if p not in names.PLATFORMS]
-    if unknown:
-        found.append(
-            f"platforms has unknown {', '.join(unknown)}; use a comma-separated list of "
-            f"{', '.join(names.PLATFORMS)}"
-        )
+    # The tasks' own checks of single values, run now instead of after the build.
+    checks = [("platforms", lambda: build.check_platforms(s.platforms))]
+    if s.image:
+        checks.append(("image", lambda: image_tags(parse_image_name(s.image), s.tags, "default")))
+    for name, check in checks:
+        try:
+            check()
+        except UserError as exc:
+            found.append(f"{name}: {in_input_terms(str(exc))}")
     return found
+
+
+def in_input_terms(message: str) -> str:
+    """A task's message with its command-line flags named as the action's inputs."""
+    for name, setting in INPUT_SETTINGS.items():
+        message = re.sub(rf"--{setting.replace('_', '-')}\b(?!-)", name, message)
+    return message
 
 
 def validate(environ: Mapping[str, str], cwd: Path) -> int:

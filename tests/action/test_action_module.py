@@ -39,7 +39,16 @@ def test_defaults_are_valid(tmp_path):
         ({"image": "127.0.0.1:5000/x"}, "mode: quick needs base-image"),
         ({"registry_username": "bot"}, "registry-username and registry-password go together"),
         ({"registry_password": "pw"}, "registry-username and registry-password go together"),
-        ({"platforms": "linux/amd64,windows/386"}, "platforms has unknown windows/386"),
+        ({"platforms": "linux/amd64,windows/386"}, "platforms: unknown platform windows/386"),
+        ({"wasm": "skip"}, "wasm must be one of placeholder, patch, got 'skip'"),
+        (
+            {"image": "proxyv2", "mode": "full"},
+            "image: image name 'proxyv2' has no registry or namespace",
+        ),
+        (
+            {"image": "127.0.0.1:5000/p", "mode": "full", "tags": "ok,not ok"},
+            "image: 'not ok' is not a valid image tag (letters, digits, _ . -, up to 128); fix tags",
+        ),
         ({"server_url": "127.0.0.1:8080"}, "server-url must start with http:// or https://"),
         ({"mosn_src": "no-such-dir"}, "mosn-src 'no-such-dir' is not a folder"),
     ],
