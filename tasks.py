@@ -129,32 +129,33 @@ def e2e(
     image=None,
     istio_version=None,
     plan=False,
-    keep_cluster=None,
+    keep_cluster=False,
     artifacts=None,
     cluster_name=None,
     samples=None,
     ingress_port=None,
     wait_timeout=None,
-    pull_image=None,
+    pull_image=False,
     cache_dir=None,
-    quiet=None,
+    quiet=False,
 ):
     """Prove a proxyv2 image on kind: Istio, Bookinfo, version/weight/header routing."""
     import ci.e2e
 
+    # Boolean flags default to False in invoke; only a given flag may override the layers below.
     s = settings(
         ctx,
         image=image,
         istio_version=istio_version,
-        keep_cluster=keep_cluster,
+        keep_cluster=keep_cluster or None,
         artifacts=artifacts,
         cluster_name=cluster_name,
         samples=samples,
         ingress_port=ingress_port,
         wait_timeout=wait_timeout,
-        pull_image=pull_image,
+        pull_image=pull_image or None,
         cache_dir=cache_dir,
-        quiet=quiet,
+        quiet=quiet or None,
     )
     if plan:
         print("\n".join(ci.e2e.plan_lines(s)))
