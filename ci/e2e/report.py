@@ -108,7 +108,7 @@ def _cell(text: str) -> str:
 
 
 def _text_bars(counts: dict[str, dict[str, int]]) -> list[str]:
-    widest = max((sum(c.values()) for c in counts.values()), default=0) or 1
+    widest = max((v for c in counts.values() for v in c.values()), default=0) or 1
     lines = ["```"]
     for scenario, by_version in counts.items():
         lines.append(scenario)
