@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import io
 import tarfile
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from ci.e2e import istioctl
 from ci.e2e.istioctl import Tools
 from ci.e2e.versions import for_istio
 from ci.errors import UserError
+from tests.helpers.e2e import serving
 
 VERSION = "1.10.6"
 
@@ -26,17 +25,8 @@ class _Quiet(SimpleHTTPRequestHandler):
         pass
 
 
-@contextlib.contextmanager
 def serve(root: Path):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    return serving(functools.partial(_Quiet, directory=str(root)))
 
 
 def _tarball(members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:

@@ -163,9 +163,9 @@ def _handler(app: ProductpageStandIn):
 
 
 @contextlib.contextmanager
-def productpage_server(app: ProductpageStandIn, port: int = 0) -> Iterator[str]:
-    """Serve the stand-in on 127.0.0.1; yields its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(app))
+def serving(handler, port: int = 0) -> Iterator[str]:
+    """Serve `handler` on 127.0.0.1 in a thread; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -174,6 +174,11 @@ def productpage_server(app: ProductpageStandIn, port: int = 0) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def productpage_server(app: ProductpageStandIn, port: int = 0):
+    """The productpage stand-in on 127.0.0.1; a context manager yielding its base URL."""
+    return serving(_handler(app), port)
 
 
 def _deployment(name: str, app_env: str, sidecar: str) -> str:

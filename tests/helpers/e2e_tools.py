@@ -89,17 +89,10 @@ def kubectl(args: list[str]) -> int:
     elif verb == "get" and rest[1] == "pods" and "app=istio-ingressgateway" in rest:
         print(json.dumps({"items": [pod("istio-ingressgateway-x", ["istio-proxy"])]}))
     elif verb == "get" and rest[1] == "pods":
-        names = [
-            "details-v1",
-            "ratings-v1",
-            "reviews-v1",
-            "reviews-v2",
-            "reviews-v3",
-            "productpage-v1",
-        ]
-        print(
-            json.dumps({"items": [pod(f"{n}-x", [n.split("-")[0], "istio-proxy"]) for n in names]})
-        )
+        from ci.e2e.plan import BOOKINFO_DEPLOYMENTS
+
+        pods = [pod(f"{n}-x", [n.split("-")[0], "istio-proxy"]) for n in BOOKINFO_DEPLOYMENTS]
+        print(json.dumps({"items": pods}))
     elif verb == "get" and rest[1] == "services":
         items = [
             {"metadata": {"name": n}}
