@@ -81,6 +81,10 @@ class Runner:
             kind_release=plan.row.kind_release,
         )
         self.report.notes.append(f"weighted routing: {self.design.describe()}")
+        if self.design.false_fail > stats.ALPHA or self.design.false_pass > stats.BETA:
+            log.warn(
+                f"--samples {self.design.n} is weaker than the default: {self.design.describe()}"
+            )
 
     # -- the run ----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import pytest
 
 from ci.config import Settings
 from ci.e2e.istioctl import Tools
+from ci.e2e.plan import BOOKINFO_DEPLOYMENTS
 from ci.e2e.versions import for_istio
 from tests.helpers import e2e as standin
 from tests.helpers.net import free_port
@@ -28,7 +29,7 @@ kubectl delete -n "${NAMESPACE}" -f "$(dirname "$0")/bookinfo.yaml"
 
 def _wrapper(path: Path, tool: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f'#!/bin/sh\nexec {sys.executable} {TOOLS_SCRIPT} {tool} "$@"\n')
+    path.write_text(f'#!/bin/sh\nexec {sys.executable} -S {TOOLS_SCRIPT} {tool} "$@"\n')
     path.chmod(0o755)
 
 
@@ -67,6 +68,7 @@ def standin_cluster(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
     monkeypatch.setenv("STANDIN_DIR", str(state))
     monkeypatch.setenv("STANDIN_IMAGE", FULL_IMAGE)
+    monkeypatch.setenv("STANDIN_DEPLOYMENTS", ",".join(BOOKINFO_DEPLOYMENTS))
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     app = standin.ProductpageStandIn(mode_file=state / "mode")
     port = free_port()

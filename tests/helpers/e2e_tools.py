@@ -4,7 +4,7 @@ Invoked as `python3 e2e_tools.py TOOL ARGS...` by small wrappers installed where
 expects the real programs. Each call is logged (JSON lines in $STANDIN_DIR/calls.jsonl) and
 answered with what the real tool prints on a healthy cluster. Applying a VirtualService
 switches the productpage stand-in's routing (via $STANDIN_DIR/mode). $STANDIN_FAIL makes any
-call whose command line contains it exit 1.
+call whose command line contains it exit 1. Runs with `python -S` (stdlib only) to start fast.
 """
 
 from __future__ import annotations
@@ -89,9 +89,8 @@ def kubectl(args: list[str]) -> int:
     elif verb == "get" and rest[1] == "pods" and "app=istio-ingressgateway" in rest:
         print(json.dumps({"items": [pod("istio-ingressgateway-x", ["istio-proxy"])]}))
     elif verb == "get" and rest[1] == "pods":
-        from ci.e2e.plan import BOOKINFO_DEPLOYMENTS
-
-        pods = [pod(f"{n}-x", [n.split("-")[0], "istio-proxy"]) for n in BOOKINFO_DEPLOYMENTS]
+        deployments = os.environ["STANDIN_DEPLOYMENTS"].split(",")
+        pods = [pod(f"{n}-x", [n.split("-")[0], "istio-proxy"]) for n in deployments]
         print(json.dumps({"items": pods}))
     elif verb == "get" and rest[1] == "services":
         items = [
