@@ -15,6 +15,7 @@ is used where it fits, in tests/e2e/test_live_kind.py, with those defects worked
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 
@@ -90,6 +91,8 @@ class Runner:
 
     def run(self) -> Report:
         self.plan.artifacts.mkdir(parents=True, exist_ok=True)
+        # Diagnostics from an earlier failed run must not be read as this run's.
+        shutil.rmtree(self.plan.diagnostics, ignore_errors=True)
         first_failure: Check | None = None
         try:
             for step in self.plan.main():

@@ -12,6 +12,7 @@ what the real run asserts, and they are tested here without a cluster.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -95,6 +96,9 @@ class Step:
 CLUSTER, OWNED, NOTHING = "cluster", "owned", ""
 
 
+_CLUSTER_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]{0,48}[a-z0-9])?")
+
+
 def full_image(image: str, pull: bool) -> str:
     """A `registry/repo:tag` reference, as Istio's charts and the kind nodes need it."""
     image = image.strip()
@@ -137,6 +141,11 @@ class Plan:
         self.rewritten = self.artifacts / "bookinfo-mosn.yaml"
         self.istio_manifest = self.artifacts / "istio-manifest.yaml"
         self.bookinfo = self.tools.samples / "bookinfo"
+        if not _CLUSTER_NAME.fullmatch(settings.cluster_name):
+            raise UserError(
+                f"--cluster-name {settings.cluster_name!r} is not a kind cluster name; use "
+                "lowercase letters, digits, '-' and '.' (e.g. mosn-proxyv2)"
+            )
         if not 1 <= settings.ingress_port <= 65535:
             raise UserError(f"--ingress-port {settings.ingress_port} is not a TCP port (1-65535)")
         if settings.wait_timeout <= 0:
@@ -347,6 +356,8 @@ class Plan:
             "-sS",
             "productpage:9080/productpage",
             expect=shows_title,
+            # Ready pods can still be waiting for their first routes from istiod.
+            poll=True,
         )
 
     def _gateway(self) -> Iterator[Item]:

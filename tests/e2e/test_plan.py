@@ -121,6 +121,11 @@ def test_a_digest_image_needs_pull_mode():
             "to ci/e2e/versions.py or pass a supported --istio-version",
         ),
         (
+            ("--image", "a/b:c", "--cluster-name", "../Prod"),
+            "error: --cluster-name '../Prod' is not a kind cluster name; use lowercase letters, "
+            "digits, '-' and '.' (e.g. mosn-proxyv2)",
+        ),
+        (
             ("--image", "a/b:c", "--ingress-port", "70000"),
             "error: --ingress-port 70000 is not a TCP port (1-65535)",
         ),

@@ -47,7 +47,11 @@ def _planned(plan: Plan, steps) -> list[list[str]]:
 
 def test_standin_run_executes_the_plan_in_order_and_passes_every_check(standin_cluster):
     settings = standin_cluster.settings
+    stale = settings.path("artifacts") / "diagnostics" / "events.txt"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("from an earlier failed run\n")
     report = run(settings, arch="amd64")
+    assert not stale.parent.exists()
 
     plan = Plan(settings, "amd64")
     calls = standin_cluster.calls()
