@@ -162,6 +162,9 @@ class Runner:
                 stream=not quiet_output,
                 check=cmd.check and not cmd.poll,
                 hint=cmd.hint,
+                # Output that is parsed (JSON, manifests) must not carry stderr's warnings;
+                # diagnostics (check=False) keep both streams.
+                separate_stderr=cmd.expect is not None or (cmd.save is not None and cmd.check),
             )
             if cmd.save is not None:
                 cmd.save.parent.mkdir(parents=True, exist_ok=True)

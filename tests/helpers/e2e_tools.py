@@ -45,6 +45,9 @@ def main(tool: str, args: list[str]) -> int:
     if fail and fail in f"{tool} {line}":
         print(f"{tool}: stand-in failure for {fail!r}", file=sys.stderr)
         return 1
+    if (tool == "kubectl" and "get" in args) or args[:1] == ["kube-inject"]:
+        # Like the real tools: warnings go to stderr and must not reach parsed output.
+        print("Warning: stand-in API deprecation notice", file=sys.stderr)
     if tool == "docker":
         print("sha256:" + "ab" * 32)
     elif tool == "kind":
