@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -72,8 +73,9 @@ def live(tmp_path, monkeypatch):
         CLUSTER_NAME,
         kubeconfig=tmp_path / "kubeconfig",
         image=row.node_image,
-        kind_path=kind,
-        kubectl_path=kubectl,
+        # KindCluster calls .exists() on these: Paths, not the strings shutil.which returns.
+        kind_path=Path(kind),
+        kubectl_path=Path(kubectl),
     )
     try:
         cluster.create()
