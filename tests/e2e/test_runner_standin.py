@@ -136,3 +136,13 @@ def test_routing_that_never_settles_fails_within_the_wait_timeout(standin_cluste
     standin_cluster.app.mode_file = None
     with pytest.raises(UserError, match="only v1 answers: still not true after 1s"):
         runner.all_v1()
+
+
+def test_standin_istio_left_behind_fails_the_run_after_every_cleanup_step(
+    standin_cluster, monkeypatch
+):
+    monkeypatch.setenv("STANDIN_SHAPES", "istio-left")
+    with pytest.raises(UserError, match="e2e check 'nothing left' failed: still present: "):
+        run(standin_cluster.settings.replace(wait_timeout=1))
+    flat = [" ".join(c) for c in standin_cluster.calls()]
+    assert flat[-1].startswith("kind delete cluster")

@@ -103,6 +103,11 @@ def kubectl(args: list[str]) -> int:
         print(json.dumps({"items": items}))
     elif verb == "get" and rest[1] == "deployments,services,pods":
         print(json.dumps({"items": [{"kind": "Service", "metadata": {"name": "kubernetes"}}]}))
+    elif verb == "get" and rest[1].startswith("crd,"):
+        if "istio-left" in SHAPES:
+            print(
+                "customresourcedefinition.apiextensions.k8s.io/virtualservices.networking.istio.io"
+            )
     elif verb == "get" and rest[1] == "namespaces":
         print("namespace/default\nnamespace/kube-system")
     elif verb == "exec":
