@@ -79,7 +79,9 @@ def published_sha256(url: str, timeout: float = 60.0) -> str:
     try:
         response = requests.get(url, timeout=timeout)
     except requests.RequestException as exc:
-        raise UserError(f"could not fetch checksum {url}: {exc}; check the network") from None
+        raise UserError(
+            f"could not fetch checksum {url} ({type(exc).__name__}); check the network"
+        ) from None
     if response.status_code != 200:
         raise UserError(f"checksum {url} answered {response.status_code}; check the version")
     fields = response.text.split()
@@ -91,9 +93,11 @@ def published_sha256(url: str, timeout: float = 60.0) -> str:
 
 def download(url: str, dest: Path, sha256: str, timeout: float = 300.0) -> None:
     """Fetch url into dest if sha256 matches; on mismatch or error nothing is left at dest."""
+    made_folder = not dest.parent.exists()
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
+    ok = False
     try:
         with os.fdopen(fd, "wb") as handle:
             try:
@@ -105,7 +109,9 @@ def download(url: str, dest: Path, sha256: str, timeout: float = 300.0) -> None:
                     for chunk in response.iter_content(chunk_size=1 << 20):
                         handle.write(chunk)
             except requests.RequestException as exc:
-                raise UserError(f"could not download {url}: {exc}; check the network") from None
+                raise UserError(
+                    f"could not download {url} ({type(exc).__name__}); check the network"
+                ) from None
         actual = sha256_file(tmp)
         if actual != sha256.lower():
             raise UserError(
@@ -114,9 +120,13 @@ def download(url: str, dest: Path, sha256: str, timeout: float = 300.0) -> None:
             )
         tmp.chmod(0o755)
         os.replace(tmp, dest)
+        ok = True
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if made_folder and not ok:
+            with contextlib.suppress(OSError):
+                dest.parent.rmdir()
 
 
 def _safe_extract(archive: Path, into: Path) -> None:

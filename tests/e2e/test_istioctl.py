@@ -121,7 +121,7 @@ def test_download_checks_a_pinned_digest_and_leaves_no_part_file(tmp_path):
     with serve(site) as base:
         with pytest.raises(UserError, match="the download is corrupt or was replaced"):
             istioctl.download(f"{base}/kind", dest, "1" * 64)
-        assert list(dest.parent.iterdir()) == []
+        assert not dest.parent.exists()
         istioctl.download(f"{base}/kind", dest, hashlib.sha256(b"kind binary").hexdigest())
     assert dest.read_bytes() == b"kind binary" and dest.stat().st_mode & 0o111
 
@@ -145,3 +145,14 @@ def test_release_urls_follow_the_projects_layouts():
     assert istioctl.kubectl_url(row, "amd64") == (
         "https://dl.k8s.io/release/v1.24.7/bin/linux/amd64/kubectl"
     )
+
+
+def test_an_unreachable_host_is_one_line_and_leaves_no_folder(tmp_path):
+    from tests.helpers.net import free_port
+
+    dest = tmp_path / "cache" / "tools" / "kind-v0.17.0" / "kind"
+    url = f"http://127.0.0.1:{free_port()}/kind"
+    with pytest.raises(UserError) as failure:
+        istioctl.download(url, dest, "1" * 64)
+    assert str(failure.value) == f"could not download {url} (ConnectionError); check the network"
+    assert not dest.parent.exists()
