@@ -252,6 +252,7 @@ class Runner:
         )
         counts = self.client.count(http, self.design.n)
         self.report.counts["50/50 v1/v3"] = counts
+        self.report.bands["50/50 v1/v3"] = (self.design.lo, self.design.hi)
         verdict = stats.weighted_verdict(counts, self.design)
         low, high = verdict.interval
         detail = (

@@ -46,6 +46,8 @@ class Report:
     checks: list[Check] = field(default_factory=list)
     # scenario -> reviews version -> responses observed
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    # scenario -> (lowest, highest) count of the checked version that passes
+    bands: dict[str, tuple[int, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -61,7 +63,7 @@ class Report:
         }
         atomic_write(paths["junit"], junit_xml(self))
         atomic_write(paths["markdown"], markdown(self, chart_name=CHART))
-        atomic_write(paths["chart"], svg_chart(self.counts))
+        atomic_write(paths["chart"], svg_chart(self.counts, self.bands))
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
             with open(summary, "a", encoding="utf-8") as handle:
@@ -157,13 +159,20 @@ def markdown(report: Report, chart_name: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def svg_chart(counts: dict[str, dict[str, int]]) -> str:
-    """Grouped bars: one group per scenario, one bar per reviews version (SVG 1.1 text)."""
+def svg_chart(
+    counts: dict[str, dict[str, int]], bands: dict[str, tuple[int, int]] | None = None
+) -> str:
+    """Grouped bars: one group per scenario, one bar per reviews version (SVG 1.1 text).
+
+    `bands` shades, per scenario, the range of counts that passes (the 50/50 acceptance region).
+    """
     bar, gap, group_gap, height, top, left, bottom = 18, 4, 28, 220, 30, 50, 70
     groups = list(counts.items())
     series_width = len(SERIES) * (bar + gap)
     width = left + max(1, len(groups)) * (series_width + group_gap) + 140
-    peak = max((v for _, c in groups for v in c.values()), default=0) or 1
+    bands = bands or {}
+    values = [v for _, c in groups for v in c.values()] + [hi for _, hi in bands.values()]
+    peak = max(values, default=0) or 1
     total_height = top + height + bottom
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{total_height}" '
@@ -176,6 +185,14 @@ def svg_chart(counts: dict[str, dict[str, int]]) -> str:
     ]
     for index, (scenario, by_version) in enumerate(groups):
         x0 = left + index * (series_width + group_gap)
+        if scenario in bands:
+            lo, hi = bands[scenario]
+            y_hi, y_lo = top + height - height * hi / peak, top + height - height * lo / peak
+            parts.append(
+                f'<rect x="{x0 - 2}" y="{y_hi:.1f}" width="{series_width}" '
+                f'height="{y_lo - y_hi:.1f}" fill="#2ca02c" fill-opacity="0.15">'
+                f"<title>{escape(scenario)}: passes with {lo}..{hi}</title></rect>"
+            )
         for offset, version in enumerate(SERIES):
             value = by_version.get(version, 0)
             h = round(height * value / peak)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from ci.e2e.report import FAILED, SKIPPED, Check, Report
 
 
@@ -23,6 +25,7 @@ def _report() -> Report:
         "no rules": {"v1": 4, "v2": 3, "v3": 5},
         "50/50 v1/v3": {"v1": 20, "v3": 80},
     }
+    report.bands["50/50 v1/v3"] = (34, 66)
     report.notes.append("weighted routing: N=100")
     return report
 
@@ -54,7 +57,12 @@ def test_markdown_lists_checks_counts_durations_and_links_the_chart(tmp_path):
 def test_svg_parses_and_draws_one_bar_per_version_and_scenario(tmp_path):
     svg = ET.parse(_report().write(tmp_path)["chart"]).getroot()  # noqa: S314 - our own file
     ns = {"s": "http://www.w3.org/2000/svg"}
-    bars = [r for r in svg.findall("s:rect", ns) if r.find("s:title", ns) is not None]
+    titled = [r for r in svg.findall("s:rect", ns) if r.find("s:title", ns) is not None]
+    bars = [r for r in titled if "passes with" not in r.find("s:title", ns).text]
+    band = next(r for r in titled if "passes with" in r.find("s:title", ns).text)
+    assert band.find("s:title", ns).text == "50/50 v1/v3: passes with 34..66"
+    # The band spans counts 34..66 on the same scale as the bars (80 is the tallest).
+    assert float(band.get("height")) == pytest.approx(220 * (66 - 34) / 80, abs=0.1)
     titles = [r.find("s:title", ns).text for r in bars]
     assert len(bars) == 2 * 5
     assert "50/50 v1/v3: v3 80" in titles and "no rules: v2 3" in titles
