@@ -164,3 +164,60 @@ def image(
             quiet=quiet,
         )
     )
+
+
+E2E_HELP = {
+    "image": "the proxyv2 image to prove, REGISTRY/REPO:TAG (loaded into kind from Docker)",
+    "istio-version": "Istio release to install; picks kind and the node image (default 1.10.6)",
+    "plan": "print every command the run would execute, in order, and exit (no cluster)",
+    "keep-cluster": "leave the kind cluster running afterwards (Istio and Bookinfo still removed)",
+    "artifacts": "folder for the report, manifests and diagnostics (default e2e-artifacts/)",
+    "cluster-name": "kind cluster name; must not exist yet (default mosn-proxyv2)",
+    "samples": "requests for the 50/50 check (default 0: the N chosen in ci/e2e/stats.py)",
+    "ingress-port": "host port on 127.0.0.1 mapped to the ingress gateway (default 30080)",
+    "wait-timeout": "seconds to wait for rollouts and for routing to settle (default 300)",
+    "pull-image": "let the cluster pull --image from its registry instead of kind load",
+    "cache-dir": "where kind, kubectl and the Istio release are cached",
+    "quiet": "print only warnings and errors",
+}
+
+
+@task(help=E2E_HELP)
+@friendly
+def e2e(
+    ctx,
+    image=None,
+    istio_version=None,
+    plan=False,
+    keep_cluster=False,
+    artifacts=None,
+    cluster_name=None,
+    samples=None,
+    ingress_port=None,
+    wait_timeout=None,
+    pull_image=False,
+    cache_dir=None,
+    quiet=False,
+):
+    """Prove a proxyv2 image on kind: Istio, Bookinfo, version/weight/header routing."""
+    import ci.e2e
+
+    # Boolean flags default to False in invoke; only a given flag may override the layers below.
+    s = settings(
+        ctx,
+        image=image,
+        istio_version=istio_version,
+        keep_cluster=keep_cluster or None,
+        artifacts=artifacts,
+        cluster_name=cluster_name,
+        samples=samples,
+        ingress_port=ingress_port,
+        wait_timeout=wait_timeout,
+        pull_image=pull_image or None,
+        cache_dir=cache_dir,
+        quiet=quiet or None,
+    )
+    if plan:
+        print("\n".join(ci.e2e.plan_lines(s)))
+        return
+    ci.e2e.run(s)
