@@ -26,6 +26,8 @@ CHECKOUT = "actions/checkout@11d5960a326750d5838078e36cf38b85af677262"  # v4.4.0
 ACT_FLAGS = (
     "-P",
     "ubuntu-latest=-self-hosted",
+    "-P",
+    "ubuntu-24.04=-self-hosted",
     "--action-offline-mode",
     "--pull=false",
     "--no-cache-server",
@@ -125,8 +127,16 @@ def action_workflow(with_: dict, after: list[dict] | None = None) -> dict:
     }
 
 
-def run_act(repo: Path, cache: Path, variables: dict[str, str], timeout: float = 600) -> ActRun:
-    """Run the push event of WORKFLOW; `variables` become the `vars` context.
+def run_act(
+    repo: Path,
+    cache: Path,
+    variables: dict[str, str],
+    timeout: float = 600,
+    workflow: str = WORKFLOW,
+    event: Path | None = None,
+) -> ActRun:
+    """Run the push event of `workflow`; `variables` become the `vars` context, `event` is the
+    event's JSON payload (e.g. the ref of a pushed tag).
 
     Values go in as `vars`, not `secrets`: act hides secrets itself, so only values the action
     masks (::add-mask::) are hidden, which is what a test of the action's masking needs.
@@ -135,8 +145,9 @@ def run_act(repo: Path, cache: Path, variables: dict[str, str], timeout: float =
         "act",
         "push",
         "-W",
-        WORKFLOW,
+        workflow,
         *ACT_FLAGS,
+        *(["--eventpath", str(event)] if event else []),
         "--action-cache-path",
         str(cache),
         *(f"--var={key}={value}" for key, value in variables.items()),
