@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from tests.helpers.action import action_workflow, make_repo, run_act
 from tests.helpers.net import free_port
@@ -27,6 +28,7 @@ from tests.helpers.net import free_port
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+SELFTEST = ROOT / ".github" / "workflows" / "action-selftest.yml"
 # The action calls `invoke publish` and `invoke image`, written on their own branches; until
 # those are merged here the full run cannot happen (the input check below still runs).
 needs_pipeline = pytest.mark.skipif(
@@ -81,6 +83,11 @@ def stop_server(root: Path) -> None:
         time.sleep(0.1)
 
 
+def selftest_check() -> dict:
+    steps = yaml.safe_load(SELFTEST.read_text())["jobs"]["selftest"]["steps"]
+    return next(step for step in steps if step.get("name") == "Check the outputs")
+
+
 @pytest.fixture
 def remote_base(docker_client, busybox_base, registry):
     """The base image only in a registry, as on a fresh runner: the action has to pull it."""
@@ -91,15 +98,19 @@ def remote_base(docker_client, busybox_base, registry):
     return reference
 
 
-@pytest.fixture
-def act_images(docker_client, auth_registry, registry):
-    """Afterwards, remove the images named after this test's registries (new ports: ours alone)."""
-    yield
-    prefixes = (f"{auth_registry.address}/", f"{registry}/")
-    for image in docker_client.images.list():
+def remove_images(client, *registries: str) -> None:
+    """Remove the images named after these registries (each test's has a new port: ours alone)."""
+    prefixes = tuple(f"{registry}/" for registry in registries)
+    for image in client.images.list():
         refs = image.tags + image.attrs.get("RepoDigests", [])
         if any(ref.startswith(prefixes) for ref in refs):
-            docker_client.images.remove(image.id, force=True)
+            client.images.remove(image.id, force=True)
+
+
+@pytest.fixture
+def act_images(docker_client, auth_registry, registry):
+    yield
+    remove_images(docker_client, auth_registry.address, registry)
 
 
 @needs_pipeline
@@ -143,9 +154,22 @@ def test_action_builds_publishes_and_pushes(
             'echo "after the action: token $TOKEN password $PASSWORD"\n'
         ),
     }
-    workflow = action_workflow(with_, after=[record])
+    # Then the check action-selftest.yml runs on GitHub, verbatim, after a login kept in a
+    # throwaway Docker config (the registry here wants a password, GitHub's service does not).
+    login = {
+        "name": "Log in to pull",
+        "env": {"PASSWORD": "${{ vars.REGISTRY_PASSWORD }}"},
+        "run": (
+            f'echo "$PASSWORD" | docker login --username {auth_registry.username}'
+            f" --password-stdin {auth_registry.address}"
+        ),
+    }
+    workflow = action_workflow(with_, after=[record, login, selftest_check()])
     # The bundled server's storage outside act's workspace, which act deletes at the end.
-    workflow["jobs"]["action"]["env"] = {"MOSN_PROXYV2_SERVER_ROOT": str(server_root)}
+    workflow["jobs"]["action"]["env"] = {
+        "MOSN_PROXYV2_SERVER_ROOT": str(server_root),
+        "DOCKER_CONFIG": str(tmp_path / "docker-config"),
+    }
     variables = {"SERVER_TOKEN": token, "REGISTRY_PASSWORD": auth_registry.password}
     try:
         # A default changed in the action's own invoke.yaml must reach the tasks.
@@ -198,6 +222,7 @@ def test_action_builds_publishes_and_pushes(
         assert manifest.status_code == 200
         assert manifest.headers["Docker-Content-Digest"] == digest
         pinned = f"{repository}@{digest}"
+        remove_images(docker_client, auth_registry.address)  # so that the pull is a real one
         docker_client.images.pull(
             pinned,
             auth_config={"username": auth_registry.username, "password": auth_registry.password},
@@ -207,6 +232,7 @@ def test_action_builds_publishes_and_pushes(
         )
         assert printed.decode().strip() == f"mosn version {version}"
         assert f"::group::docker pull {remote_base}" in run.log
+        assert "Success - Main Check the outputs" in run.log
 
         # The job summary: each tarball with its sha256 and URL, the image with its digest.
         summaries = run.summaries()
