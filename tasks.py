@@ -104,3 +104,64 @@ def test(ctx, pytest_args="", lint_only=False):
     if not lint_only:
         # pytest exits 5 when it collected nothing: that is a failure here, like any non-zero.
         ctx.run(f"{sys.executable} -m pytest {pytest_args}", echo=True, pty=False)
+
+
+PUBLISH_HELP = {
+    "dist": "dist folder to publish (default dist/, as written by `invoke build`)",
+    "to": "where to publish: server (the bundled artifact server, default) or s3",
+    "server-url": "artifact server base URL (default http://127.0.0.1:8080; started if local and down)",
+    "token": "artifact server write token (better: the ARTIFACT_TOKEN environment variable)",
+    "server-root": "storage folder of a server publish starts itself (default .artifacts)",
+    "bucket": "S3 bucket (--to s3)",
+    "prefix": "folder in the store: files go to <prefix>/<version>/<file> (default mosn)",
+    "endpoint-url": "S3-compatible endpoint, e.g. http://127.0.0.1:9000 (default: AWS)",
+    "region": "S3 region (default: AWS_REGION / the AWS config)",
+    "url-expiry": "lifetime of presigned S3 URLs in seconds (default and maximum 604800)",
+    "public": "write plain S3 object URLs instead of presigned ones (the bucket must allow reads)",
+    "wasm": "placeholder (publish empty WASM files for Istio's init.sh, default) or patch",
+    "force": "replace files already published with different bytes at this version",
+    "quiet": "print only warnings and errors",
+}
+
+
+@task(help=PUBLISH_HELP, optional=["public", "force", "quiet"])
+@friendly
+def publish(
+    ctx,
+    dist=None,
+    to=None,
+    server_url=None,
+    token=None,
+    server_root=None,
+    bucket=None,
+    prefix=None,
+    endpoint_url=None,
+    region=None,
+    url_expiry=None,
+    public=None,
+    wasm=None,
+    force=None,
+    quiet=None,
+):
+    """Upload the dist's tarballs (server or S3), verify them, write DIST/istio.env."""
+    from ci.publish import publish as run_publish
+
+    run_publish(
+        settings(
+            ctx,
+            dist=dist,
+            to=to,
+            server_url=server_url,
+            token=token,
+            server_root=server_root,
+            bucket=bucket,
+            prefix=prefix,
+            endpoint_url=endpoint_url,
+            region=region,
+            url_expiry=url_expiry,
+            public=public,
+            wasm=wasm,
+            force=force,
+            quiet=quiet,
+        )
+    )
