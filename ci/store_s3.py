@@ -161,7 +161,8 @@ class S3Store:
         code = _code(exc)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if code in TRANSIENT_CODES or transient_status(status):
-            return retry.Transient(f"{code} (HTTP {status})" if code else f"HTTP {status}")
+            named = code and code != str(status)
+            return retry.Transient(f"{code} (HTTP {status})" if named else f"HTTP {status}")
         if code in CREDENTIAL_CODES:
             where = f"s3://{self.bucket}/{key.rsplit('/', 1)[0]}/"
             return UserError(
