@@ -1,0 +1,40 @@
+"""Fixtures for the artifact server tests: one live gunicorn server per session, plus helpers."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import pytest
+import requests
+
+from tests.helpers.artifact_server import running_server
+
+TOKEN = "test-token-7f3a"
+OTHER_TOKEN = "second-token-19c2"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory):
+    """A real server (gunicorn, 2 workers) shared by tests that need no special options."""
+    with running_server(
+        tmp_path_factory.mktemp("live") / "root", tokens=[TOKEN, OTHER_TOKEN]
+    ) as url:
+        yield url
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A fresh directory name per test, so tests sharing the live server never collide."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def http():
+    with requests.Session() as session:
+        yield session
