@@ -75,7 +75,7 @@ def parse_size(text: str | int) -> int:
     return int(number) * 1024 ** "_kmgt".index(unit.lower() or "_")
 
 
-def read_token_file(path: str | os.PathLike) -> list[str]:
+def read_tokens(path: str | os.PathLike) -> list[str]:
     """One token per line; blank lines and lines starting with # are ignored."""
     try:
         text = Path(path).read_text()
@@ -106,10 +106,10 @@ def build_config(
     env = os.environ if environ is None else environ
     all_tokens = list(tokens)
     if token_file:
-        all_tokens += read_token_file(token_file)
+        all_tokens += read_tokens(token_file)
     all_tokens += [t.strip() for t in env.get(ENV_TOKENS, "").split(",") if t.strip()]
     if read_token_file:
-        lines = read_token_file(read_token_file)
+        lines = read_tokens(read_token_file)
         read_token = read_token or (lines[0] if lines else "")
     read_token = read_token or env.get(ENV_READ_TOKEN, "")
     if max_upload_size is None:

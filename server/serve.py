@@ -126,8 +126,60 @@ def stop(root: Path, timeout: float = 15.0) -> int | None:
     return pid
 
 
+def stop_and_report(root: Path) -> None:
+    pid = stop(root)
+    print(
+        f"stopped the server from {root} (pid {pid})"
+        if pid
+        else f"no server was running from {root}"
+    )
+
+
 def _reap(pid: int) -> None:
     # When we started the server ourselves it is our child: collect it so it is not a zombie
     # that still answers kill(pid, 0).
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def bind_from_url(url: str) -> str:
+    """`http://127.0.0.1:8080/...` -> `127.0.0.1:8080`: where a server for that URL listens."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise UserError(f"server URL {url!r} has no host; give e.g. http://127.0.0.1:8080")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def run_task(
+    root: str,
+    server_url: str,
+    *,
+    bind: str | None = None,
+    stop_requested: bool = False,
+    workers: int | None = None,
+    threads: int | None = None,
+    access_log: str | None = None,
+    **config_flags,
+) -> None:
+    """What `invoke serve` does: stop the server from `root`, or serve it in the foreground."""
+    from server.config import build_config
+
+    config = build_config(root, **config_flags)
+    if stop_requested:
+        pid = stop(config.root)
+        print(
+            f"stopped the server from {config.root} (pid {pid})"
+            if pid
+            else f"no server was running from {config.root}"
+        )
+        return
+    options = ServeOptions(
+        bind=bind or bind_from_url(server_url),
+        workers=workers or 0,
+        threads=threads or ServeOptions.threads,
+        access_log="-" if access_log is None else access_log,
+    )
+    serve(config, options)

@@ -269,8 +269,13 @@ class Store:
             for name in sorted(filenames):
                 if name.startswith("."):
                     continue
-                rel = os.path.relpath(os.path.join(dirpath, name), self.root)
-                if rel.startswith(prefix) and _valid(rel) and (artifact := self.info(rel)):
+                full = os.path.join(dirpath, name)
+                rel = os.path.relpath(full, self.root)
+                if not (
+                    rel.startswith(prefix) and _valid(rel) and paths.inside(self.root, Path(full))
+                ):
+                    continue
+                if artifact := self.info(rel):
                     found.append(artifact)
         return found
 
@@ -296,6 +301,11 @@ class Store:
         meta_tmp = None
         try:
             sha, size = self._receive(stream, fd)
+            if content_length is not None and size != content_length:
+                # gunicorn ends the body stream quietly when the client goes away.
+                raise ClientDisconnected(
+                    f"the body ended after {size} of {content_length} bytes; nothing stored"
+                )
             if expected_sha256 is not None and sha != expected_sha256:
                 raise ChecksumMismatch(
                     f"body sha256 is {sha}, X-Checksum-Sha256 said {expected_sha256}; nothing stored"

@@ -162,6 +162,9 @@ def _wants_json() -> bool:
 @artifacts.route("/", defaults={"path": ""}, methods=["GET", "HEAD"])
 @artifacts.route("/<anypath:path>", methods=["GET", "HEAD", "PUT", "DELETE"])
 def artifact(path: str):
+    # The router collapses leading slashes; the raw PATH_INFO decides, so `//etc/passwd` is
+    # judged as the absolute path it is.
+    path = _raw_path()
     if request.method == "PUT":
         return upload(path)
     if request.method == "DELETE":
@@ -170,6 +173,16 @@ def artifact(path: str):
     if path == "" or path.endswith("/") or _store().is_directory(path):
         return browse(path)
     return download(path)
+
+
+def _raw_path() -> str:
+    raw = request.environ.get("PATH_INFO", "")
+    try:
+        # WSGI carries the path as latin-1 code points of the original bytes.
+        decoded = raw.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        raise Refused(400, "bad_path", "path is not valid UTF-8") from None
+    return decoded[1:] if decoded.startswith("/") else decoded
 
 
 def download(path: str) -> Response:

@@ -38,3 +38,30 @@ def prefix() -> str:
 def http():
     with requests.Session() as session:
         yield session
+
+
+def raw_request(
+    base_url: str, method: str, target: str, body: bytes = b"", headers: dict | None = None
+) -> int:
+    """Send one request with the target exactly as given (no client-side normalising of '..',
+    '//' or escapes) and return the status code."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    lines = [
+        f"{method} {target} HTTP/1.1",
+        f"Host: {parts.netloc}",
+        "Connection: close",
+        f"Content-Length: {len(body)}",
+    ]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body)
+        reply = b""
+        while b"\r\n" not in reply:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    return int(reply.split(b" ", 2)[1])
