@@ -106,6 +106,60 @@ def test(ctx, pytest_args="", lint_only=False):
         ctx.run(f"{sys.executable} -m pytest {pytest_args}", echo=True, pty=False)
 
 
+SERVE_HELP = {
+    "root": "directory to serve and store into (default: server_root, .artifacts)",
+    "bind": "HOST:PORT to listen on (default: host and port of server_url, 127.0.0.1:8080)",
+    "workers": "gunicorn worker processes (default: 2 per CPU core)",
+    "threads": "threads per worker (default 8)",
+    "token-file": "file of write tokens, one a line (also env ARTIFACT_TOKENS, comma-separated)",
+    "read-token": "require this bearer token for reads (prefer env ARTIFACT_READ_TOKEN: argv shows in ps)",
+    "read-token-file": "file whose first line is the read token",
+    "max-upload-size": "largest accepted upload, e.g. 2G (default 4G; env ARTIFACT_MAX_UPLOAD_SIZE)",
+    "overwrite": "deny (default) or allow replacing an artifact with different bytes",
+    "read-only": "refuse every PUT and DELETE",
+    "access-log": "access log file, '-' for stdout (default), '' for none",
+    "stop": "stop the server running from --root (reads <root>/.server.pid) and exit",
+}
+
+
+@task(help=SERVE_HELP)
+@friendly
+def serve(
+    ctx,
+    root=None,
+    bind=None,
+    workers=None,
+    threads=None,
+    token_file=None,
+    read_token=None,
+    read_token_file=None,
+    max_upload_size=None,
+    overwrite=None,
+    read_only=False,
+    access_log=None,
+    stop=False,
+):
+    """Run the artifact server (gunicorn) in the foreground; --stop stops a running one."""
+    from server.serve import run_task
+
+    s = settings(ctx, server_root=root)
+    run_task(
+        str(s.path("server_root")),
+        s.server_url,
+        bind=bind,
+        stop_requested=stop,
+        workers=int(workers) if workers else None,
+        threads=int(threads) if threads else None,
+        access_log=access_log,
+        token_file=token_file,
+        read_token=read_token,
+        read_token_file=read_token_file,
+        max_upload_size=max_upload_size,
+        overwrite=overwrite,
+        read_only=read_only or None,
+    )
+
+
 PUBLISH_HELP = {
     "dist": "dist folder to publish (default dist/, as written by `invoke build`)",
     "to": "where to publish: server (the bundled artifact server, default) or s3",
