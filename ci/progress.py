@@ -9,6 +9,8 @@ from ci import log
 
 BAR_WIDTH = 28
 REDRAW_EVERY = 0.1  # seconds
+# In plain logs, a transfer this large gets a start line and a line per quarter.
+PLAIN_STEPS_FROM = 8 << 20
 
 
 def human(size: float) -> str:
@@ -29,7 +31,7 @@ class Progress:
         self._last_draw = 0.0
         self._quarters = 0
         self.bar = sys.stdout.isatty() and not log.is_quiet()
-        if not self.bar:
+        if not self.bar and total >= PLAIN_STEPS_FROM:
             log.info(f"    {verb} {name} ({human(total)})")
 
     def seen(self, count: int) -> None:
@@ -42,7 +44,7 @@ class Progress:
         elif self.total and count < self.total:
             # Plain logs get a line per quarter of a large transfer, not a line per block.
             quarter = count * 4 // self.total
-            if quarter > self._quarters and self.total >= 8 << 20:
+            if quarter > self._quarters and self.total >= PLAIN_STEPS_FROM:
                 self._quarters = quarter
                 log.info(f"    {self.name}: {quarter * 25}%")
 

@@ -118,6 +118,8 @@ def upload(
         uploaded.append(item.name)
     if not uploaded:
         log.info("    nothing uploaded: every file was already there with the same bytes")
+    elif unchanged:
+        log.info(f"    {len(uploaded)} uploaded, {len(unchanged)} already there")
     return uploaded, unchanged
 
 

@@ -142,6 +142,18 @@ def rebuild_with_other_bytes(root: Path) -> str:
     return sha256_file(tarball)
 
 
+def assert_other_bytes_caught(run: Run, dist: Dist, url_start: str) -> None:
+    """The one-line error of a publish whose store handed back other bytes than were sent."""
+    tarball = dist.file(names.LINUX_TARBALL)
+    line = run.last_error_line
+    assert run.code == 1
+    assert line.startswith(f"error: {url_start}")
+    assert f"/mosn.tar.gz: a download gives {tarball.size} bytes with sha256 " in line
+    assert f"not the {tarball.size} bytes with sha256 {tarball.sha256}" in line
+    assert "istio.env was not written" in line
+    assert not (dist.root / names.ISTIO_ENV).exists()
+
+
 def read_env(path: Path) -> dict[str, str]:
     values = {}
     for line in path.read_text().splitlines():
