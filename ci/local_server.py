@@ -58,7 +58,7 @@ def write_token(settings: Settings) -> str:
     host, port = address
     if answering(host, port):
         # Our own earlier auto-started server, or one the user runs: the flag/env token wins.
-        return settings.token or stored_token(root)
+        return Secret(settings.token or stored_token(root))
     if urlsplit(settings.server_url).scheme != "http" or urlsplit(settings.server_url).path.strip(
         "/"
     ):

@@ -58,6 +58,12 @@ class Progress:
         )
         sys.stdout.flush()
 
+    def abandon(self) -> None:
+        """Clear a half-drawn bar so the error that follows starts on a clean line."""
+        if self.bar:
+            sys.stdout.write("\r\x1b[K")
+            sys.stdout.flush()
+
     def finish(self, note: str = "") -> None:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate = f", {human(self.total / elapsed)}/s" if self.total >= 1 << 20 else ""

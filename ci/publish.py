@@ -103,8 +103,8 @@ def upload(
         listed = ", ".join(item.name for item in different)
         raise UserError(
             f"{store.display(different[0].key)}: version {version} is already published with"
-            f" different bytes ({listed}); rebuild with a new --version, or pass --force to"
-            " replace them"
+            f" different bytes ({listed}); build another version (`invoke build --version V`),"
+            " or pass --force to replace them"
         )
     uploaded, unchanged = [], []
     for item in items:
@@ -124,7 +124,7 @@ def upload(
 
 
 def _check(got: Stored | None, item: Item, where: str, display: str) -> None:
-    if got is not None and got.size == item.size and got.sha256 == item.sha256:
+    if same(got, item):
         return
     seen = "nothing" if got is None else f"{got.size} bytes with sha256 {got.sha256 or 'unknown'}"
     raise UserError(

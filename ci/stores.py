@@ -39,6 +39,9 @@ class Item:
         handle: BinaryIO = open(self.source, "rb") if self.source else io.BytesIO(b"")  # noqa: SIM115
         try:
             yield ReadCounter(handle, self.size, progress)
+        except BaseException:
+            progress.abandon()
+            raise
         finally:
             handle.close()
 

@@ -137,7 +137,8 @@ def test_rerun_uploads_nothing_and_other_bytes_need_force(dist, server, prefix, 
     assert refused.code == 1
     assert refused.last_error_line == (
         f"error: {url}: version {version} is already published with different bytes"
-        " (mosn.tar.gz, SHA256SUMS); rebuild with a new --version, or pass --force to replace them"
+        " (mosn.tar.gz, SHA256SUMS); build another version (`invoke build --version V`), or pass"
+        " --force to replace them"
     )
     assert not (dist / names.ISTIO_ENV).exists()
     assert requests.get(url, timeout=10).content == before
