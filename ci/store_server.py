@@ -108,10 +108,13 @@ class ServerStore:
             raise self._error(response, item.key)
         answer = _json(response)
         if answer.get("sha256") != item.sha256 or answer.get("size") != item.size:
+            # What the server holds is our own upload, damaged on the way: take it back, so
+            # that a re-run is not refused as "different bytes".
+            self._delete(item.key)
             raise UserError(
-                f"{self.url(item.key)}: the server reports it stored {answer.get('size')} bytes"
-                f" with sha256 {answer.get('sha256')}, not the {item.size} bytes sent; check for"
-                " a proxy rewriting uploads, then run again"
+                f"{self.url(item.key)}: the server stored {answer.get('size')} bytes with sha256"
+                f" {answer.get('sha256')}, but {item.size} bytes with sha256 {item.sha256} were"
+                " sent (that copy was deleted); check for a proxy rewriting uploads, then run again"
             )
 
     def _upload(self, item: Item) -> requests.Response:

@@ -227,6 +227,20 @@ def test_missing_and_temporary_credentials_are_clear_errors(dist, bucket, moto, 
     assert not (dist / names.ISTIO_ENV).exists()
 
 
+def test_bad_credentials_are_a_clear_error(dist, tmp_path_factory, tmp_path):
+    """A moto that checks credentials (INITIAL_NO_AUTH_ACTION_COUNT=0) knows no key at all."""
+    workdir = tmp_path_factory.mktemp("moto-auth")
+    with moto_server(workdir, INITIAL_NO_AUTH_ACTION_COUNT="0") as strict:
+        run = publish_s3(dist, "mosn-any", strict, s3_environ(tmp_path))
+    assert run.code == 1
+    assert run.last_error_line.startswith("error: S3 refused the request for s3://mosn-any/mosn/")
+    assert "check the credentials boto3 finds (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY" in (
+        run.last_error_line
+    )
+    assert_no_secret(run)
+    assert not (dist / names.ISTIO_ENV).exists()
+
+
 def test_blocklisted_substrings_are_warned(dist, bucket, moto, tmp_path):
     # "GO" in the path (the prefix), and in the presigned signature's credential.
     env = s3_environ(tmp_path, AWS_ACCESS_KEY_ID="AKIAGOODKEY")

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import stat
 import subprocess
+import sys
 
 import pytest
 import requests
@@ -17,6 +19,7 @@ from ci.dist import Dist, sha256_bytes
 from tests.helpers.artifact_server import running_server
 from tests.helpers.net import free_port
 from tests.helpers.publish import (
+    REPO_ROOT,
     StandIn,
     assert_other_bytes_caught,
     copy_dist,
@@ -118,6 +121,8 @@ def test_publish_is_what_istio_build_fetches(built_dist, dist, server, prefix, t
         "sha256": built_dist.file("mosn.tar.gz").sha256,
     }
     assert_no_token(run, env_file, outputs)
+    # Not a terminal: plain lines, no bar redrawn with carriage returns.
+    assert "\r" not in run.stdout and "[#" not in run.stdout
 
 
 def test_rerun_uploads_nothing_and_other_bytes_need_force(dist, server, prefix, tmp_path):
@@ -195,6 +200,36 @@ def test_server_returning_other_bytes_is_caught(dist, server, prefix, tmp_path):
     with StandIn(server, corrupt_get=True) as corrupting:
         run = publish_server(dist, corrupting.url, environ(tmp_path), "--prefix", prefix)
     assert_other_bytes_caught(run, Dist.load(dist), f"{corrupting.url}/{prefix}/")
+
+
+def test_upload_damaged_on_the_way_is_caught_and_taken_back(dist, server, prefix, tmp_path):
+    with StandIn(server, corrupt_put=True) as rewriting:
+        run = publish_server(dist, rewriting.url, environ(tmp_path), "--prefix", prefix)
+    assert run.code == 1
+    assert run.last_error_line.startswith(f"error: {rewriting.url}/{prefix}/")
+    assert "/mosn.tar.gz: the server stored 550" in run.last_error_line
+    assert "(that copy was deleted); check for a proxy rewriting uploads" in run.last_error_line
+    assert not (dist / names.ISTIO_ENV).exists()
+    listing = requests.get(f"{server}/-/api/artifacts", params={"prefix": prefix}, timeout=10)
+    assert listing.json() == []
+    # Nothing left behind, so the same publish on a clean path just works.
+    assert publish_server(dist, server, environ(tmp_path), "--prefix", prefix).code == 0
+
+
+def test_progress_bars_on_a_terminal(dist, server, prefix, tmp_path):
+    command = shlex.join(
+        [sys.executable, "-m", "invoke", "-r", str(REPO_ROOT), "publish", "--dist", str(dist)]
+        + ["--server-url", server, "--prefix", prefix]
+    )
+    tty = subprocess.run(
+        ["script", "-qec", command, "/dev/null"],
+        env=environ(tmp_path),
+        capture_output=True,
+        timeout=120,
+    )
+    assert tty.returncode == 0, tty.stdout
+    assert b"\r    uploading mosn.tar.gz [" in tty.stdout
+    assert b"] 100% 537.3 KB/537.3 KB" in tty.stdout
 
 
 def test_wrong_and_missing_tokens_are_clear_errors(dist, server, prefix, tmp_path):

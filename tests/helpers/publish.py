@@ -37,14 +37,16 @@ S3_ACL_NOT_SUPPORTED = (
 
 
 @contextlib.contextmanager
-def moto_server(workdir: Path) -> Iterator[str]:
-    """moto's S3 API as a real HTTP server process on loopback; yields its endpoint URL."""
+def moto_server(workdir: Path, **env: str) -> Iterator[str]:
+    """moto's S3 API as a real HTTP server process on loopback; yields its endpoint URL.
+    `env` configures moto (e.g. INITIAL_NO_AUTH_ACTION_COUNT="0" to check credentials)."""
     port = free_port()
     log = open(workdir / "moto.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
     )
     try:
         wait_for_port(port)
@@ -224,7 +226,8 @@ class StandIn:
     """A stand-in for the network path to a real server: an HTTP proxy on 127.0.0.1 that
     forwards to `upstream`, after failing the first `fail` requests whose method is in
     `fail_methods` (with `fail_status` and `fail_body`), and that can flip a byte in every
-    GET body (`corrupt_get`), and can refuse ACLs as a bucket with ACLs disabled does
+    GET body (`corrupt_get`) or every PUT body, dropping its X-Checksum-Sha256 header as a
+    rewriting proxy would (`corrupt_put`), and can refuse ACLs as a bucket with ACLs disabled does
     (`refuse_acl`; moto does not enforce that setting). It records the method, path and headers of every request."""
 
     upstream: str
@@ -233,6 +236,7 @@ class StandIn:
     fail_status: int = 503
     fail_body: bytes = b""
     corrupt_get: bool = False
+    corrupt_put: bool = False
     refuse_acl: bool = False
     requests: list[tuple[str, str]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
@@ -273,11 +277,11 @@ class StandIn:
                     self._answer(400, S3_ACL_NOT_SUPPORTED)
                     return
                 conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
-                headers = {
-                    k: v
-                    for k, v in self.headers.items()
-                    if k.lower() not in {"connection", "expect"}
-                }
+                dropped = {"connection", "expect"}
+                if stand_in.corrupt_put and self.command == "PUT" and body:
+                    body = bytes([body[0] ^ 0xFF]) + body[1:]
+                    dropped.add("x-checksum-sha256")
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
                 conn.request(self.command, self.path, body=body, headers=headers)
                 upstream = conn.getresponse()
                 data = upstream.read()
