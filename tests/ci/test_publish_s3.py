@@ -227,6 +227,27 @@ def test_missing_and_temporary_credentials_are_clear_errors(dist, bucket, moto, 
     assert not (dist / names.ISTIO_ENV).exists()
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "checksums", "addressing"),
+    [
+        ("http://127.0.0.1:9000", "when_required", "path"),
+        ("", "when_supported", None),
+        ("https://s3.eu-west-1.amazonaws.com", "when_supported", None),
+    ],
+)
+def test_checksum_settings_relaxed_only_off_aws(monkeypatch, endpoint, checksums, addressing):
+    from ci.config import Settings
+    from ci.store_s3 import S3Store
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET_KEY)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    config = S3Store(Settings(bucket="b", endpoint_url=endpoint)).client.meta.config
+    assert config.request_checksum_calculation == checksums
+    assert config.response_checksum_validation == checksums
+    assert (config.s3 or {}).get("addressing_style") == addressing
+
+
 def test_bad_credentials_are_a_clear_error(dist, tmp_path_factory, tmp_path):
     """A moto that checks credentials (INITIAL_NO_AUTH_ACTION_COUNT=0) knows no key at all."""
     workdir = tmp_path_factory.mktemp("moto-auth")

@@ -4,7 +4,6 @@ a user runs it: `python -m invoke` in a subprocess; Istio's part played with cur
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shlex
 import stat
@@ -289,6 +288,7 @@ def test_build_publish_with_no_arguments_starts_the_bundled_server(mosn_checkout
             f"nothing answered at 127.0.0.1:{port}: started the bundled artifact server"
             in run.stdout
         )
+        assert "stop it with `invoke serve --stop`" in run.stdout
         pid = background.running(root)
         assert pid is not None
         token_file = root / ".write-token"
@@ -313,4 +313,4 @@ def test_build_publish_with_no_arguments_starts_the_bundled_server(mosn_checkout
             requests.get(f"http://127.0.0.1:{port}/-/healthz", timeout=5)
     finally:
         background.stop(root)
-    assert os.listdir(root)
+    assert not (root / ".server.pid").exists()
