@@ -82,6 +82,7 @@ def open_store(settings: Settings) -> Store:
     from ci import local_server
     from ci.store_server import ServerStore
 
+    # The URL is checked (by ServerStore) before a server is started for it.
     store = ServerStore(settings.server_url, "")
     store.token = local_server.write_token(settings)
     return store
