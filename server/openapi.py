@@ -41,7 +41,17 @@ _PATH_PARAM = {
         f"{paths.MAX_PATH_BYTES} bytes or {paths.MAX_SEGMENT_BYTES} bytes per segment, and the "
         "reserved first segment '-'."
     ),
-    "schema": {"type": "string", "minLength": 1},
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": paths.MAX_PATH_BYTES,
+        "pattern": paths.PATTERN,
+    },
+}
+
+_URI_TOO_LONG = {
+    "description": "the request line is longer than gunicorn's limit (4094 bytes); gunicorn's own HTML page",
+    "content": {"text/html": {"schema": {"type": "string"}}},
 }
 
 _READ_SECURITY = [{}, {"bearerAuth": []}]
@@ -215,7 +225,7 @@ def document(server_url: str = "") -> dict:
                         {"type": "array", "items": {"$ref": "#/components/schemas/Artifact"}},
                         "the artifacts, sorted by path",
                     ),
-                    **_errors(401, 403),
+                    **_errors(400, 401, 403),
                 },
             }
         },
@@ -296,6 +306,11 @@ def document(server_url: str = "") -> dict:
             },
         },
     }
+    # gunicorn answers these itself, before the app sees the request, on any operation.
+    for operations in doc["paths"].values():
+        for name, operation in operations.items():
+            if name != "parameters":
+                operation["responses"].setdefault("414", _URI_TOO_LONG)
     if server_url:
         doc["servers"] = [{"url": server_url}]
     return doc

@@ -14,6 +14,11 @@ MAX_PATH_BYTES = 1024
 MAX_SEGMENT_BYTES = 255
 # The first segment "-" is the server's own namespace (/-/healthz, /-/api/...).
 RESERVED_FIRST_SEGMENT = "-"
+# The same rules as check() minus the byte lengths, as a regular expression for the OpenAPI
+# document: segments of non-control characters without backslashes, not starting with a dot,
+# the first segment not "-".
+_SEGMENT = r"[^/.\\\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]*"
+PATTERN = rf"^(?!-/|-$){_SEGMENT}(/{_SEGMENT})*$"
 
 
 class BadPath(ValueError):

@@ -159,12 +159,20 @@ def _wants_json() -> bool:
 # -- artifact namespace ----------------------------------------------------------------------
 
 
-@artifacts.route("/", defaults={"path": ""}, methods=["GET", "HEAD"])
+@artifacts.route("/", defaults={"path": ""}, methods=["GET", "HEAD", "PUT", "DELETE"])
 @artifacts.route("/<anypath:path>", methods=["GET", "HEAD", "PUT", "DELETE"])
 def artifact(path: str):
     # The router collapses leading slashes; the raw PATH_INFO decides, so `//etc/passwd` is
     # judged as the absolute path it is.
     path = _raw_path()
+    if request.method in WRITE_METHODS and (path == "" or path.split("/", 1)[0] == "-"):
+        # The root and the server's own endpoints exist but cannot be written.
+        raise Refused(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on /{path}",
+            {"Allow": "GET, HEAD"},
+        )
     if request.method == "PUT":
         return upload(path)
     if request.method == "DELETE":
@@ -306,7 +314,7 @@ def openapi_document():
     return jsonify(openapi.document(request.host_url.rstrip("/")))
 
 
-@internal.route("/<anypath:rest>", methods=["GET", "HEAD", "PUT", "DELETE", "POST"])
+@internal.route("/<anypath:rest>", methods=["GET", "HEAD"])
 def internal_unknown(rest: str):
     return error_response(404, "not_found", f"no endpoint /-/{rest}; see /-/openapi.json")
 
