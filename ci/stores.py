@@ -105,7 +105,7 @@ def download_digest(url: str, display: str, unreadable_hint: str) -> Stored:
                     digest.update(block)
                     size += len(block)
                 return Stored(size, digest.hexdigest())
-        except requests.ConnectionError as exc:
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             raise retry.Transient(f"connection failed ({type(exc).__name__})") from None
         except requests.Timeout:
             raise retry.Transient("timed out") from None
