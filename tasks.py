@@ -221,3 +221,118 @@ def e2e(
         print("\n".join(ci.e2e.plan_lines(s)))
         return
     ci.e2e.run(s)
+
+
+SERVE_HELP = {
+    "root": "directory to serve and store into (default: server_root, .artifacts)",
+    "bind": "HOST:PORT to listen on (default: host and port of server_url, 127.0.0.1:8080)",
+    "workers": "gunicorn worker processes (default: 2 per CPU core)",
+    "threads": "threads per worker (default 8)",
+    "token-file": "file of write tokens, one a line (also env ARTIFACT_TOKENS, comma-separated)",
+    "read-token": "require this bearer token for reads (prefer env ARTIFACT_READ_TOKEN: argv shows in ps)",
+    "read-token-file": "file whose first line is the read token",
+    "max-upload-size": "largest accepted upload, e.g. 2G (default 4G; env ARTIFACT_MAX_UPLOAD_SIZE)",
+    "overwrite": "deny (default) or allow replacing an artifact with different bytes",
+    "read-only": "refuse every PUT and DELETE",
+    "access-log": "access log file, '-' for stdout (default), '' for none",
+    "stop": "stop the server running from --root (reads <root>/.server.pid) and exit",
+}
+
+
+@task(help=SERVE_HELP)
+@friendly
+def serve(
+    ctx,
+    root=None,
+    bind=None,
+    workers=None,
+    threads=None,
+    token_file=None,
+    read_token=None,
+    read_token_file=None,
+    max_upload_size=None,
+    overwrite=None,
+    read_only=False,
+    access_log=None,
+    stop=False,
+):
+    """Run the artifact server (gunicorn) in the foreground; --stop stops a running one."""
+    from server.serve import run_task
+
+    s = settings(ctx, server_root=root)
+    run_task(
+        str(s.path("server_root")),
+        s.server_url,
+        bind=bind,
+        stop_requested=stop,
+        workers=int(workers) if workers else None,
+        threads=int(threads) if threads else None,
+        access_log=access_log,
+        token_file=token_file,
+        read_token=read_token,
+        read_token_file=read_token_file,
+        max_upload_size=max_upload_size,
+        overwrite=overwrite,
+        read_only=read_only or None,
+    )
+
+
+PUBLISH_HELP = {
+    "dist": "dist folder to publish (default dist/, as written by `invoke build`)",
+    "to": "where to publish: server (the bundled artifact server, default) or s3",
+    "server-url": "artifact server base URL (default http://127.0.0.1:8080; started if local and down)",
+    "token": "artifact server write token (better: the ARTIFACT_TOKEN environment variable)",
+    "server-root": "storage folder of a server publish starts itself (default .artifacts)",
+    "bucket": "S3 bucket (--to s3)",
+    "prefix": "folder in the store: files go to <prefix>/<version>/<file> (default mosn)",
+    "endpoint-url": "S3-compatible endpoint, e.g. http://127.0.0.1:9000 (default: AWS)",
+    "region": "S3 region (default: AWS_REGION / the AWS config)",
+    "url-expiry": "lifetime of presigned S3 URLs in seconds (default and maximum 604800)",
+    "public": "write plain S3 object URLs instead of presigned ones (the bucket must allow reads)",
+    "wasm": "placeholder (publish empty WASM files for Istio's init.sh, default) or patch",
+    "force": "replace files already published with different bytes at this version",
+    "quiet": "print only warnings and errors",
+}
+
+
+@task(help=PUBLISH_HELP, optional=["public", "force", "quiet"])
+@friendly
+def publish(
+    ctx,
+    dist=None,
+    to=None,
+    server_url=None,
+    token=None,
+    server_root=None,
+    bucket=None,
+    prefix=None,
+    endpoint_url=None,
+    region=None,
+    url_expiry=None,
+    public=None,
+    wasm=None,
+    force=None,
+    quiet=None,
+):
+    """Upload the dist's tarballs (server or S3), verify them, write DIST/istio.env."""
+    from ci.publish import publish as run_publish
+
+    run_publish(
+        settings(
+            ctx,
+            dist=dist,
+            to=to,
+            server_url=server_url,
+            token=token,
+            server_root=server_root,
+            bucket=bucket,
+            prefix=prefix,
+            endpoint_url=endpoint_url,
+            region=region,
+            url_expiry=url_expiry,
+            public=public,
+            wasm=wasm,
+            force=force,
+            quiet=quiet,
+        )
+    )
