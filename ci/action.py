@@ -20,10 +20,9 @@ from collections.abc import Mapping
 from importlib.util import find_spec
 from pathlib import Path
 
-from ci import build, config, names
+from ci import config, names
 from ci.dist import Dist
 from ci.errors import UserError
-from ci.image import MODES, WASM_MODES, image_tags, parse_image_name
 
 # Action input -> the setting it sets. action.yml's env blocks are checked against this.
 INPUT_SETTINGS: dict[str, str] = {
@@ -61,7 +60,6 @@ DEPENDENCY_MODULES = {
     "gunicorn": "gunicorn",
     "requests": "requests",
 }
-STORES = ("server", "s3")
 # publish's step outputs, handed to the report step by action.yml.
 PUBLISHED_TARBALLS_ENV = "PUBLISHED_TARBALLS"
 PUBLISHED_ENV_FILE_ENV = "PUBLISHED_ENV_FILE"
@@ -97,6 +95,9 @@ def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
             f"Python package(s) {', '.join(missing)} missing on the runner; install them "
             "(python3 -m pip install ...) or use `system-site-packages: false`"
         ]
+    # The tasks' modules need those packages (publish's stores import requests).
+    from ci import build, image, publish
+
     found: list[str] = []
     for name in BOOLEAN_INPUTS:
         raw = environ.get(env_name(INPUT_SETTINGS[name]), "").strip().lower()
@@ -109,9 +110,9 @@ def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
     except UserError as exc:
         return [str(exc)]
 
-    if s.to not in STORES:
+    if s.to not in publish.STORES:
         found.append(
-            f"store must be one of {', '.join(STORES)}, got '{s.to}'; use `store: server` "
+            f"store must be one of {', '.join(publish.STORES)}, got '{s.to}'; use `store: server` "
             "(the bundled artifact server, or yours via server-url) or `store: s3`"
         )
     if s.to == "s3" and not s.bucket:
@@ -124,13 +125,13 @@ def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
             f"server-url must start with http:// or https://, got '{s.server_url}'; "
             "e.g. `server-url: https://artifacts.example.com`"
         )
-    if s.mode not in MODES:
+    if s.mode not in image.MODES:
         found.append(
-            f"mode must be one of {', '.join(MODES)}, got '{s.mode}'; `quick` copies MOSN "
+            f"mode must be one of {', '.join(image.MODES)}, got '{s.mode}'; `quick` copies MOSN "
             "into base-image, `full` builds proxyv2 from Istio's source"
         )
-    if s.wasm not in WASM_MODES:
-        found.append(f"wasm must be one of {', '.join(WASM_MODES)}, got '{s.wasm}'")
+    if s.wasm not in publish.WASM_MODES:
+        found.append(f"wasm must be one of {', '.join(publish.WASM_MODES)}, got '{s.wasm}'")
     if s.push and not s.image:
         found.append(
             "push: true needs image; set `image: <registry>/<repository>` "
@@ -161,14 +162,20 @@ def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
             "with `repository: mosn/mosn` and `path: mosn`, then `mosn-src: mosn`"
         )
     # The tasks' own checks of single values, run now instead of after the build.
-    checks = [("platforms", lambda: build.check_platforms(s.platforms))]
+    checks = [
+        ("platforms", lambda: build.check_platforms(s.platforms)),
+        ("s3-prefix", lambda: publish.check_prefix(s.prefix)),
+    ]
     if s.image:
-        checks.append(("image", lambda: image_tags(parse_image_name(s.image), s.tags, "default")))
+        checks.append(
+            ("image", lambda: image.image_tags(image.parse_image_name(s.image), s.tags, "x"))
+        )
     for name, check in checks:
         try:
             check()
         except UserError as exc:
-            found.append(f"{name}: {in_input_terms(str(exc))}")
+            message = in_input_terms(str(exc))
+            found.append(message if message.startswith(name) else f"{name}: {message}")
     return found
 
 

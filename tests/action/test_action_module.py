@@ -40,10 +40,11 @@ def test_defaults_are_valid(tmp_path):
         ({"registry_username": "bot"}, "registry-username and registry-password go together"),
         ({"registry_password": "pw"}, "registry-username and registry-password go together"),
         ({"platforms": "linux/amd64,windows/386"}, "platforms: unknown platform windows/386"),
+        ({"s3_prefix": "a/../b"}, "s3-prefix 'a/../b': each /-separated part must be"),
         ({"wasm": "skip"}, "wasm must be one of placeholder, patch, got 'skip'"),
         (
             {"image": "proxyv2", "mode": "full"},
-            "image: image name 'proxyv2' has no registry or namespace",
+            "image name 'proxyv2' has no registry or namespace",
         ),
         (
             {"image": "127.0.0.1:5000/p", "mode": "full", "tags": "ok,not ok"},
