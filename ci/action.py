@@ -23,6 +23,7 @@ from pathlib import Path
 from ci import config, names
 from ci.dist import Dist
 from ci.errors import UserError
+from ci.progress import human
 
 # Action input -> the setting it sets. action.yml's env blocks are checked against this.
 INPUT_SETTINGS: dict[str, str] = {
@@ -208,15 +209,6 @@ def set_output(path: Path, name: str, value: str) -> None:
             out.write(f"{name}={value}\n")
 
 
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB"):
-        if value < 1024 or unit == "MiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
 def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -232,7 +224,7 @@ def summary_markdown(dist: Dist, tarballs: list[dict], env_file: str, image: dic
     for f in dist.files:
         url = urls.get(f.name, "")
         lines.append(
-            f"| `{_cell(f.name)}` | {human_size(f.size)} | `{f.sha256}` | {_cell(url) or 'not published'} |"
+            f"| `{_cell(f.name)}` | {human(f.size)} | `{f.sha256}` | {_cell(url) or 'not published'} |"
         )
     if env_file:
         lines += ["", f"Istio build variables: `{_cell(env_file)}`"]
