@@ -237,3 +237,59 @@ def test_action_builds_publishes_and_pushes(
         assert f"| `{outputs['image']}` | `{digest}` |" in summary
     finally:
         stop_server(server_root)
+
+
+def test_action_publishes_to_s3(tmp_path):
+    """The S3 variant of the README: tarballs only (no image), credentials from the step's env."""
+    from tests.helpers.publish import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, moto_server, s3_client
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with moto_server(tmp_path) as endpoint:
+        s3_client(endpoint).create_bucket(Bucket="mp-action")
+        workflow = action_workflow(
+            {
+                "working-directory": "work",
+                "mosn-src": "mosn",
+                "store": "s3",
+                "s3-bucket": "mp-action",
+                "s3-prefix": "ci/mosn",
+                "s3-endpoint-url": endpoint,
+                "aws-region": "us-east-1",
+                "system-site-packages": "true",
+            },
+            after=[
+                {
+                    "name": "Record outputs",
+                    "env": {"OUTPUTS": "${{ toJSON(steps.mp.outputs) }}", "OUT": str(out)},
+                    "run": 'printf "%s" "$OUTPUTS" >"$OUT/outputs.json"',
+                }
+            ],
+        )
+        step = workflow["jobs"]["action"]["steps"][2]
+        step["env"] = {
+            "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": "${{ vars.AWS_SECRET_ACCESS_KEY }}",
+            # Only these credentials: no profile or config file of this machine's.
+            "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        run = run_act(
+            make_repo(tmp_path / "repo", workflow),
+            tmp_path / "act",
+            {"AWS_SECRET_ACCESS_KEY": FAKE_SECRET_KEY},
+        )
+        assert run.returncode == 0, run.log[-4000:]
+        assert FAKE_SECRET_KEY not in run.log, "the AWS secret key shows in the log"
+
+        outputs = json.loads((out / "outputs.json").read_text())
+        tarballs = json.loads(outputs["tarballs"])
+        assert len(tarballs) == 3
+        for tarball in tarballs:
+            assert tarball["url"].startswith(f"{endpoint}/mp-action/ci/mosn/v1.0.0-")
+            response = requests.get(tarball["url"], timeout=30)
+            assert response.status_code == 200
+            assert hashlib.sha256(response.content).hexdigest() == tarball["sha256"]
+        assert outputs["image"] == "" and outputs["digest"] == ""
+        assert "| image | digest |" not in run.summaries()[0]
