@@ -187,10 +187,16 @@ def in_input_terms(message: str) -> str:
     return message
 
 
+def error_annotation(title: str, message: str) -> str:
+    """An ::error:: workflow command; its data escaped the way the runner unescapes it."""
+    data = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return f"::error title={title}::{data}"
+
+
 def validate(environ: Mapping[str, str], cwd: Path) -> int:
     found = problems(environ, cwd)
     for message in found:
-        print(f"::error title=mosn-proxyv2 input::{message}", flush=True)
+        print(error_annotation("mosn-proxyv2 input", message), flush=True)
     if found:
         print(
             f"{len(found)} input problem(s); fix the `with:` of the mosn-proxyv2 step",
@@ -291,7 +297,9 @@ def main(argv: list[str]) -> int:
     try:
         return commands[argv[0]](os.environ, Path.cwd())
     except UserError as exc:
-        print(f"::error title=mosn-proxyv2::{exc}", flush=True)
+        if exc.detail:
+            print(exc.detail, file=sys.stderr)
+        print(error_annotation("mosn-proxyv2", str(exc)), flush=True)
         return 1
 
 

@@ -190,3 +190,8 @@ def test_a_missing_dependency_is_named(tmp_path, monkeypatch):
         "Python package(s) pyyaml missing on the runner; install them (python3 -m pip install "
         "...) or use `system-site-packages: false`"
     ]
+
+
+def test_annotation_data_is_escaped():
+    # A raw newline would end the command; % starts the runner's escapes.
+    assert action.error_annotation("t", "100% of\nit") == "::error title=t::100%25 of%0Ait"
