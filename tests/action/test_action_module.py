@@ -195,3 +195,23 @@ def test_a_missing_dependency_is_named(tmp_path, monkeypatch):
 def test_annotation_data_is_escaped():
     # A raw newline would end the command; % starts the runner's escapes.
     assert action.error_annotation("t", "100% of\nit") == "::error title=t::100%25 of%0Ait"
+
+
+def test_report_of_an_image_not_pushed(built_dist, tmp_path):
+    # push: false (as in e2e.yml): the image output names the local image, digest is empty.
+    repo = "localhost/mosn-proxyv2/proxyv2"
+    image = {"image": repo, "tags": ["e2e"], "references": [f"{repo}:e2e"], "digest": None}
+    (built_dist.root / names.IMAGE_JSON).write_text(json.dumps(image))
+    outputs, summary = tmp_path / "outputs", tmp_path / "summary.md"
+    env = {
+        **inputs(image=f"{repo}:e2e"),
+        "MOSN_PROXYV2_DIST": str(built_dist.root),
+        "GITHUB_OUTPUT": str(outputs),
+        "GITHUB_STEP_SUMMARY": str(summary),
+    }
+    try:
+        assert action.report(env, tmp_path) == 0
+    finally:
+        (built_dist.root / names.IMAGE_JSON).unlink()
+    assert outputs.read_text().splitlines()[1:] == [f"image={repo}:e2e", "digest="]
+    assert f"| `{repo}:e2e` | `not pushed` |" in summary.read_text()
