@@ -54,7 +54,9 @@ BUILD_HELP = {
 }
 
 
-@task(help=BUILD_HELP)
+# Booleans default to None (not given: the configured value stands), so invoke must be told
+# that `--quiet` alone means True.
+@task(help=BUILD_HELP, optional=["in_docker", "cgo", "quiet"], auto_shortflags=False)
 @friendly
 def build(
     ctx,
@@ -70,7 +72,7 @@ def build(
     cgo=None,
     quiet=None,
 ):
-    """Build MOSN tarballs (mosn.tar.gz, mosn-centos.tar.gz, mosn-macos.tar.gz) from a checkout."""
+    """Build MOSN tarballs (mosn.tar.gz, mosn-centos.tar.gz, mosn-macos.tar.gz, ...) with manifest."""
     from ci.build import build as run_build
 
     run_build(
