@@ -223,9 +223,10 @@ def write_dist(out: Path, binaries: Mapping[str, Path], template: Dist) -> Dist:
         Dist(**{**template.__dict__, "root": staging, "files": files}).write_manifest()
         _publish(staging, out, [f.name for f in files])
     except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
         raise UserError(
-            f"cannot write the tarballs to {out}: {exc.strerror}; free some space or choose"
-            " another --out"
+            f"packaging into {out} failed: {exc.strerror}{where};"
+            " check the free space and permissions of --out"
         ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -87,3 +89,42 @@ def import_golang_image(client, reference: str = GO_IMAGE) -> str:
             changes=["ENV PATH=/usr/local/go/bin:/bin", 'CMD ["go", "version"]'],
         )
     return reference
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment for a `python3 -m invoke` run that no setting of the caller leaks into."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MOSN_PROXYV2_") and k not in ("MOSN_SRC", "SOURCE_DATE_EPOCH")
+    }
+    env["MOSN_PROXYV2_CACHE_DIR"] = str(tmp_path / "cache")
+    env["MOSN_PROXYV2_GO_CACHE_VOLUME"] = GO_CACHE_VOLUME
+    env.update(extra)
+    return env
+
+
+def invoke(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run `python3 -m invoke ARGS` from the project root, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every path under `folder` with its mode and content, to prove nothing changed."""
+    if not folder.exists():
+        return {}
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        data = path.read_bytes() if path.is_file() else b""
+        found[str(path.relative_to(folder))] = (path.stat().st_mode, data)
+    return found
