@@ -86,6 +86,11 @@ class DockerGo:
     ) -> None:
         from ci.build import go_build_command, go_build_env
 
+        network = checkout.downloads_modules
+        log.info(
+            f"    in {self.image}, network {'host' if network else 'none'},"
+            f" Go caches on volume {self.volume}"
+        )
         env = {k: os.environ[k] for k in GO_NETWORK_ENV if os.environ.get(k)}
         env.update(go_build_env(platform, settings))
         self._run(
@@ -93,7 +98,7 @@ class DockerGo:
             env,
             f"go build for {platform.name} in {self.image}",
             hint="the compiler's last lines are above",
-            network=checkout.downloads_modules,
+            network=network,
             source=checkout.path,
             copy_out=output,
         )
@@ -137,7 +142,13 @@ class DockerGo:
                 f"could not create a container from {self.image}: {_reason(exc)}"
             ) from None
         try:
-            container.start()
+            try:
+                container.start()
+            except docker.errors.APIError as exc:
+                raise UserError(
+                    f"{what}: the container did not start ({_reason(exc)});"
+                    f" is {self.image} a golang image with go on its PATH? pass another --go-image"
+                ) from None
             output = _follow(container)
             code = container.wait().get("StatusCode", 1)
             if code != 0:

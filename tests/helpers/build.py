@@ -119,6 +119,19 @@ def invoke(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
+def invoke_build(src: Path, out: Path, tmp_path: Path, *extra: str, env=None):
+    """`invoke build --mosn-src SRC --out OUT EXTRA...` in an isolated environment."""
+    return invoke(
+        "build",
+        "--mosn-src",
+        str(src),
+        "--out",
+        str(out),
+        *extra,
+        env=env or isolated_env(tmp_path),
+    )
+
+
 def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
     """Every path under `folder` with its mode and content, to prove nothing changed."""
     if not folder.exists():

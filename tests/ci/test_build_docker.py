@@ -1,0 +1,80 @@
+"""`invoke build --in-docker`: the real Docker engine, a golang image made from the host's Go."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ci import names
+from ci.docker_go import LABEL
+from tests.helpers.build import (
+    GO_CACHE_VOLUME,
+    import_golang_image,
+    snapshot,
+)
+from tests.helpers.build import invoke_build as build
+from tests.helpers.mosn import make_checkout
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def go_image(docker_client) -> str:
+    return import_golang_image(docker_client)
+
+
+def test_in_docker_build_matches_the_host_build_byte_for_byte(go_image, docker_client, tmp_path):
+    src = make_checkout(tmp_path / "src")
+    platforms = ("--platforms", "linux/amd64,darwin/amd64")
+    in_docker = build(
+        src, tmp_path / "docker", tmp_path, *platforms, "--in-docker", "--go-image", go_image
+    )
+    assert in_docker.returncode == 0, in_docker.stderr
+    assert f"in {go_image}, network none, Go caches on volume {GO_CACHE_VOLUME}" in in_docker.stdout
+    host = build(src, tmp_path / "host", tmp_path, *platforms, "--quiet")
+    assert host.returncode == 0, host.stderr
+    # Same Go release, same flags, -trimpath: where it ran leaves no trace in the bytes.
+    for name in ("mosn.tar.gz", "mosn-centos.tar.gz", "mosn-macos.tar.gz", names.SHA256SUMS):
+        assert (tmp_path / "docker" / name).read_bytes() == (tmp_path / "host" / name).read_bytes()
+    manifest = json.loads((tmp_path / "docker" / names.MANIFEST).read_text())
+    assert manifest["go_version"].startswith("go1.19")
+    docker_client.volumes.get(GO_CACHE_VOLUME)  # the module and build caches persist
+    assert docker_client.containers.list(all=True, filters={"label": LABEL}) == []
+
+
+def test_go_directive_is_checked_against_the_image_go(go_image, tmp_path):
+    src = make_checkout(tmp_path / "src")
+    (src / "go.mod").write_text("module mosn.io/mosn\n\ngo 1.99\n")
+    out = tmp_path / "dist"
+    result = build(src, out, tmp_path, "--in-docker", "--go-image", go_image)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: go1.19") and f"(in {go_image}) is older than go 1.99" in last
+    assert not out.exists()
+
+
+def test_compile_error_in_the_container_shows_the_compiler(go_image, tmp_path):
+    src = make_checkout(tmp_path / "src")
+    (src / "cmd" / "mosn" / "main" / "broken.go").write_text('package main\n\nvar x int = "s"\n')
+    out = tmp_path / "dist"
+    out.mkdir()
+    (out / "keep").write_text("k")
+    before = snapshot(out)
+    result = build(src, out, tmp_path, "--in-docker", "--go-image", go_image)
+    assert result.returncode == 1
+    assert "broken.go:3" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: go build for linux/amd64 in {go_image} failed with exit code")
+    assert "Traceback" not in result.stderr
+    assert snapshot(out) == before
+
+
+def test_image_without_go_is_a_clear_error(busybox_base, tmp_path):
+    src = make_checkout(tmp_path / "src")
+    result = build(src, tmp_path / "dist", tmp_path, "--in-docker", "--go-image", busybox_base)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: go env in {busybox_base}"), last
+    assert "pass another --go-image" in last
+    assert "Traceback" not in result.stderr
