@@ -17,6 +17,7 @@ import shutil
 import struct
 import tarfile
 import tempfile
+import threading
 import zlib
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -153,15 +154,33 @@ class _HashingWriter:
         return self.sink.write(data)
 
 
+class _Stopped(Exception):
+    """Another platform's packaging failed or the user interrupted: stop this one too."""
+
+
+def _unless_stopped(stream: Iterator[bytes], stop: threading.Event) -> Iterator[bytes]:
+    for chunk in stream:
+        if stop.is_set():
+            raise _Stopped
+        yield chunk
+
+
 def write_tarball(
-    binary: Path, sink: BinaryIO, mtime: int, pool: ThreadPoolExecutor | None = None
+    binary: Path,
+    sink: BinaryIO,
+    mtime: int,
+    pool: ThreadPoolExecutor | None = None,
+    stop: threading.Event | None = None,
 ) -> tuple[int, str]:
     """Write the gzip'd tar of `binary` to `sink`; return its size and sha256."""
     writer = _HashingWriter(sink)
+    stream = tar_stream(binary, mtime)
+    if stop is not None:
+        stream = _unless_stopped(stream, stop)
     with contextlib.ExitStack() as stack:
         if pool is None:
             pool = stack.enter_context(ThreadPoolExecutor(compress_workers()))
-        write_gzip(tar_stream(binary, mtime), writer, pool)  # type: ignore[arg-type]
+        write_gzip(stream, writer, pool)  # type: ignore[arg-type]
     return writer.size, writer.digest.hexdigest()
 
 
@@ -174,12 +193,17 @@ class _Packed:
 
 
 def _package_platform(
-    platform_name: str, binary: Path, staging: Path, mtime: int, pool: ThreadPoolExecutor
+    platform_name: str,
+    binary: Path,
+    staging: Path,
+    mtime: int,
+    pool: ThreadPoolExecutor,
+    stop: threading.Event,
 ) -> _Packed:
     platform = names.PLATFORMS[platform_name]
     first, *copies = platform.tarballs
     with open(staging / first, "wb") as sink:
-        size, digest = write_tarball(binary, sink, mtime, pool)
+        size, digest = write_tarball(binary, sink, mtime, pool, stop)
     for copy in copies:
         # Same bytes under a second name: copy rather than compress again.
         shutil.copyfile(staging / first, staging / copy)
@@ -203,17 +227,29 @@ def write_dist(out: Path, binaries: Mapping[str, Path], template: Dist) -> Dist:
         raise UserError(f"cannot write to {out}: {exc.strerror}; choose another --out") from None
     try:
         # Platforms are packaged side by side, their blocks sharing one pool of workers.
+        stop = threading.Event()
         with (
             ThreadPoolExecutor(compress_workers()) as pool,
             ThreadPoolExecutor(max(1, len(binaries))) as platforms,
         ):
             jobs = [
                 platforms.submit(
-                    _package_platform, name, binary, staging, template.source_date_epoch, pool
+                    _package_platform,
+                    name,
+                    binary,
+                    staging,
+                    template.source_date_epoch,
+                    pool,
+                    stop,
                 )
                 for name, binary in binaries.items()
             ]
-            packed = [job.result() for job in jobs]
+            try:
+                packed = [job.result() for job in jobs]
+            except BaseException:
+                # Leaving the pools waits for their threads: make them quit at the next block.
+                stop.set()
+                raise
         files = tuple(
             DistFile(name, p.platform, p.size, p.sha256) for p in packed for name in p.names
         )

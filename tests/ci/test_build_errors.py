@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from ci import names
-from tests.helpers.build import invoke, isolated_env, snapshot
+from tests.helpers.build import REPO_ROOT, invoke, isolated_env, snapshot
 from tests.helpers.build import invoke_build as build
 from tests.helpers.mosn import git, make_checkout
 
@@ -172,3 +175,34 @@ def test_unknown_ref_names_the_ref_and_shows_git(tmp_path, out):
     assert "v0.0.0-nope not found" in stderr
     # Nothing half-cloned stays in the cache.
     assert not [p for p in (tmp_path / "cache").rglob(".clone-*")]
+
+
+def test_ctrl_c_while_compiling_leaves_out_and_temp_clean(tmp_path, out):
+    # A `go` that takes its time to build, so the interrupt lands mid-compile every time.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    slow_go = bin_dir / "go"
+    slow_go.write_text(f'#!/bin/sh\n[ "$1" = build ] && sleep 60\nexec {shutil.which("go")} "$@"\n')
+    slow_go.chmod(0o755)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = isolated_env(
+        tmp_path, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", TMPDIR=str(temp)
+    )
+    src = make_checkout(tmp_path / "src")
+    before = snapshot(out)
+    command = [sys.executable, "-m", "invoke", "build", "--mosn-src", str(src), "--out", str(out)]
+    with subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as running:
+        assert running.stdout is not None
+        for line in running.stdout:
+            if line.startswith("==> compile"):
+                break
+        running.send_signal(signal.SIGINT)
+        stdout, stderr = running.communicate(timeout=60)
+    assert running.returncode == 130
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted")
+    assert "Traceback" not in stdout + stderr
+    assert snapshot(out) == before
+    assert list(temp.iterdir()) == [], "temporary build folders left behind"
