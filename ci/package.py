@@ -30,9 +30,11 @@ from ci import names
 from ci.dist import Dist, DistFile
 from ci.errors import UserError
 
-# Level 5 costs <1% in size against gzip -6 on Go binaries at about 60% of its time per byte;
-# with blocks on every core, all tarballs come out faster than one `tar -czf`.
-GZIP_LEVEL = 5
+# Measured on Go binaries against gzip -6 (bench/bench_package.py): level 4 is ~3% larger
+# for ~40% of the CPU time per byte, so both compressed tarballs together cost less CPU than
+# one `tar -czf` and meet that even on a machine with a single free core; level 5 is <1%
+# larger but needs two free cores to keep up.
+GZIP_LEVEL = 4
 BLOCK_SIZE = 1 << 20
 WINDOW = 32 * 1024
 # ID1 ID2, deflate, no flags (so no name, no comment), mtime 0, no extra flags, OS "unknown".
@@ -101,13 +103,14 @@ def write_gzip(
     stream: Iterator[bytes],
     sink: BinaryIO,
     pool: ThreadPoolExecutor,
-    level: int = GZIP_LEVEL,
+    level: int | None = None,
     block_size: int = BLOCK_SIZE,
 ) -> None:
     """Gzip `stream` into `sink` as one member, deflating blocks on `pool`.
 
     At most a few blocks per worker are in flight, so memory stays bounded whatever the size.
     """
+    level = GZIP_LEVEL if level is None else level
     in_flight: deque[Future[bytes]] = deque()
     limit = 2 * compress_workers() + 2
     crc = 0
