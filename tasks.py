@@ -41,13 +41,15 @@ def _csv(value):
 
 BUILD_HELP = {
     "mosn-src": "MOSN checkout to build (default: invoke.yaml / MOSN_SRC)",
-    "mosn-ref": "git ref to shallow-clone from --mosn-repo and build instead",
+    "mosn-ref": "tag, branch or full commit to shallow-clone from --mosn-repo and build"
+    " (wins over --mosn-src; with neither, MOSN v1.0.0 is cloned)",
     "mosn-repo": "repository to clone --mosn-ref from (default: MOSN's GitHub repository)",
     "version": "version to stamp instead of VERSION(<git short hash>)",
     "istio-version": "Istio version stamped into MOSN and used downstream (default 1.10.6)",
-    "platforms": "comma-separated: linux/amd64, darwin/amd64, linux/arm64",
+    "platforms": "comma-separated from linux/amd64, darwin/amd64, linux/arm64"
+    " (default: the first two)",
     "out": "output folder for tarballs, SHA256SUMS and manifest.json (default dist/)",
-    "in-docker": "compile inside a golang container instead of with the host's go",
+    "in-docker": "compile inside a golang container (Docker SDK) instead of with the host's go",
     "go-image": "golang image for --in-docker (default golang:1.19)",
     "cgo": "enable CGO for Linux builds (default off: a static binary)",
     "quiet": "print only warnings and errors",
