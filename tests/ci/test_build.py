@@ -282,3 +282,18 @@ def test_cached_commit_builds_without_the_repository(upstream, tmp_path):
     assert (tmp_path / "c" / "mosn.tar.gz").read_bytes() == (
         tmp_path / "b" / "mosn.tar.gz"
     ).read_bytes()
+
+
+def test_container_network_is_needed_only_for_unvendored_requirements(tmp_path):
+    from ci.build import inspect_checkout
+
+    src = make_checkout(tmp_path / "src")
+    assert inspect_checkout(src).downloads_modules is False
+    (src / "go.mod").write_text(
+        "module mosn.io/mosn\n\ngo 1.19\n\nrequire golang.org/x/net v0.1.0\n"
+    )
+    assert inspect_checkout(src).downloads_modules is True
+    (src / "vendor").mkdir()
+    (src / "vendor" / "modules.txt").write_text("# golang.org/x/net v0.1.0\n")
+    checkout = inspect_checkout(src)
+    assert (checkout.downloads_modules, checkout.vendored) == (False, True)

@@ -78,3 +78,14 @@ def test_image_without_go_is_a_clear_error(busybox_base, tmp_path):
     assert last.startswith(f"error: go env in {busybox_base}"), last
     assert "pass another --go-image" in last
     assert "Traceback" not in result.stderr
+
+
+def test_image_that_is_neither_local_nor_pullable(docker_client, tmp_path):
+    src = make_checkout(tmp_path / "src")
+    result = build(
+        src, tmp_path / "dist", tmp_path, "--in-docker", "--go-image", "mp-build-absent:0"
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert "mp-build-absent:0 is not on this Docker engine and could not be pulled" in last
+    assert not (tmp_path / "dist").exists()

@@ -15,6 +15,7 @@ from ci import names
 from tests.helpers.build import REPO_ROOT, invoke, isolated_env, snapshot
 from tests.helpers.build import invoke_build as build
 from tests.helpers.mosn import git, make_checkout
+from tests.helpers.net import free_port
 
 
 def edit(checkout: Path, relative: str, text: str | None) -> Path:
@@ -206,3 +207,12 @@ def test_ctrl_c_while_compiling_leaves_out_and_temp_clean(tmp_path, out):
     assert "Traceback" not in stdout + stderr
     assert snapshot(out) == before
     assert list(temp.iterdir()) == [], "temporary build folders left behind"
+
+
+def test_in_docker_without_a_reachable_engine(tmp_path, out):
+    src = make_checkout(tmp_path / "src")
+    before = snapshot(out)
+    env = isolated_env(tmp_path, DOCKER_HOST=f"tcp://127.0.0.1:{free_port()}")
+    result = build(src, out, tmp_path, "--in-docker", env=env)
+    stderr = assert_fails(result, "cannot reach the Docker engine", out, before)
+    assert "drop --in-docker" in stderr.splitlines()[-1]
