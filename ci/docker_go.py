@@ -115,10 +115,12 @@ class DockerGo:
         copy_out: Path | None = None,
     ) -> str:
         import docker.errors
+        from docker.types import Mount
 
-        volumes = {self.volume: {"bind": CACHE, "mode": "rw"}}
+        # Mount objects rather than "src:dst:mode" strings: a path may contain a colon.
+        mounts = [Mount(CACHE, self.volume, type="volume")] if self.volume else []
         if source is not None:
-            volumes[str(source.resolve())] = {"bind": SRC, "mode": "ro"}
+            mounts.append(Mount(SRC, str(source.resolve()), type="bind", read_only=True))
         environment = {
             "GOMODCACHE": f"{CACHE}/mod",
             "GOCACHE": f"{CACHE}/build",
@@ -131,7 +133,7 @@ class DockerGo:
                 command=command,
                 working_dir=SRC if source is not None else "/",
                 environment=environment,
-                volumes=volumes,
+                mounts=mounts,
                 # Module downloads need a network; the engine here offers host or none.
                 network_mode="host" if network else "none",
                 name=CONTAINER_PREFIX + uuid.uuid4().hex[:12],

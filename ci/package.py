@@ -281,6 +281,10 @@ def _fsync(path: Path) -> None:
 
 
 def _publish(staging: Path, out: Path, tarballs: list[str]) -> None:
+    # Checked before anything is touched: a rename onto a folder would fail half-way.
+    for name in (*tarballs, names.SHA256SUMS, names.MANIFEST):
+        if (out / name).is_dir():
+            raise UserError(f"{out / name} is a folder; move it away or choose another --out")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(out / names.MANIFEST)
     for name in tarballs:

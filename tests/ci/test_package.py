@@ -166,3 +166,14 @@ def test_interrupt_while_compressing_leaves_the_previous_dist_as_it_was(
             out, {"linux/amd64": go_binary, "darwin/amd64": go_binary}, template(out)
         )
     assert snapshot(out) == before
+
+
+def test_a_folder_in_the_way_fails_before_anything_is_replaced(go_binary, tmp_path):
+    out = tmp_path / "dist"
+    package.write_dist(out, {"darwin/amd64": go_binary}, template(out))
+    (out / "mosn-centos.tar.gz").mkdir()
+    before = snapshot(out)
+    with pytest.raises(UserError, match="mosn-centos.tar.gz is a folder"):
+        package.write_dist(out, {"linux/amd64": go_binary}, template(out))
+    assert snapshot(out) == before
+    Dist.load(out).verify()
