@@ -108,3 +108,63 @@ def test(ctx, pytest_args="", lint_only=False):
     if not lint_only:
         # pytest exits 5 when it collected nothing: that is a failure here, like any non-zero.
         ctx.run(f"{sys.executable} -m pytest {pytest_args}", echo=True, pty=False)
+
+
+IMAGE_HELP = {
+    "mode": "quick (swap the dist's mosn into --base) or full (Istio's make docker.proxyv2)",
+    "base": "quick mode: the image to build FROM, e.g. mosnio/proxyv2:v1.0.0-1.10.6",
+    "image": "REGISTRY/REPO[:TAG] to tag (a name without a / is refused); default tag <mosn>-<istio>",
+    "tags": "comma-separated extra tags, e.g. latest,dev",
+    "dist": "dist folder from `invoke build` (default dist/); image.json is written there",
+    "push": "push every tag and record the digest in DIST/image.json",
+    "registry-username": "log in as this user with REGISTRY_PASSWORD (default: Docker config)",
+    "istio-version": "full mode: the Istio tag to build (default 1.10.6)",
+    "istio-src": "full mode: an Istio checkout to build in place instead of cloning",
+    "istio-repo": "full mode: repository to shallow-clone --istio-version from",
+    "wasm": "full mode: placeholder (ISTIO_ENVOY_BASE_URL from DIST/istio.env) or patch",
+    "cache-dir": "where full mode keeps its Istio clone (default ~/.cache/mosn-proxyv2)",
+    "quiet": "print only warnings and errors",
+}
+
+
+# No short flags: too many options start with the same letter. `--push` and `--quiet` alone
+# mean true (optional values), and absent they leave invoke.yaml and the environment in charge.
+@task(help=IMAGE_HELP, auto_shortflags=False, optional=["push", "quiet"])
+@friendly
+def image(
+    ctx,
+    mode=None,
+    base=None,
+    image=None,
+    tags=None,
+    dist=None,
+    push=None,
+    registry_username=None,
+    istio_version=None,
+    istio_src=None,
+    istio_repo=None,
+    wasm=None,
+    cache_dir=None,
+    quiet=None,
+):
+    """Build the proxyv2 image with the dist's MOSN, verify it, tag it and optionally push it."""
+    from ci.image import image as run_image
+
+    run_image(
+        settings(
+            ctx,
+            mode=mode,
+            base=base,
+            image=image,
+            tags=_csv(tags),
+            dist=dist,
+            push=push,
+            registry_username=registry_username,
+            istio_version=istio_version,
+            istio_src=istio_src,
+            istio_repo=istio_repo,
+            wasm=wasm,
+            cache_dir=cache_dir,
+            quiet=quiet,
+        )
+    )

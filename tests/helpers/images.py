@@ -31,7 +31,14 @@ def busybox_rootfs() -> bytes:
 
 
 def import_busybox_base(client, reference: str = BUSYBOX_BASE) -> str:
-    """Import the busybox root filesystem as `reference` (idempotent) and return it."""
+    """Import the busybox root filesystem as `reference` unless it is there, and return it."""
+    import docker.errors
+
+    try:
+        client.images.get(reference)
+        return reference
+    except docker.errors.ImageNotFound:
+        pass
     repository, tag = reference.rsplit(":", 1)
     client.api.import_image_from_data(
         busybox_rootfs(), repository=repository, tag=tag, changes=['CMD ["/bin/sh"]']

@@ -1,0 +1,200 @@
+"""`invoke image --mode full` against a stand-in for Istio's build (tests/fixtures/istio-standin:
+NOT Istio; a small Makefile with Istio 1.10's variables, targets and WASM lines), the real
+engine and a real registry. The tarballs and WASM placeholders are served over HTTP on
+127.0.0.1, as `invoke publish` would serve them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from ci import istio_env, names
+from tests.helpers.image import (
+    ISTIO_STANDIN,
+    invoke,
+    last_line,
+    local_references,
+    make_istio_standin,
+    registry_digest,
+    run_in_image,
+    serve_directory,
+    unique,
+)
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture
+def served(built_dist, tmp_path):
+    """The tarballs and the four WASM placeholders on an HTTP server; yields its base URL."""
+    root = tmp_path / "www"
+    root.mkdir()
+    for f in built_dist.files:
+        shutil.copy(built_dist.path(f.name), root / f.name)
+    for name in names.wasm_placeholders(built_dist.mosn_version_safe):
+        (root / name).write_bytes(b"\0asm placeholder")
+    with serve_directory(root) as url:
+        yield url
+
+
+def write_istio_env(dist_dir, built_dist, url: str, base_url: bool = True, linux: str = "") -> None:
+    values = {
+        names.ISTIO_ENVOY_VERSION: built_dist.mosn_version_safe,
+        names.ISTIO_ENVOY_RELEASE_URL: linux or f"{url}/{names.LINUX_TARBALL}",
+        names.ISTIO_ENVOY_CENTOS_RELEASE_URL: f"{url}/{names.CENTOS_TARBALL}",
+        names.ISTIO_ENVOY_MACOS_RELEASE_URL: f"{url}/{names.MACOS_TARBALL}",
+        names.ISTIO_ENVOY_MACOS_RELEASE_NAME: names.macos_release_name(
+            built_dist.mosn_version_safe
+        ),
+        names.SIDECAR_VAR: names.SIDECAR,
+    }
+    if base_url:
+        values[names.ISTIO_ENVOY_BASE_URL] = url
+    istio_env.write(dist_dir / names.ISTIO_ENV, values)
+
+
+def recorded_make_vars(checkout) -> dict[str, str]:
+    lines = (checkout / "out" / "make-vars.txt").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines)
+
+
+def test_full_placeholder_clones_the_tag_builds_with_make_arguments_and_pushes(
+    docker_client, busybox_base, registry, built_dist, dist_dir, served, tmp_path, repositories
+):
+    istio_repo = make_istio_standin(tmp_path / "istio-standin.git")
+    write_istio_env(dist_dir, built_dist, served)
+    hub = f"{registry}/{unique('full')}"
+    repository = f"{hub}/proxyv2"
+    repositories.append(repository)
+    result = invoke(
+        "image", "--mode", "full", "--istio-version", "1.10.6",
+        "--istio-repo", f"file://{istio_repo}", "--cache-dir", str(tmp_path / "cache"),
+        "--image", repository, "--dist", str(dist_dir), "--push",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+
+    (checkout,) = (tmp_path / "cache").iterdir()
+    assert checkout.name.startswith("istio-1.10.6-")
+    made = recorded_make_vars(checkout)
+    tag = made["TAG"].split(" ")[0]
+    assert tag.startswith("unverified-")
+    assert made["HUB"] == f"{hub} [command line]"
+    assert made["BUILD_ALL"] == "false [command line]"
+    assert made["SIDECAR"] == "mosn [command line]"
+    assert made["ISTIO_ENVOY_VERSION"] == f"{built_dist.mosn_version_safe} [command line]"
+    assert made["ISTIO_ENVOY_RELEASE_URL"] == f"{served}/mosn.tar.gz [command line]"
+    assert made["ISTIO_ENVOY_BASE_URL"] == f"{served} [command line]"
+    # Placeholder mode: the four WASM files were fetched and went into the image.
+    default_tag = names.default_image_tag(built_dist.mosn_version_safe, "1.10.6")
+    assert local_references(docker_client, repository) == [f"{repository}:{default_tag}"]
+    reference = f"{repository}:{default_tag}"
+    listing = run_in_image(
+        docker_client, reference, "/etc/istio/extensions", entrypoint="/bin/ls"
+    ).split()
+    assert sorted(listing) == sorted(
+        f"{n}-filter{s}"
+        for n in ("stats", "metadata-exchange")
+        for s in (".wasm", ".compiled.wasm")
+    )
+    record = json.loads((dist_dir / names.IMAGE_JSON).read_text())
+    assert registry_digest(registry, repository.split("/", 1)[1], default_tag) == record["digest"]
+    assert record["labels"]["io.istio.version"] == "1.10.6"
+    assert docker_client.images.get(reference).labels["io.mosn.version"] == built_dist.mosn_version
+
+
+def test_full_patch_builds_in_place_without_wasm_and_twice_the_same(
+    docker_client, busybox_base, built_dist, dist_dir, served, tmp_path, repositories
+):
+    source = tmp_path / "istio"
+    shutil.copytree(ISTIO_STANDIN, source)
+    write_istio_env(dist_dir, built_dist, served, base_url=False)
+    repository = f"example.invalid/{unique('patch')}/proxyv2"
+    repositories.append(repository)
+    args = (
+        "image", "--mode", "full", "--wasm", "patch", "--istio-src", str(source),
+        "--image", f"{repository}:p", "--dist", str(dist_dir),
+    )  # fmt: skip
+    first = invoke(*args)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr
+    assert f"{source / 'bin/init.sh'}: patched" in first.stdout
+    # Patch mode passes no ISTIO_ENVOY_BASE_URL: make kept its own default.
+    assert recorded_make_vars(source)["ISTIO_ENVOY_BASE_URL"].endswith("[file]")
+    ls = run_in_image(
+        docker_client, f"{repository}:p", "-c", "ls /etc/istio/extensions || echo none",
+        entrypoint="/bin/sh",
+    )  # fmt: skip
+    assert ls.strip().endswith("none")
+    assert run_in_image(
+        docker_client, f"{repository}:p", "--version", entrypoint=names.BINARY_PATH_IN_IMAGE
+    ) == (f"mosn version {built_dist.mosn_version}\n")
+
+    second = invoke(*args)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr
+    assert f"{source / 'bin/init.sh'}: already patched" in second.stdout
+    # make's output was tagged in the same repository under a throwaway tag: gone now.
+    assert local_references(docker_client, repository) == [f"{repository}:p"]
+
+
+def test_make_failing_shows_its_last_lines_and_leaves_no_image(
+    docker_client, busybox_base, built_dist, dist_dir, served, tmp_path, repositories
+):
+    source = tmp_path / "istio"
+    shutil.copytree(ISTIO_STANDIN, source)
+    write_istio_env(dist_dir, built_dist, served, linux=f"{served}/missing/mosn.tar.gz")
+    repository = f"example.invalid/{unique('makefail')}/proxyv2"
+    repositories.append(repository)
+    result = invoke(
+        "image", "--mode", "full", "--istio-src", str(source), "--image", repository,
+        "--dist", str(dist_dir),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert last_line(result.stderr) == (
+        "error: make docker.proxyv2 failed with exit code 2; its last lines are above"
+    )
+    assert "404" in result.stderr and "Traceback" not in result.stderr
+    assert local_references(docker_client, repository) == []
+    assert not (dist_dir / names.IMAGE_JSON).exists()
+
+
+def test_full_mode_without_istio_env_says_to_publish(dist_dir, tmp_path):
+    result = invoke(
+        "image", "--mode", "full", "--istio-src", str(ISTIO_STANDIN),
+        "--image", "example.invalid/m/proxyv2", "--dist", str(dist_dir),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert last_line(result.stderr).startswith(f"error: {dist_dir / names.ISTIO_ENV} not found")
+    assert "run `invoke publish" in last_line(result.stderr)
+
+
+def test_placeholder_mode_needs_base_url_and_urls_istio_would_drop_are_refused(
+    built_dist, dist_dir
+):
+    write_istio_env(dist_dir, built_dist, "http://127.0.0.1:1", base_url=False)
+    args = (
+        "image", "--mode", "full", "--istio-src", str(ISTIO_STANDIN),
+        "--image", "example.invalid/m/proxyv2", "--dist", str(dist_dir),
+    )  # fmt: skip
+    result = invoke(*args)
+    assert result.returncode == 1
+    assert "has no ISTIO_ENVOY_BASE_URL" in last_line(result.stderr)
+
+    signed = "http://127.0.0.1:1/mosn.tar.gz?X-Amz-Signature=abcGOdef"
+    write_istio_env(dist_dir, built_dist, "http://127.0.0.1:1", linux=signed)
+    result = invoke(*args)
+    assert result.returncode == 1
+    assert "ISTIO_ENVOY_RELEASE_URL" in last_line(result.stderr)
+    assert "contains GO" in last_line(result.stderr)
+
+
+def test_a_hub_istio_would_drop_is_refused_before_make(docker_client, built_dist, dist_dir):
+    write_istio_env(dist_dir, built_dist, "http://127.0.0.1:1")
+    result = invoke(
+        "image", "--mode", "full", "--istio-src", str(ISTIO_STANDIN),
+        "--image", "example.invalid/rvm-mesh/proxyv2", "--dist", str(dist_dir),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert last_line(result.stderr).startswith("error: HUB (from --image) contains rvm")
+    assert "make clean" not in result.stdout
+    assert not (ISTIO_STANDIN / "out").exists()
