@@ -21,7 +21,7 @@ import threading
 import zlib
 from collections import deque
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -248,6 +248,7 @@ def write_dist(out: Path, binaries: Mapping[str, Path], template: Dist) -> Dist:
                 for name, binary in binaries.items()
             ]
             try:
+                wait(jobs, return_when=FIRST_EXCEPTION)
                 packed = [job.result() for job in jobs]
             except BaseException:
                 # Leaving the pools waits for their threads: make them quit at the next block.
