@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -270,6 +271,11 @@ def build(settings: Settings) -> Dist:
                 go.compile(checkout, platform, binary, version, settings, go_minor)
                 binaries[platform.name] = binary
         with log.stage("package"):
+            # The bytes depend on the zlib release: say which, for whoever compares digests.
+            log.info(
+                f"    gzip level {package.GZIP_LEVEL}, zlib {zlib.ZLIB_RUNTIME_VERSION},"
+                f" {package.compress_workers()} threads"
+            )
             dist = package.write_dist(out, binaries, template)
     for f in dist.files:
         log.info(f"    {out / f.name}  {f.size} bytes  sha256 {f.sha256}")
