@@ -77,6 +77,9 @@ def build(
     """Build MOSN tarballs (mosn.tar.gz, mosn-centos.tar.gz, mosn-macos.tar.gz, ...) with manifest."""
     from ci.build import build as run_build
 
+    if mosn_src is not None and mosn_ref is None:
+        # --mosn-src on the command line beats a mosn_ref from invoke.yaml or the environment.
+        mosn_ref = ""
     run_build(
         settings(
             ctx,

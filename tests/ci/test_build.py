@@ -297,3 +297,14 @@ def test_container_network_is_needed_only_for_unvendored_requirements(tmp_path):
     (src / "vendor" / "modules.txt").write_text("# golang.org/x/net v0.1.0\n")
     checkout = inspect_checkout(src)
     assert (checkout.downloads_modules, checkout.vendored) == (False, True)
+
+
+def test_mosn_src_flag_beats_a_configured_ref(checkout, upstream, tmp_path):
+    env = isolated_env(
+        tmp_path, MOSN_PROXYV2_MOSN_REF="main", MOSN_PROXYV2_MOSN_REPO=upstream.as_uri()
+    )
+    out = tmp_path / "dist"
+    result = invoke("build", "--mosn-src", str(checkout), "--out", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "clone MOSN" not in result.stdout
+    assert built_version(out).startswith("v1.0.0(")
