@@ -134,7 +134,8 @@ class DockerGo:
                 working_dir=SRC if source is not None else "/",
                 environment=environment,
                 mounts=mounts,
-                # Module downloads need a network; the engine here offers host or none.
+                # Module downloads need a network; host networking works even where dockerd
+                # runs without a default bridge.
                 network_mode="host" if network else "none",
                 name=CONTAINER_PREFIX + uuid.uuid4().hex[:12],
                 labels={LABEL: "1"},
