@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
+import http.server
 import json
+import threading
+import uuid
+import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +19,7 @@ from ci.docker_go import LABEL
 from tests.helpers.build import (
     GO_CACHE_VOLUME,
     import_golang_image,
+    isolated_env,
     snapshot,
 )
 from tests.helpers.build import invoke_build as build
@@ -89,3 +98,77 @@ def test_image_that_is_neither_local_nor_pullable(docker_client, tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert "mp-build-absent:0 is not on this Docker engine and could not be pulled" in last
     assert not (tmp_path / "dist").exists()
+
+
+def h1(files: dict[str, bytes]) -> str:
+    """Go's dirhash "h1:" of named files, the form go.sum holds."""
+    summary = "".join(
+        f"{hashlib.sha256(files[name]).hexdigest()}  {name}\n" for name in sorted(files)
+    )
+    return "h1:" + base64.b64encode(hashlib.sha256(summary.encode()).digest()).decode()
+
+
+def module_proxy(root: Path, module: str, version: str, files: dict[str, bytes]) -> str:
+    """Lay out a GOPROXY tree for one module version; return the go.sum lines for it."""
+    folder = root / module / "@v"
+    folder.mkdir(parents=True)
+    (folder / "list").write_text(version + "\n")
+    (folder / f"{version}.info").write_text(json.dumps({"Version": version}))
+    (folder / f"{version}.mod").write_bytes(files["go.mod"])
+    prefixed = {f"{module}@{version}/{name}": data for name, data in files.items()}
+    with zipfile.ZipFile(folder / f"{version}.zip", "w") as archive:
+        for name, data in prefixed.items():
+            archive.writestr(name, data)
+    return (
+        f"{module} {version} {h1(prefixed)}\n"
+        f"{module} {version}/go.mod {h1({'go.mod': files['go.mod']})}\n"
+    )
+
+
+@contextlib.contextmanager
+def serving(folder: Path, requested: list[str]):
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(folder), **kwargs)
+
+        def log_message(self, *args):
+            requested.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_module_downloads_use_host_network_and_stay_on_the_volume(go_image, tmp_path):
+    """A go.mod with requirements and no vendor/: the container gets the host network, the
+    module comes from GOPROXY (a proxy on loopback here), and a second build needs no proxy."""
+    # A module path no earlier run can have cached on the volume.
+    module = f"example.com/mpgreet{uuid.uuid4().hex[:8]}"
+    go_mod = f"module {module}\n\ngo 1.19\n".encode()
+    greet = b'package mpgreet\n\nconst Hello = "hello"\n'
+    sums = module_proxy(tmp_path / "proxy", module, "v1.0.0", {"go.mod": go_mod, "greet.go": greet})
+    src = make_checkout(tmp_path / "src")
+    (src / "go.mod").write_text(f"module mosn.io/mosn\n\ngo 1.19\n\nrequire {module} v1.0.0\n")
+    (src / "go.sum").write_text(sums)
+    (src / "cmd" / "mosn" / "main" / "greet.go").write_text(
+        f'package main\n\nimport mpgreet "{module}"\n\nvar _ = mpgreet.Hello\n'
+    )
+    args = ("--in-docker", "--go-image", go_image, "--platforms", "linux/amd64")
+    requested: list[str] = []
+    with serving(tmp_path / "proxy", requested) as proxy:
+        env = isolated_env(tmp_path, GOPROXY=proxy, GOSUMDB="off")
+        first = build(src, tmp_path / "one", tmp_path, *args, env=env)
+    assert first.returncode == 0, first.stderr
+    assert f"network host, Go caches on volume {GO_CACHE_VOLUME}" in first.stdout
+    assert f"/{module}/@v/v1.0.0.zip" in requested
+    env["GOPROXY"] = "off"  # nothing may be downloaded now
+    second = build(src, tmp_path / "two", tmp_path, *args, env=env)
+    assert second.returncode == 0, second.stderr
+    assert (tmp_path / "one" / "mosn.tar.gz").read_bytes() == (
+        tmp_path / "two" / "mosn.tar.gz"
+    ).read_bytes()
