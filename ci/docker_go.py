@@ -31,6 +31,8 @@ CACHE = "/mosn-proxyv2-cache"
 OUTPUT = "/tmp/mosn"  # noqa: S108 - inside the throwaway container
 CONTAINER_PREFIX = "mosn-proxyv2-build-"
 LABEL = "mosn-proxyv2.build"
+PING_TIMEOUT = 30
+BUILD_TIMEOUT = 3 * 3600
 # Passed through from the host when set, so private module proxies keep working.
 GO_NETWORK_ENV = ("GOPROXY", "GOPRIVATE", "GONOPROXY", "GONOSUMDB", "GOSUMDB", "GOINSECURE")
 
@@ -115,6 +117,7 @@ class DockerGo:
         copy_out: Path | None = None,
     ) -> str:
         import docker.errors
+        import requests.exceptions
         from docker.types import Mount
 
         # Mount objects rather than "src:dst:mode" strings: a path may contain a colon.
@@ -162,7 +165,7 @@ class DockerGo:
             if copy_out is not None:
                 _copy_out(container, copy_out)
             return output
-        except docker.errors.APIError as exc:
+        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
             raise UserError(f"{what}: Docker failed: {_reason(exc)}") from None
         finally:
             try:
@@ -177,8 +180,10 @@ def _client():
     except ImportError:
         raise UserError("--in-docker needs the Docker SDK for Python: pip install docker") from None
     try:
-        client = docker.from_env(timeout=600)
+        client = docker.from_env(timeout=PING_TIMEOUT)
         client.ping()
+        # `go build` can be silent for minutes while the log stream waits for a line.
+        client.api.timeout = BUILD_TIMEOUT
     except Exception as exc:
         raise UserError(
             f"cannot reach the Docker engine ({_reason(exc)}); start Docker, set DOCKER_HOST,"
