@@ -223,11 +223,15 @@ def write_dist(out: Path, binaries: Mapping[str, Path], template: Dist) -> Dist:
     old manifest just before a rebuild sees a checksum mismatch in `Dist.verify`, not a
     half-written file).
     """
+    # Folders this call creates, deepest first: removed again if packaging fails.
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".mosn-build-", dir=out))
     except OSError as exc:
+        _remove_empty(created)
         raise UserError(f"cannot write to {out}: {exc.strerror}; choose another --out") from None
+    done = False
     try:
         # Platforms are packaged side by side, their blocks sharing one pool of workers.
         stop = threading.Event()
@@ -262,6 +266,7 @@ def write_dist(out: Path, binaries: Mapping[str, Path], template: Dist) -> Dist:
             _fsync(staging / f.name)
         Dist(**{**template.__dict__, "root": staging, "files": files}).write_manifest()
         _publish(staging, out, [f.name for f in files])
+        done = True
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
         raise UserError(
@@ -270,7 +275,15 @@ def write_dist(out: Path, binaries: Mapping[str, Path], template: Dist) -> Dist:
         ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if not done:
+            _remove_empty(created)
     return Dist(**{**template.__dict__, "root": out, "files": files})
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _fsync(path: Path) -> None:

@@ -177,3 +177,10 @@ def test_a_folder_in_the_way_fails_before_anything_is_replaced(go_binary, tmp_pa
         package.write_dist(out, {"linux/amd64": go_binary}, template(out))
     assert snapshot(out) == before
     Dist.load(out).verify()
+
+
+def test_failed_packaging_removes_the_folders_it_created(go_binary, tmp_path):
+    out = tmp_path / "new" / "dist"
+    with pytest.raises(UserError):
+        package.write_dist(out, {"linux/amd64": tmp_path / "no-such-binary"}, template(out))
+    assert list(tmp_path.iterdir()) == []
