@@ -171,3 +171,175 @@ def image(
             quiet=quiet,
         )
     )
+
+
+E2E_HELP = {
+    "image": "the proxyv2 image to prove, REGISTRY/REPO:TAG (loaded into kind from Docker)",
+    "istio-version": "Istio release to install; picks kind and the node image (default 1.10.6)",
+    "plan": "print every command the run would execute, in order, and exit (no cluster)",
+    "keep-cluster": "leave the kind cluster running afterwards (Istio and Bookinfo still removed)",
+    "artifacts": "folder for the report, manifests and diagnostics (default e2e-artifacts/)",
+    "cluster-name": "kind cluster name; must not exist yet (default mosn-proxyv2)",
+    "samples": "requests for the 50/50 check (default 0: the N chosen in ci/e2e/stats.py)",
+    "ingress-port": "host port on 127.0.0.1 mapped to the ingress gateway (default 30080)",
+    "wait-timeout": "seconds to wait for rollouts and for routing to settle (default 300)",
+    "pull-image": "let the cluster pull --image from its registry instead of kind load",
+    "cache-dir": "where kind, kubectl and the Istio release are cached",
+    "quiet": "print only warnings and errors",
+}
+
+
+@task(help=E2E_HELP)
+@friendly
+def e2e(
+    ctx,
+    image=None,
+    istio_version=None,
+    plan=False,
+    keep_cluster=False,
+    artifacts=None,
+    cluster_name=None,
+    samples=None,
+    ingress_port=None,
+    wait_timeout=None,
+    pull_image=False,
+    cache_dir=None,
+    quiet=False,
+):
+    """Prove a proxyv2 image on kind: Istio, Bookinfo, version/weight/header routing."""
+    import ci.e2e
+
+    # Boolean flags default to False in invoke; only a given flag may override the layers below.
+    s = settings(
+        ctx,
+        image=image,
+        istio_version=istio_version,
+        keep_cluster=keep_cluster or None,
+        artifacts=artifacts,
+        cluster_name=cluster_name,
+        samples=samples,
+        ingress_port=ingress_port,
+        wait_timeout=wait_timeout,
+        pull_image=pull_image or None,
+        cache_dir=cache_dir,
+        quiet=quiet or None,
+    )
+    if plan:
+        print("\n".join(ci.e2e.plan_lines(s)))
+        return
+    ci.e2e.run(s)
+
+
+SERVE_HELP = {
+    "root": "directory to serve and store into (default: server_root, .artifacts)",
+    "bind": "HOST:PORT to listen on (default: host and port of server_url, 127.0.0.1:8080)",
+    "workers": "gunicorn worker processes (default: 2 per CPU core)",
+    "threads": "threads per worker (default 8)",
+    "token-file": "file of write tokens, one a line (also env ARTIFACT_TOKENS, comma-separated)",
+    "read-token": "require this bearer token for reads (prefer env ARTIFACT_READ_TOKEN: argv shows in ps)",
+    "read-token-file": "file whose first line is the read token",
+    "max-upload-size": "largest accepted upload, e.g. 2G (default 4G; env ARTIFACT_MAX_UPLOAD_SIZE)",
+    "overwrite": "deny (default) or allow replacing an artifact with different bytes",
+    "read-only": "refuse every PUT and DELETE",
+    "access-log": "access log file, '-' for stdout (default), '' for none",
+    "stop": "stop the server running from --root (reads <root>/.server.pid) and exit",
+}
+
+
+@task(help=SERVE_HELP)
+@friendly
+def serve(
+    ctx,
+    root=None,
+    bind=None,
+    workers=None,
+    threads=None,
+    token_file=None,
+    read_token=None,
+    read_token_file=None,
+    max_upload_size=None,
+    overwrite=None,
+    read_only=False,
+    access_log=None,
+    stop=False,
+):
+    """Run the artifact server (gunicorn) in the foreground; --stop stops a running one."""
+    from server.serve import run_task
+
+    s = settings(ctx, server_root=root)
+    run_task(
+        str(s.path("server_root")),
+        s.server_url,
+        bind=bind,
+        stop_requested=stop,
+        workers=int(workers) if workers else None,
+        threads=int(threads) if threads else None,
+        access_log=access_log,
+        token_file=token_file,
+        read_token=read_token,
+        read_token_file=read_token_file,
+        max_upload_size=max_upload_size,
+        overwrite=overwrite,
+        read_only=read_only or None,
+    )
+
+
+PUBLISH_HELP = {
+    "dist": "dist folder to publish (default dist/, as written by `invoke build`)",
+    "to": "where to publish: server (the bundled artifact server, default) or s3",
+    "server-url": "artifact server base URL (default http://127.0.0.1:8080; started if local and down)",
+    "token": "artifact server write token (better: the ARTIFACT_TOKEN environment variable)",
+    "server-root": "storage folder of a server publish starts itself (default .artifacts)",
+    "bucket": "S3 bucket (--to s3)",
+    "prefix": "folder in the store: files go to <prefix>/<version>/<file> (default mosn)",
+    "endpoint-url": "S3-compatible endpoint, e.g. http://127.0.0.1:9000 (default: AWS)",
+    "region": "S3 region (default: AWS_REGION / the AWS config)",
+    "url-expiry": "lifetime of presigned S3 URLs in seconds (default and maximum 604800)",
+    "public": "write plain S3 object URLs instead of presigned ones (the bucket must allow reads)",
+    "wasm": "placeholder (publish empty WASM files for Istio's init.sh, default) or patch",
+    "force": "replace files already published with different bytes at this version",
+    "quiet": "print only warnings and errors",
+}
+
+
+@task(help=PUBLISH_HELP, optional=["public", "force", "quiet"])
+@friendly
+def publish(
+    ctx,
+    dist=None,
+    to=None,
+    server_url=None,
+    token=None,
+    server_root=None,
+    bucket=None,
+    prefix=None,
+    endpoint_url=None,
+    region=None,
+    url_expiry=None,
+    public=None,
+    wasm=None,
+    force=None,
+    quiet=None,
+):
+    """Upload the dist's tarballs (server or S3), verify them, write DIST/istio.env."""
+    from ci.publish import publish as run_publish
+
+    run_publish(
+        settings(
+            ctx,
+            dist=dist,
+            to=to,
+            server_url=server_url,
+            token=token,
+            server_root=server_root,
+            bucket=bucket,
+            prefix=prefix,
+            endpoint_url=endpoint_url,
+            region=region,
+            url_expiry=url_expiry,
+            public=public,
+            wasm=wasm,
+            force=force,
+            quiet=quiet,
+        )
+    )

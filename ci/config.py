@@ -85,6 +85,9 @@ class Settings:
     keep_cluster: bool = False
     artifacts: str = "e2e-artifacts"
     samples: int = 0
+    ingress_port: int = 30080
+    wait_timeout: int = 300
+    pull_image: bool = False
 
     def path(self, name: str) -> Path:
         """A path-valued setting with ~ expanded."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -33,12 +34,16 @@ def run(
     what: str | None = None,
     hint: str = "",
     stdin: str | None = None,
+    separate_stderr: bool = False,
 ) -> str:
     """Run `cmd`, echoing its merged output line by line unless quiet, and return that output.
 
     On a non-zero exit raise UserError naming `what` (default: the program), with the
     last lines of output as detail so a compiler's or make's error is on screen.
     `env` is added to the current environment rather than replacing it.
+    With `separate_stderr` the returned text is stdout alone (for output that is parsed, like
+    `kubectl get -o json`, where a warning on stderr would corrupt it); stderr is still
+    echoed and kept in the tail.
     """
     argv = [str(part) for part in cmd]
     secrets = [s for s in secrets if s]
@@ -50,7 +55,7 @@ def run(
             env=full_env,
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE if separate_stderr else subprocess.STDOUT,
             text=True,
             errors="replace",
             bufsize=1,
@@ -70,6 +75,21 @@ def run(
     chunks: list[str] = []
     assert proc.stdout is not None
     echo = stream and not log.is_quiet()
+    drain = None
+    if separate_stderr:
+        assert proc.stderr is not None
+
+        def keep_stderr(pipe=proc.stderr):
+            # Read in a thread: a full stderr pipe must not block the child while we read stdout.
+            for line in pipe:
+                line = redact(line, secrets)
+                tail.append(line.rstrip("\n"))
+                if echo:
+                    sys.stderr.write("    " + line)
+                    sys.stderr.flush()
+
+        drain = threading.Thread(target=keep_stderr, daemon=True)
+        drain.start()
     try:
         for line in proc.stdout:
             line = redact(line, secrets)
@@ -83,6 +103,8 @@ def run(
         proc.wait()
         raise
     code = proc.wait()
+    if drain is not None:
+        drain.join()
     output = "".join(chunks)
     if check and code != 0:
         name = what or Path(argv[0]).name

@@ -1,0 +1,222 @@
+"""What the kind job proved: JUnit XML for CI, Markdown for people, an SVG chart of the routing.
+
+Every check is listed with its outcome, duration and detail; every routing scenario with the
+reviews versions observed. The SVG is written as text (no plotting library), one group of
+bars per scenario. In GitHub Actions the Markdown is appended to $GITHUB_STEP_SUMMARY.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from ci.fsutil import atomic_write
+
+PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+SERIES = ("v1", "v2", "v3", "error", "unknown")
+COLORS = {
+    "v1": "#4c78a8",
+    "v2": "#222222",
+    "v3": "#e45756",
+    "error": "#f58518",
+    "unknown": "#9d9d9d",
+}
+JUNIT = "junit.xml"
+MARKDOWN = "report.md"
+CHART = "routing.svg"
+
+
+@dataclass
+class Check:
+    name: str
+    status: str = PASSED
+    seconds: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class Report:
+    image: str
+    istio_version: str
+    node_image: str
+    kind_release: str
+    checks: list[Check] = field(default_factory=list)
+    # scenario -> reviews version -> responses observed
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    # scenario -> (lowest, highest) count of the checked version that passes
+    bands: dict[str, tuple[int, int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.status == FAILED]
+
+    def write(self, folder: Path) -> dict[str, Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "junit": folder / JUNIT,
+            "markdown": folder / MARKDOWN,
+            "chart": folder / CHART,
+        }
+        atomic_write(paths["junit"], junit_xml(self))
+        atomic_write(paths["markdown"], markdown(self, chart_name=CHART))
+        atomic_write(paths["chart"], svg_chart(self.counts, self.bands))
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            with open(summary, "a", encoding="utf-8") as handle:
+                # The summary cannot show a file beside it: the chart goes in as text bars.
+                handle.write(markdown(self, chart_name=None) + "\n")
+        return paths
+
+
+def junit_xml(report: Report) -> str:
+    suite = ET.Element(
+        "testsuite",
+        name="mosn-proxyv2 kind e2e",
+        tests=str(len(report.checks)),
+        failures=str(len(report.failed)),
+        skipped=str(sum(1 for c in report.checks if c.status == SKIPPED)),
+        time=f"{sum(c.seconds for c in report.checks):.3f}",
+    )
+    properties = ET.SubElement(suite, "properties")
+    for key, value in (
+        ("image", report.image),
+        ("istio_version", report.istio_version),
+        ("node_image", report.node_image),
+        ("kind_release", report.kind_release),
+    ):
+        ET.SubElement(properties, "property", name=key, value=value)
+    for check in report.checks:
+        case = ET.SubElement(
+            suite, "testcase", classname="e2e", name=check.name, time=f"{check.seconds:.3f}"
+        )
+        if check.status == FAILED:
+            ET.SubElement(case, "failure", message=check.detail[:500]).text = check.detail
+        elif check.status == SKIPPED:
+            ET.SubElement(case, "skipped", message=check.detail[:500])
+        elif check.detail:
+            ET.SubElement(case, "system-out").text = check.detail
+    ET.indent(suite)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+    )
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _text_bars(counts: dict[str, dict[str, int]]) -> list[str]:
+    widest = max((v for c in counts.values() for v in c.values()), default=0) or 1
+    lines = ["```"]
+    for scenario, by_version in counts.items():
+        lines.append(scenario)
+        for version in SERIES:
+            value = by_version.get(version, 0)
+            if value:
+                bar = "#" * max(1, round(40 * value / widest))
+                lines.append(f"  {version:<8}{bar} {value}")
+    lines.append("```")
+    return lines
+
+
+def markdown(report: Report, chart_name: str | None) -> str:
+    verdict = "FAILED" if report.failed else "passed"
+    lines = [
+        f"## MOSN proxyv2 on kind: {verdict}",
+        "",
+        f"- image: `{report.image}`",
+        f"- Istio {report.istio_version}, kind {report.kind_release}, node `{report.node_image}`",
+        "",
+        "| check | result | seconds | detail |",
+        "| --- | --- | ---: | --- |",
+    ]
+    for check in report.checks:
+        lines.append(
+            f"| {_cell(check.name)} | {check.status} | {check.seconds:.1f} | {_cell(check.detail)} |"
+        )
+    if report.counts:
+        lines += [
+            "",
+            "### Reviews versions observed",
+            "",
+            "| scenario | " + " | ".join(SERIES) + " |",
+        ]
+        lines.append("| --- |" + " ---: |" * len(SERIES))
+        for scenario, by_version in report.counts.items():
+            row = " | ".join(str(by_version.get(v, 0)) for v in SERIES)
+            lines.append(f"| {_cell(scenario)} | {row} |")
+        lines.append("")
+        if chart_name:
+            lines.append(f"![reviews versions per scenario]({chart_name})")
+        else:
+            lines += _text_bars(report.counts)
+    if report.notes:
+        lines += ["", *[f"- {note}" for note in report.notes]]
+    return "\n".join(lines) + "\n"
+
+
+def svg_chart(
+    counts: dict[str, dict[str, int]], bands: dict[str, tuple[int, int]] | None = None
+) -> str:
+    """Grouped bars: one group per scenario, one bar per reviews version (SVG 1.1 text).
+
+    `bands` shades, per scenario, the range of counts that passes (the 50/50 acceptance region).
+    """
+    bar, gap, group_gap, height, top, left, bottom = 18, 4, 28, 220, 30, 50, 70
+    groups = list(counts.items())
+    series_width = len(SERIES) * (bar + gap)
+    width = left + max(1, len(groups)) * (series_width + group_gap) + 140
+    bands = bands or {}
+    values = [v for _, c in groups for v in c.values()] + [hi for _, hi in bands.values()]
+    peak = max(values, default=0) or 1
+    total_height = top + height + bottom
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{total_height}" '
+        f'viewBox="0 0 {width} {total_height}" font-family="sans-serif" font-size="11">',
+        "<title>Reviews versions observed per routing scenario</title>",
+        f'<rect x="0" y="0" width="{width}" height="{total_height}" fill="#ffffff"/>',
+        f'<line x1="{left}" y1="{top + height}" x2="{width - 130}" y2="{top + height}" '
+        'stroke="#333333"/>',
+        f'<text x="{left}" y="{top - 12}" font-size="13">responses per reviews version</text>',
+    ]
+    for index, (scenario, by_version) in enumerate(groups):
+        x0 = left + index * (series_width + group_gap)
+        if scenario in bands:
+            lo, hi = bands[scenario]
+            y_hi, y_lo = top + height - height * hi / peak, top + height - height * lo / peak
+            parts.append(
+                f'<rect x="{x0 - 2}" y="{y_hi:.1f}" width="{series_width}" '
+                f'height="{y_lo - y_hi:.1f}" fill="#2ca02c" fill-opacity="0.15">'
+                f"<title>{escape(scenario)}: passes with {lo}..{hi}</title></rect>"
+            )
+        for offset, version in enumerate(SERIES):
+            value = by_version.get(version, 0)
+            h = round(height * value / peak)
+            x = x0 + offset * (bar + gap)
+            y = top + height - h
+            parts.append(
+                f'<rect x="{x}" y="{y}" width="{bar}" height="{h}" fill="{COLORS[version]}">'
+                f"<title>{escape(scenario)}: {version} {value}</title></rect>"
+            )
+            if value:
+                parts.append(
+                    f'<text x="{x + bar / 2}" y="{y - 3}" text-anchor="middle">{value}</text>'
+                )
+        label_x = x0 + series_width / 2
+        parts.append(
+            f'<text x="{label_x}" y="{top + height + 16}" text-anchor="middle">'
+            f"{escape(scenario[:28])}</text>"
+        )
+    legend_x = width - 120
+    for offset, version in enumerate(SERIES):
+        y = top + offset * 18
+        parts.append(
+            f'<rect x="{legend_x}" y="{y}" width="12" height="12" fill="{COLORS[version]}"/>'
+        )
+        parts.append(f'<text x="{legend_x + 18}" y="{y + 10}">{version}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"

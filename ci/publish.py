@@ -1,0 +1,218 @@
+"""`invoke publish`: put a dist's tarballs in a store and hand Istio's build what it needs.
+
+Order matters: plan (what is there already), upload, verify every file through the URL
+Istio's build will use, and only then write DIST/istio.env, so that file exists only for a
+complete, checked publish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ci import istio_env, log, names
+from ci.config import Settings
+from ci.dist import Dist, sha256_bytes, sha256_file
+from ci.errors import UserError
+from ci.stores import Item, Store, Stored, download_digest
+
+STORES = ("server", "s3")
+WASM_MODES = ("placeholder", "patch")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+
+
+@dataclass
+class Published:
+    values: dict[str, str]
+    env_file: Path
+    tarballs: list[dict[str, str]]
+    uploaded: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    @property
+    def make_command(self) -> str:
+        return istio_env.make_command(self.values)
+
+
+def check_prefix(prefix: str) -> str:
+    prefix = prefix.strip("/")
+    for segment in prefix.split("/") if prefix else ():
+        if not _SEGMENT.match(segment):
+            raise UserError(
+                f"--prefix {prefix!r}: each /-separated part must be letters, digits, . _ -"
+                " and not start with a dot; pick another prefix"
+            )
+    return prefix
+
+
+def plan(dist: Dist, folder: str, wasm: str) -> list[Item]:
+    """Every file to publish, under `folder`: the tarballs, SHA256SUMS, the WASM placeholders."""
+    items = [
+        Item(f.name, f"{folder}/{f.name}", f.size, f.sha256, dist.root / f.name) for f in dist.files
+    ]
+    sums = dist.root / names.SHA256SUMS
+    if sums.is_file():
+        items.append(
+            Item(
+                names.SHA256SUMS,
+                f"{folder}/{names.SHA256SUMS}",
+                sums.stat().st_size,
+                sha256_file(sums),
+                sums,
+            )
+        )
+    if wasm == "placeholder":
+        empty = sha256_bytes(b"")
+        items += [
+            Item(name, f"{folder}/{name}", 0, empty)
+            for name in names.wasm_placeholders(dist.mosn_version_safe)
+        ]
+    return items
+
+
+def open_store(settings: Settings) -> Store:
+    if settings.to == "s3":
+        from ci.store_s3 import S3Store
+
+        return S3Store(settings)
+    from ci import local_server
+    from ci.store_server import ServerStore
+
+    # The URL is checked (by ServerStore) before a server is started for it.
+    store = ServerStore(settings.server_url, "")
+    store.token = local_server.write_token(settings)
+    return store
+
+
+def same(stored: Stored | None, item: Item) -> bool:
+    return stored is not None and stored.size == item.size and stored.sha256 == item.sha256
+
+
+def upload(
+    store: Store, items: list[Item], *, force: bool, version: str
+) -> tuple[list[str], list[str]]:
+    """Upload what is missing; refuse (before sending anything) to replace different bytes."""
+    found = {item.key: store.stat(item.key) for item in items}
+    different = [
+        item for item in items if found[item.key] is not None and not same(found[item.key], item)
+    ]
+    if different and not force:
+        listed = ", ".join(item.name for item in different)
+        raise UserError(
+            f"{store.display(different[0].key)}: version {version} is already published with"
+            f" different bytes ({listed}); build another version (`invoke build --version V`),"
+            " or pass --force to replace them"
+        )
+    uploaded, unchanged = [], []
+    for item in items:
+        if same(found[item.key], item):
+            log.info(
+                f"    {item.name}: already there with sha256 {item.sha256[:12]}..., not uploaded"
+            )
+            unchanged.append(item.name)
+            continue
+        store.put(item, replace=found[item.key] is not None)
+        uploaded.append(item.name)
+    if not uploaded:
+        log.info("    nothing uploaded: every file was already there with the same bytes")
+    elif unchanged:
+        log.info(f"    {len(uploaded)} uploaded, {len(unchanged)} already there")
+    return uploaded, unchanged
+
+
+def _check(got: Stored | None, item: Item, where: str, display: str) -> None:
+    if same(got, item):
+        return
+    seen = "nothing" if got is None else f"{got.size} bytes with sha256 {got.sha256 or 'unknown'}"
+    raise UserError(
+        f"{display}: {where} gives {seen}, not the {item.size} bytes with sha256"
+        f" {item.sha256} that were published; istio.env was not written; check the store and"
+        " anything between (proxy, cache), then run again (with --force to replace)"
+    )
+
+
+def verify(store: Store, items: list[Item], urls: dict[str, str]) -> None:
+    """Read back each file: the store's own record, then the bytes at the URL Istio uses."""
+    for item in items:
+        display = store.display(item.key)
+        _check(store.stat(item.key), item, "the store's record", display)
+        _check(
+            download_digest(urls[item.name], display, store.unreadable_hint(item)),
+            item,
+            "a download",
+            display,
+        )
+        log.info(f"    {item.name}: {item.size} bytes, sha256 {item.sha256[:12]}... verified")
+
+
+def publish(settings: Settings) -> Published:
+    if settings.to not in STORES:
+        raise UserError(f"--to {settings.to!r}: choose one of {', '.join(STORES)}")
+    if settings.wasm not in WASM_MODES:
+        raise UserError(f"--wasm {settings.wasm!r}: choose one of {', '.join(WASM_MODES)}")
+    prefix = check_prefix(settings.prefix)
+    dist = Dist.load(settings.path("dist"))
+    env_file = dist.root / names.ISTIO_ENV
+    # istio.env describes the last complete publish of this dist; a new attempt voids it, so a
+    # failure below cannot leave a hand-off that points at other bytes.
+    env_file.unlink(missing_ok=True)
+    dist.verify()
+    version = dist.mosn_version_safe
+    folder = f"{prefix}/{version}" if prefix else version
+    items = plan(dist, folder, settings.wasm)
+    store = open_store(settings)
+
+    with log.stage(f"publish {len(items)} files to {store.describe()} under {folder}/"):
+        uploaded, unchanged = upload(store, items, force=settings.force, version=version)
+
+    base_url = store.folder_url(folder)
+    urls = {
+        item.name: (f"{base_url}/{item.name}" if item.placeholder else store.url(item.key))
+        for item in items
+    }
+    with log.stage("verify published files"):
+        verify(store, items, urls)
+
+    tarballs = {f.name: urls[f.name] for f in dist.files}
+    values = istio_env.istio_values(
+        version, tarballs, base_url if settings.wasm == "placeholder" else None
+    )
+    for warning in istio_env.blocklist_warnings(values):
+        log.warn(warning)
+    istio_env.write(env_file, values)
+    result = Published(
+        values=values,
+        env_file=env_file,
+        tarballs=[{"file": f.name, "url": urls[f.name], "sha256": f.sha256} for f in dist.files],
+        uploaded=uploaded,
+        unchanged=unchanged,
+    )
+    write_github_outputs(result)
+    log.info(f"wrote {env_file}")
+    log.info("Build Istio's proxyv2 from an Istio checkout with:")
+    log.info(f"  {result.make_command}")
+    return result
+
+
+def github_outputs(result: Published) -> dict[str, str]:
+    """The step outputs: one per istio.env variable (lowercase, kebab), plus summaries."""
+    outputs = {key.lower().replace("_", "-"): value for key, value in result.values.items()}
+    outputs["make-command"] = result.make_command
+    outputs["tarballs"] = json.dumps(result.tarballs)
+    outputs["env-file"] = str(result.env_file.resolve())
+    return outputs
+
+
+def write_github_outputs(result: Published) -> None:
+    path = os.environ.get("GITHUB_OUTPUT")
+    if not path:
+        return
+    with open(path, "a", encoding="utf-8") as handle:
+        for key, value in github_outputs(result).items():
+            # The multi-line form is safe whatever the value holds.
+            delimiter = f"EOF_{secrets.token_hex(8)}"
+            handle.write(f"{key}<<{delimiter}\n{value}\n{delimiter}\n")

@@ -1,0 +1,50 @@
+"""The self-hosted artifact server: a Flask app factory, served in production by gunicorn.
+
+`create_app(config)` builds the app; `python -m server` (or `invoke serve`) runs it under
+gunicorn; `server.background` starts and stops one in the background for the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from server.config import ServerConfig, build_config
+from server.metrics import Metrics
+from server.store import TMP_DIR, Store
+
+
+def create_app(config: ServerConfig | Mapping[str, Any]) -> Flask:
+    """Build the app for `config` (a ServerConfig, or a mapping of build_config arguments).
+
+    Creating the app prepares the root and removes uploads a crash left behind, so it must
+    happen once per server, before gunicorn forks its workers (the launcher preloads it).
+    """
+    if not isinstance(config, ServerConfig):
+        options = dict(config)
+        options.setdefault("environ", {})
+        config = build_config(options.pop("root"), **options)
+    from server import views
+
+    app = Flask(__name__)
+    app.config["ARTIFACT_SERVER"] = config
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    app.url_map.converters["anypath"] = views.AnyPath
+    config.root.mkdir(parents=True, exist_ok=True)
+    store = Store(
+        config.root,
+        max_upload_size=config.max_upload_size,
+        allow_overwrite=config.allow_overwrite,
+    )
+    removed = store.prepare()
+    if removed:
+        app.logger.warning("removed %d unfinished upload(s) left by an earlier run", removed)
+    metrics = Metrics(config.root / TMP_DIR / "metrics")
+    metrics.reset()
+    app.extensions["artifact_store"] = store
+    app.extensions["artifact_metrics"] = metrics
+    views.register(app)
+    return app

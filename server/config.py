@@ -1,0 +1,216 @@
+"""The server's own configuration: flags and environment, read once at start.
+
+The server is a separate program from the pipeline (an operator may run it without the rest of
+the tool), so it has its own small config rather than a slice of ci.config.Settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ci.config import Secret
+from ci.errors import UserError
+
+DEFAULT_BIND = "127.0.0.1:8080"
+DEFAULT_MAX_UPLOAD = 4 * 1024**3
+OVERWRITE_POLICIES = ("deny", "allow")
+
+# Environment variables, for containers and service managers that prefer them to flags.
+ENV_TOKENS = "ARTIFACT_TOKENS"
+ENV_READ_TOKEN = "ARTIFACT_READ_TOKEN"  # noqa: S105 - a variable name, not a token
+ENV_ROOT = "ARTIFACT_ROOT"
+ENV_BIND = "ARTIFACT_BIND"
+ENV_WORKERS = "ARTIFACT_WORKERS"
+ENV_MAX_UPLOAD = "ARTIFACT_MAX_UPLOAD_SIZE"
+ENV_OVERWRITE = "ARTIFACT_OVERWRITE"
+ENV_READ_ONLY = "ARTIFACT_READ_ONLY"
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    root: Path
+    tokens: tuple[Secret, ...] = field(default=(), repr=False)
+    read_token: Secret = field(default=Secret(""), repr=False)
+    max_upload_size: int = DEFAULT_MAX_UPLOAD
+    overwrite: str = "deny"
+    read_only: bool = False
+
+    @property
+    def anonymous_reads(self) -> bool:
+        return not self.read_token
+
+    @property
+    def allow_overwrite(self) -> bool:
+        return self.overwrite == "allow"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How gunicorn runs the app: process and network settings, not API behaviour."""
+
+    bind: str = DEFAULT_BIND
+    workers: int = 0  # 0: two per CPU core
+    threads: int = 8
+    access_log: str = "-"
+    timeout: int = 120
+
+
+def parse_size(text: str | int) -> int:
+    """`1048576`, `512K`, `64M`, `2G`, `1T` (powers of 1024) -> bytes."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(str(text))
+    if not match:
+        raise UserError(
+            f"max upload size {text!r} is not a size; write bytes or a number with K, M, G or T"
+        )
+    number, unit = match.groups()
+    return int(number) * 1024 ** "_kmgt".index(unit.lower() or "_")
+
+
+def read_tokens(path: str | os.PathLike) -> list[str]:
+    """One token per line; blank lines and lines starting with # are ignored."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise UserError(
+            f"cannot read token file {path}: {exc.strerror}; give a readable file, one token a line"
+        ) from None
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def build_config(
+    root: str | os.PathLike,
+    *,
+    tokens: Sequence[str] = (),
+    token_file: str | os.PathLike | None = None,
+    read_token: str | None = None,
+    read_token_file: str | os.PathLike | None = None,
+    max_upload_size: str | int | None = None,
+    overwrite: str | None = None,
+    read_only: bool | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ServerConfig:
+    """Merge explicit values (flags) over the environment into a checked ServerConfig."""
+    env = os.environ if environ is None else environ
+    all_tokens = list(tokens)
+    if token_file:
+        all_tokens += read_tokens(token_file)
+    all_tokens += [t.strip() for t in env.get(ENV_TOKENS, "").split(",") if t.strip()]
+    if read_token_file:
+        lines = read_tokens(read_token_file)
+        read_token = read_token or (lines[0] if lines else "")
+    read_token = read_token or env.get(ENV_READ_TOKEN, "")
+    if max_upload_size is None:
+        max_upload_size = env.get(ENV_MAX_UPLOAD) or DEFAULT_MAX_UPLOAD
+    overwrite = (overwrite or env.get(ENV_OVERWRITE) or "deny").lower()
+    if overwrite not in OVERWRITE_POLICIES:
+        raise UserError(f"overwrite policy {overwrite!r} is unknown; use deny or allow")
+    if read_only is None:
+        read_only = _truthy(env.get(ENV_READ_ONLY, ""))
+    size = parse_size(max_upload_size)
+    if size <= 0:
+        raise UserError("max upload size must be positive; give e.g. 2G")
+    root_path = Path(root).expanduser().absolute()
+    if root_path.exists() and not root_path.is_dir():
+        raise UserError(f"server root {root_path} is not a directory; give a directory")
+    # Deduplicated, order kept: each is compared on every write request.
+    unique = tuple(Secret(t) for t in dict.fromkeys(all_tokens))
+    return ServerConfig(
+        root=root_path,
+        tokens=unique,
+        read_token=Secret(read_token or ""),
+        max_upload_size=size,
+        overwrite=overwrite,
+        read_only=bool(read_only),
+    )
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m server",
+        description="Self-hosted artifact server: GET/HEAD to read, PUT/DELETE with a token to write.",
+    )
+    parser.add_argument("--root", help=f"directory to serve and store into (env {ENV_ROOT})")
+    parser.add_argument(
+        "--bind", help=f"HOST:PORT to listen on (default {DEFAULT_BIND}; env {ENV_BIND})"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help=f"gunicorn worker processes (default 2 per core; env {ENV_WORKERS})",
+    )
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
+    parser.add_argument(
+        "--token-file",
+        help=f"file of write tokens, one a line (also env {ENV_TOKENS}, comma-separated)",
+    )
+    parser.add_argument(
+        "--read-token",
+        help=f"require this bearer token for reads (prefer env {ENV_READ_TOKEN}: argv is visible in ps)",
+    )
+    parser.add_argument("--read-token-file", help="file whose first line is the read token")
+    parser.add_argument(
+        "--max-upload-size",
+        help=f"largest accepted upload, e.g. 2G (default 4G; env {ENV_MAX_UPLOAD})",
+    )
+    parser.add_argument(
+        "--overwrite",
+        choices=OVERWRITE_POLICIES,
+        help=f"replace an artifact with different bytes? (default deny; env {ENV_OVERWRITE})",
+    )
+    parser.add_argument(
+        "--read-only",
+        action="store_true",
+        default=None,
+        help=f"refuse every PUT and DELETE (env {ENV_READ_ONLY}=1)",
+    )
+    parser.add_argument(
+        "--access-log", default="-", help="access log file, '-' for stdout, '' for none"
+    )
+    parser.add_argument(
+        "--stop",
+        action="store_true",
+        help="stop the server running from --root (its pid file) and exit",
+    )
+    return parser
+
+
+def from_args(
+    argv: Sequence[str], environ: Mapping[str, str] | None = None
+) -> tuple[ServerConfig, ServeOptions, bool]:
+    """Parse `python -m server` arguments: (config, serve options, stop requested)."""
+    env = os.environ if environ is None else environ
+    args = argument_parser().parse_args(list(argv))
+    root = args.root or env.get(ENV_ROOT)
+    if not root:
+        raise UserError(f"no server root given; pass --root DIR or set {ENV_ROOT}")
+    config = build_config(
+        root,
+        token_file=args.token_file,
+        read_token=args.read_token,
+        read_token_file=args.read_token_file,
+        max_upload_size=args.max_upload_size,
+        overwrite=args.overwrite,
+        read_only=args.read_only,
+        environ=env,
+    )
+    workers = args.workers if args.workers is not None else int(env.get(ENV_WORKERS) or 0)
+    options = ServeOptions(
+        bind=args.bind or env.get(ENV_BIND) or DEFAULT_BIND,
+        workers=workers,
+        threads=args.threads,
+        access_log=args.access_log,
+    )
+    return config, options, args.stop

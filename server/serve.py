@@ -1,0 +1,185 @@
+"""Run the app under gunicorn in the foreground (what `python -m server` and `invoke serve` do)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+from gunicorn.app.base import BaseApplication
+
+from ci.errors import UserError
+from server.config import ServeOptions, ServerConfig
+
+PID_FILE = ".server.pid"
+# No %(u)s (it decodes Basic credentials) and no request headers: nothing secret is logged.
+ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s"'
+
+
+def pid_file(root: Path) -> Path:
+    return Path(root) / PID_FILE
+
+
+def running_pid(root: Path) -> int | None:
+    """The pid recorded in <root>/.server.pid if that process is alive, else None."""
+    try:
+        pid = int(pid_file(root).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def default_workers() -> int:
+    return 2 * (os.cpu_count() or 1)
+
+
+def gunicorn_options(config: ServerConfig, options: ServeOptions) -> dict:
+    return {
+        "bind": options.bind,
+        "workers": options.workers or default_workers(),
+        # Threads keep connections alive and let one worker stream several transfers at once.
+        "worker_class": "gthread",
+        "threads": options.threads,
+        "sendfile": True,
+        # The app is created once in the master: that is where leftover uploads are removed,
+        # which must not happen again in a worker while another worker is mid-upload.
+        "preload_app": True,
+        "pidfile": str(pid_file(config.root)),
+        "accesslog": options.access_log or None,
+        "access_log_format": ACCESS_LOG_FORMAT,
+        "errorlog": "-",
+        "timeout": options.timeout,
+        "graceful_timeout": 10,
+        "keepalive": 5,
+        "proc_name": "artifact-server",
+        # gunicorn's control socket lives at one fixed path per user: two servers would fight.
+        "control_socket_disable": True,
+    }
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, config: ServerConfig, settings: dict) -> None:
+        self._config = config
+        self._settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._settings.items():
+            if value is not None:
+                self.cfg.set(key, value)
+
+    def load(self):
+        from server import create_app
+
+        return create_app(self._config)
+
+
+def serve(config: ServerConfig, options: ServeOptions) -> None:
+    """Serve in the foreground until SIGTERM/SIGINT."""
+    pid = running_pid(config.root)
+    if pid is not None:
+        raise UserError(
+            f"a server is already running from {config.root} (pid {pid}); stop it with `invoke serve --stop --root {config.root}`"
+        )
+    try:
+        config.root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"cannot create server root {config.root}: {exc.strerror}; pick a writable directory"
+        ) from None
+    if not config.tokens and not config.read_only:
+        print(
+            "warning: no write tokens configured (--token-file or ARTIFACT_TOKENS): every upload will get 401",
+            flush=True,
+        )
+    _Gunicorn(config, gunicorn_options(config, options)).run()
+
+
+def stop(root: Path, timeout: float = 15.0) -> int | None:
+    """Stop the server whose pid file is in `root`; return its pid, or None if none ran."""
+    pid = running_pid(root)
+    if pid is None:
+        return None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        _reap(pid)
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        _reap(pid)
+    # gunicorn removes its pid file on a clean exit; after SIGKILL it cannot.
+    if pid_file(root).exists() and running_pid(root) is None:
+        pid_file(root).unlink(missing_ok=True)
+    return pid
+
+
+def stop_and_report(root: Path) -> None:
+    pid = stop(root)
+    print(
+        f"stopped the server from {root} (pid {pid})"
+        if pid
+        else f"no server was running from {root}"
+    )
+
+
+def _reap(pid: int) -> None:
+    # When we started the server ourselves it is our child: collect it so it is not a zombie
+    # that still answers kill(pid, 0).
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def bind_from_url(url: str) -> str:
+    """`http://127.0.0.1:8080/...` -> `127.0.0.1:8080`: where a server for that URL listens."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise UserError(f"server URL {url!r} has no host; give e.g. http://127.0.0.1:8080")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def run_task(
+    root: str,
+    server_url: str,
+    *,
+    bind: str | None = None,
+    stop_requested: bool = False,
+    workers: int | None = None,
+    threads: int | None = None,
+    access_log: str | None = None,
+    **config_flags,
+) -> None:
+    """What `invoke serve` does: stop the server from `root`, or serve it in the foreground."""
+    from server.config import build_config
+
+    config = build_config(root, **config_flags)
+    if stop_requested:
+        pid = stop(config.root)
+        print(
+            f"stopped the server from {config.root} (pid {pid})"
+            if pid
+            else f"no server was running from {config.root}"
+        )
+        return
+    options = ServeOptions(
+        bind=bind or bind_from_url(server_url),
+        workers=workers or 0,
+        threads=threads or ServeOptions.threads,
+        access_log="-" if access_log is None else access_log,
+    )
+    serve(config, options)

@@ -1,0 +1,427 @@
+"""Artifacts on disk: streamed, hashed, atomic uploads and checksum sidecars that cannot lie.
+
+Layout under the root:
+- `a/b/name`           the artifact's bytes, exactly as uploaded;
+- `a/b/.name.meta`     its sidecar: sha256, size and the inode fingerprint (inode number,
+                       size, mtime in ns) of the file it describes;
+- `.tmp/uploads/`      uploads in progress (same filesystem, so the final rename is atomic);
+- `.tmp/locks/`        lock files that serialise the commit step per path.
+
+Why the fingerprint: the data file and its sidecar are two renames, and a crash can fall
+between them. A reader trusts a sidecar only when its fingerprint matches the file it has
+open; otherwise it hashes the file again and repairs the sidecar, so an ETag is never stale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import stat
+import tempfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from server import paths
+
+CHUNK = 1024 * 1024
+LOCK_BUCKETS = 64
+TMP_DIR = ".tmp"
+SIDECAR_SUFFIX = ".meta"
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class StoreError(Exception):
+    """A refused operation: HTTP status, a short machine-readable reason, a human message."""
+
+    status = 400
+    reason = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequestPath(StoreError):
+    reason = "bad_path"
+
+
+class NotFound(StoreError):
+    status = 404
+    reason = "not_found"
+
+
+class Conflict(StoreError):
+    status = 409
+    reason = "conflict"
+
+
+class TooLarge(StoreError):
+    status = 413
+    reason = "too_large"
+
+
+class ChecksumMismatch(StoreError):
+    reason = "checksum_mismatch"
+
+
+class ClientDisconnected(StoreError):
+    reason = "client_disconnected"
+
+
+class DiskFull(StoreError):
+    status = 507
+    reason = "disk_full"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: str
+    size: int
+    sha256: str
+    modified: float
+
+    def as_json(self) -> dict:
+        return {
+            "path": self.path,
+            "size": self.size,
+            "sha256": self.sha256,
+            "modified": self.modified,
+        }
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of a directory listing: a sub-directory (artifact None) or an artifact."""
+
+    name: str
+    path: str
+    artifact: Artifact | None
+
+
+def _fingerprint(st: os.stat_result) -> dict:
+    return {"ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _sidecar(target: Path) -> Path:
+    return target.with_name(f".{target.name}{SIDECAR_SUFFIX}")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _hash_fd(fd: int) -> str:
+    digest = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, CHUNK, offset):
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest.hexdigest()
+
+
+class Store:
+    def __init__(self, root: Path, *, max_upload_size: int, allow_overwrite: bool) -> None:
+        self.root = Path(root)
+        self.max_upload_size = max_upload_size
+        self.allow_overwrite = allow_overwrite
+        self.uploads = self.root / TMP_DIR / "uploads"
+        self.locks = self.root / TMP_DIR / "locks"
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    def prepare(self) -> int:
+        """Create the layout and remove uploads a crash left behind; return how many."""
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        self.locks.mkdir(parents=True, exist_ok=True)
+        removed = 0
+        for leftover in self.uploads.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+                removed += 1
+        return removed
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def locate(self, rel: str) -> Path:
+        """The filesystem path of artifact `rel`, refusing anything a symlink takes outside."""
+        try:
+            paths.check(rel)
+        except paths.BadPath as exc:
+            raise BadRequestPath(str(exc)) from None
+        target = self.root / rel
+        if not paths.inside(self.root, target):
+            raise BadRequestPath("path leads outside the server root")
+        return target
+
+    def locate_directory(self, rel: str) -> Path:
+        try:
+            clean = paths.check_directory(rel)
+        except paths.BadPath as exc:
+            raise BadRequestPath(str(exc)) from None
+        target = self.root / clean if clean else self.root
+        if not paths.inside(self.root, target):
+            raise BadRequestPath("path leads outside the server root")
+        return target
+
+    @contextlib.contextmanager
+    def _locked(self, rel: str) -> Iterator[None]:
+        # flock conflicts between separate open() calls, so it serialises threads of one
+        # worker as well as separate worker processes.
+        bucket = zlib.crc32(rel.encode()) % LOCK_BUCKETS
+        with open(self.locks / str(bucket), "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _describe(self, rel: str, target: Path, fd: int, st: os.stat_result) -> Artifact:
+        """The artifact behind an open fd, using the sidecar only if it describes this inode."""
+        sidecar = _sidecar(target)
+        try:
+            recorded = json.loads(sidecar.read_text())
+            if {k: recorded.get(k) for k in ("ino", "size", "mtime_ns")} == _fingerprint(st):
+                return Artifact(rel, st.st_size, recorded["sha256"], st.st_mtime)
+        except (OSError, ValueError, KeyError, AttributeError):
+            pass
+        sha = _hash_fd(fd)
+        with contextlib.suppress(OSError):
+            self._write_sidecar(target, sha, st)
+        return Artifact(rel, st.st_size, sha, st.st_mtime)
+
+    def open(self, rel: str) -> tuple[BinaryIO, Artifact]:
+        """Open artifact `rel` for reading; the Artifact describes exactly the bytes opened."""
+        target = self.locate(rel)
+        try:
+            handle = open(target, "rb")  # noqa: SIM115 - the caller owns it (WSGI file wrapper)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"no artifact at /{rel}") from None
+        except IsADirectoryError:
+            raise NotFound(f"/{rel} is a directory") from None
+        try:
+            st = os.fstat(handle.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise NotFound(f"/{rel} is not a regular file")
+            return handle, self._describe(rel, target, handle.fileno(), st)
+        except BaseException:
+            handle.close()
+            raise
+
+    def info(self, rel: str) -> Artifact | None:
+        try:
+            handle, artifact = self.open(rel)
+        except NotFound:
+            return None
+        handle.close()
+        return artifact
+
+    def is_directory(self, rel: str) -> bool:
+        try:
+            return self.locate_directory(rel).is_dir()
+        except BadRequestPath:
+            return False
+
+    def entries(self, rel: str) -> list[Entry]:
+        """One directory level, sub-directories first, names sorted; dot names hidden."""
+        directory = self.locate_directory(rel)
+        prefix = rel.strip("/")
+        prefix = f"{prefix}/" if prefix else ""
+        try:
+            scanned = sorted(os.scandir(directory), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"no directory at /{rel}") from None
+        dirs, files = [], []
+        for item in scanned:
+            if item.name.startswith(".") or not paths.inside(self.root, Path(item.path)):
+                continue
+            child = prefix + item.name
+            if item.is_dir():
+                dirs.append(Entry(item.name, child, None))
+            elif item.is_file():
+                artifact = self.info(child) if _valid(child) else None
+                if artifact:
+                    files.append(Entry(item.name, child, artifact))
+        return dirs + files
+
+    def walk(self, prefix: str = "") -> list[Artifact]:
+        """Every artifact whose path starts with `prefix` (a plain string prefix, like S3)."""
+        start = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        try:
+            base = self.locate_directory(start)
+        except BadRequestPath:
+            return []
+        found = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue
+                full = os.path.join(dirpath, name)
+                rel = os.path.relpath(full, self.root)
+                if not (
+                    rel.startswith(prefix) and _valid(rel) and paths.inside(self.root, Path(full))
+                ):
+                    continue
+                if artifact := self.info(rel):
+                    found.append(artifact)
+        return found
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def put(
+        self,
+        rel: str,
+        stream: BinaryIO,
+        *,
+        content_length: int | None,
+        expected_sha256: str | None = None,
+    ) -> tuple[Artifact, bool]:
+        """Store the stream at `rel`; return (artifact, created). Nothing is visible unless whole."""
+        target = self.locate(rel)
+        if content_length is not None and content_length > self.max_upload_size:
+            raise TooLarge(
+                f"upload of {content_length} bytes is over the {self.max_upload_size}-byte limit"
+            )
+        if expected_sha256 is not None:
+            expected_sha256 = expected_sha256.strip().lower()
+        fd, tmp = tempfile.mkstemp(dir=self.uploads, prefix=f"{os.getpid()}-")
+        meta_tmp = None
+        try:
+            sha, size = self._receive(stream, fd)
+            if content_length is not None and size != content_length:
+                # gunicorn ends the body stream quietly when the client goes away.
+                raise ClientDisconnected(
+                    f"the body ended after {size} of {content_length} bytes; nothing stored"
+                )
+            if expected_sha256 is not None and sha != expected_sha256:
+                raise ChecksumMismatch(
+                    f"body sha256 is {sha}, X-Checksum-Sha256 said {expected_sha256}; nothing stored"
+                )
+            st = os.fstat(fd)
+            os.close(fd)
+            fd = -1
+            # The sidecar is written before anything is renamed so a full disk fails here,
+            # while nothing is visible yet.
+            meta_tmp = self._sidecar_temp(sha, st)
+            with self._locked(rel):
+                existing = self.info(rel) if target.exists() else None
+                if existing is not None:
+                    if existing.sha256 == sha:
+                        return existing, False
+                    if not self.allow_overwrite:
+                        raise Conflict(
+                            f"/{rel} exists with different bytes (sha256 {existing.sha256}) and overwrite is denied"
+                        )
+                self._make_parents(rel, target)
+                if target.is_dir():
+                    raise Conflict(f"/{rel} is a directory")
+                os.replace(tmp, target)
+                os.replace(meta_tmp, _sidecar(target))
+                _fsync_dir(target.parent)
+            return Artifact(rel, size, sha, st.st_mtime), True
+        except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                raise DiskFull("no space left on the server's disk; nothing was stored") from None
+            raise
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            for leftover in (tmp, meta_tmp):
+                if leftover:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(leftover)
+
+    def _receive(self, stream: BinaryIO, fd: int) -> tuple[str, int]:
+        digest = hashlib.sha256()
+        size = 0
+        while True:
+            try:
+                chunk = stream.read(CHUNK)
+            except StoreError:
+                raise
+            except Exception:
+                # Werkzeug raises ClientDisconnected, gunicorn NoMoreData or a socket error:
+                # for us they all mean the body never arrived whole.
+                raise ClientDisconnected(
+                    "the client went away before the whole body arrived"
+                ) from None
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > self.max_upload_size:
+                raise TooLarge(f"upload passed the {self.max_upload_size}-byte limit")
+            digest.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        # Artifacts are public to every reader of the root (mkstemp made it 0600).
+        os.fchmod(fd, 0o644)
+        os.fsync(fd)
+        return digest.hexdigest(), size
+
+    def _make_parents(self, rel: str, target: Path) -> None:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise Conflict(f"a parent of /{rel} is a file, not a directory") from None
+        if not paths.inside(self.root, target.parent):
+            raise BadRequestPath("path leads outside the server root")
+
+    def _sidecar_temp(self, sha: str, st: os.stat_result) -> str:
+        fd, name = tempfile.mkstemp(dir=self.uploads, prefix=f"{os.getpid()}-meta-")
+        try:
+            payload = json.dumps({"sha256": sha, **_fingerprint(st)}).encode()
+            os.write(fd, payload)
+            os.fchmod(fd, 0o644)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(name)
+            raise
+        os.close(fd)
+        return name
+
+    def _write_sidecar(self, target: Path, sha: str, st: os.stat_result) -> None:
+        name = self._sidecar_temp(sha, st)
+        try:
+            os.replace(name, _sidecar(target))
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+            raise
+
+    def delete(self, rel: str) -> Artifact:
+        target = self.locate(rel)
+        with self._locked(rel):
+            artifact = self.info(rel)
+            if artifact is None:
+                if target.is_dir():
+                    raise Conflict(f"/{rel} is a directory; delete the artifacts in it")
+                raise NotFound(f"no artifact at /{rel}")
+            os.unlink(target)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(_sidecar(target))
+            _fsync_dir(target.parent)
+        return artifact
+
+
+def _valid(rel: str) -> bool:
+    try:
+        paths.check(rel)
+    except paths.BadPath:
+        return False
+    return True

@@ -1,0 +1,355 @@
+"""HTTP routes: the artifact namespace (`/<path>`) and the server's own (`/-/...`)."""
+
+from __future__ import annotations
+
+import hmac
+import mimetypes
+import re
+from datetime import datetime, timezone
+from urllib.parse import quote
+
+from flask import Blueprint, Flask, current_app, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, RequestedRangeNotSatisfiable
+from werkzeug.routing import BaseConverter
+from werkzeug.wrappers import Response
+from werkzeug.wsgi import wrap_file
+
+from server import openapi
+from server.config import ServerConfig
+from server.metrics import Metrics
+from server.store import Artifact, Store, StoreError
+
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+WRITE_METHODS = ("PUT", "DELETE")
+
+artifacts = Blueprint("artifacts", __name__)
+internal = Blueprint("internal", __name__, url_prefix="/-")
+
+
+class AnyPath(BaseConverter):
+    """Everything after the first slash, unchanged: the store, not the router, judges paths."""
+
+    regex = ".*"
+    part_isolating = False
+    weight = 300
+
+
+class Refused(StoreError):
+    """A request refused before it reaches the store (auth, headers, mode)."""
+
+    def __init__(self, status: int, reason: str, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or {}
+
+
+def _config() -> ServerConfig:
+    return current_app.config["ARTIFACT_SERVER"]
+
+
+def _store() -> Store:
+    return current_app.extensions["artifact_store"]
+
+
+def _metrics() -> Metrics:
+    return current_app.extensions["artifact_metrics"]
+
+
+# -- auth ------------------------------------------------------------------------------------
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _matches_any(given: str, tokens) -> bool:
+    # Compare against every token, never stopping early, so timing says nothing about which
+    # token (or how much of one) matched.
+    given_bytes = given.encode("utf-8", "surrogateescape")
+    found = False
+    for token in tokens:
+        found |= hmac.compare_digest(given_bytes, token.encode("utf-8", "surrogateescape"))
+    return found
+
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="artifacts"'}
+
+
+def require_write() -> None:
+    config = _config()
+    if config.read_only:
+        raise Refused(
+            405, "read_only", "this server is read-only; writes are refused", {"Allow": "GET, HEAD"}
+        )
+    given = _bearer()
+    if given is None:
+        raise Refused(
+            401, "unauthorized", "a write needs 'Authorization: Bearer <token>'", _CHALLENGE
+        )
+    if not _matches_any(given, config.tokens):
+        raise Refused(403, "forbidden", "the token is not valid for writes")
+
+
+def require_read() -> None:
+    config = _config()
+    if config.anonymous_reads:
+        return
+    given = _bearer()
+    if given is None:
+        raise Refused(
+            401, "unauthorized", "reads need 'Authorization: Bearer <read token>'", _CHALLENGE
+        )
+    if not _matches_any(given, (config.read_token, *config.tokens)):
+        raise Refused(403, "forbidden", "the token is not valid for reads")
+
+
+# -- responses -------------------------------------------------------------------------------
+
+
+def artifact_url(path: str) -> str:
+    return request.host_url + quote(path)
+
+
+def artifact_json(artifact: Artifact) -> dict:
+    return {
+        "path": artifact.path,
+        "size": artifact.size,
+        "sha256": artifact.sha256,
+        "modified": iso_time(artifact.modified),
+        "url": artifact_url(artifact.path),
+    }
+
+
+def iso_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def content_type(name: str) -> str:
+    guessed, encoding = mimetypes.guess_type(name, strict=False)
+    # A .tar.gz is a gzip stream to HTTP clients; naming it tar + Content-Encoding would make
+    # browsers and some clients unpack it on the fly.
+    compressed = {
+        "gzip": "application/gzip",
+        "bzip2": "application/x-bzip2",
+        "xz": "application/x-xz",
+    }
+    if encoding:
+        return compressed.get(encoding, "application/octet-stream")
+    return guessed or "application/octet-stream"
+
+
+def error_response(status: int, reason: str, message: str, headers: dict | None = None) -> Response:
+    response = jsonify({"error": message, "reason": reason, "status": status})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _wants_json() -> bool:
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+# -- artifact namespace ----------------------------------------------------------------------
+
+
+@artifacts.route("/", defaults={"path": ""}, methods=["GET", "HEAD", "PUT", "DELETE"])
+@artifacts.route("/<anypath:path>", methods=["GET", "HEAD", "PUT", "DELETE"])
+def artifact(path: str):
+    # The router collapses leading slashes; the raw PATH_INFO decides, so `//etc/passwd` is
+    # judged as the absolute path it is.
+    path = _raw_path()
+    if request.method in WRITE_METHODS and (path == "" or path.split("/", 1)[0] == "-"):
+        # The root and the server's own endpoints exist but cannot be written.
+        raise Refused(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on /{path}",
+            {"Allow": "GET, HEAD"},
+        )
+    if request.method == "PUT":
+        return upload(path)
+    if request.method == "DELETE":
+        return remove(path)
+    require_read()
+    if path == "" or path.endswith("/") or _store().is_directory(path):
+        return browse(path)
+    return download(path)
+
+
+def _raw_path() -> str:
+    raw = request.environ.get("PATH_INFO", "")
+    try:
+        # WSGI carries the path as latin-1 code points of the original bytes.
+        decoded = raw.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        raise Refused(400, "bad_path", "path is not valid UTF-8") from None
+    return decoded[1:] if decoded.startswith("/") else decoded
+
+
+def download(path: str) -> Response:
+    handle, found = _store().open(path)
+    response = Response(
+        wrap_file(request.environ, handle),
+        mimetype=content_type(path.rsplit("/", 1)[-1]),
+        direct_passthrough=True,
+    )
+    response.content_length = found.size
+    response.set_etag(found.sha256)
+    response.last_modified = datetime.fromtimestamp(int(found.modified), timezone.utc)
+    # Clients may cache but must revalidate: an artifact can be replaced when overwrite is on.
+    response.cache_control.no_cache = True
+    response.headers["X-Checksum-Sha256"] = found.sha256
+    # Served bytes are data, never a page of this origin: no script in an uploaded HTML file runs.
+    response.headers["Content-Security-Policy"] = "sandbox"
+    try:
+        return response.make_conditional(
+            request.environ, accept_ranges=True, complete_length=found.size
+        )
+    except RequestedRangeNotSatisfiable:
+        handle.close()
+        return error_response(
+            416,
+            "range_not_satisfiable",
+            f"the range is outside the artifact's {found.size} bytes",
+            {"Content-Range": f"bytes */{found.size}"},
+        )
+
+
+def browse(path: str):
+    entries = _store().entries(path)
+    here = path.strip("/")
+    listing = {
+        "path": f"{here}/" if here else "",
+        "directories": [
+            {"name": e.name, "path": e.path + "/", "url": artifact_url(e.path) + "/"}
+            for e in entries
+            if e.artifact is None
+        ],
+        "artifacts": [
+            {"name": e.name, **artifact_json(e.artifact)} for e in entries if e.artifact is not None
+        ],
+    }
+    if _wants_json():
+        return jsonify(listing)
+    crumbs = []
+    walked = ""
+    for part in here.split("/") if here else []:
+        walked += part + "/"
+        crumbs.append((part, "/" + quote(walked)))
+    return render_template("browse.html", listing=listing, crumbs=crumbs, quote=quote)
+
+
+def upload(path: str):
+    require_write()
+    expected = request.headers.get("X-Checksum-Sha256")
+    if expected is not None and not _SHA256.match(expected.strip()):
+        raise Refused(
+            400, "bad_request", "X-Checksum-Sha256 must be 64 hex digits (the body's sha256)"
+        )
+    chunked = "chunked" in request.environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    length = request.content_length
+    if length is None and not chunked:
+        raise Refused(
+            411, "length_required", "send Content-Length (or a chunked body) with the upload"
+        )
+    stored, created = _store().put(
+        path,
+        request.stream,
+        content_length=None if chunked else length,
+        expected_sha256=expected,
+    )
+    _metrics().bytes_in(stored.size)
+    body = {
+        "path": stored.path,
+        "size": stored.size,
+        "sha256": stored.sha256,
+        "url": artifact_url(stored.path),
+        "created": created,
+    }
+    response = jsonify(body)
+    response.status_code = 201 if created else 200
+    if created:
+        response.headers["Location"] = body["url"]
+    response.set_etag(stored.sha256)
+    return response
+
+
+def remove(path: str):
+    require_write()
+    _store().delete(path)
+    return Response(status=204)
+
+
+# -- the server's own namespace --------------------------------------------------------------
+
+
+@internal.route("/healthz", methods=["GET", "HEAD"])
+def healthz():
+    config = _config()
+    return jsonify({"status": "ok", "read_only": config.read_only})
+
+
+@internal.route("/metrics", methods=["GET", "HEAD"])
+def metrics():
+    require_read()
+    return Response(_metrics().render(), mimetype="text/plain; version=0.0.4")
+
+
+@internal.route("/api/artifacts", methods=["GET", "HEAD"])
+def list_artifacts():
+    require_read()
+    prefix = request.args.get("prefix", "")
+    return jsonify([artifact_json(a) for a in _store().walk(prefix)])
+
+
+@internal.route("/openapi.json", methods=["GET", "HEAD"])
+def openapi_document():
+    return jsonify(openapi.document(request.host_url.rstrip("/")))
+
+
+@internal.route("/<anypath:rest>", methods=["GET", "HEAD"])
+def internal_unknown(rest: str):
+    return error_response(404, "not_found", f"no endpoint /-/{rest}; see /-/openapi.json")
+
+
+# -- wiring ----------------------------------------------------------------------------------
+
+
+def _count_rejection(reason: str) -> None:
+    if request.method in WRITE_METHODS:
+        _metrics().rejected(reason)
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(internal)
+    app.register_blueprint(artifacts)
+
+    @app.errorhandler(StoreError)
+    def store_error(exc: StoreError):
+        _count_rejection(exc.reason)
+        return error_response(exc.status, exc.reason, exc.message, getattr(exc, "headers", None))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        reason = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            exc.code or 500, "bad_request"
+        )
+        _count_rejection(reason)
+        headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
+        return error_response(exc.code or 500, reason, exc.description or exc.name, headers)
+
+    @app.after_request
+    def count(response: Response) -> Response:
+        metrics = _metrics()
+        metrics.request(response.status_code)
+        if request.method != "HEAD" and response.status_code not in (204, 304):
+            metrics.bytes_out(response.content_length or 0)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response

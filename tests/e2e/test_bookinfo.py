@@ -1,0 +1,90 @@
+"""Reading productpage: which reviews version answered, and logging in as jason."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from ci.e2e.bookinfo import Client, classify
+from ci.errors import UserError
+from tests.helpers.e2e import ProductpageStandIn, productpage_html, productpage_server, stars
+
+
+@pytest.mark.parametrize("version", ["v1", "v2", "v3"])
+def test_each_reviews_version_is_told_from_its_markup(version):
+    assert classify(productpage_html(version)) == version
+
+
+def test_reviews_unreachable_is_an_error_not_v1():
+    assert classify(productpage_html("error")) == "error"
+
+
+def test_ratings_unavailable_is_unknown_not_v1():
+    # v2/v3 show a notice instead of stars when ratings is down: no stars, yet not v1.
+    assert classify(productpage_html("ratings-down")) == "unknown"
+
+
+def test_a_page_that_is_not_productpage_is_unknown():
+    assert classify("<html><title>404 Not Found</title></html>") == "unknown"
+
+
+def test_stars_in_both_colors_are_unknown():
+    page = productpage_html("v2").replace("</blockquote>", stars("red", 3) + "</blockquote>", 1)
+    assert classify(page) == "unknown"
+
+
+def test_stars_in_an_unexpected_color_are_unknown():
+    assert classify(productpage_html("v2").replace('color="black"', 'color="green"')) == "unknown"
+
+
+def test_font_color_is_read_case_and_space_insensitively():
+    page = productpage_html("v3").replace('color="red"', 'color=" RED "')
+    assert classify(page) == "v3"
+
+
+@pytest.fixture
+def test_v2_productpage():
+    app = ProductpageStandIn(mode="test-v2")
+    with productpage_server(app) as url:
+        yield app, url
+
+
+def test_login_sets_the_session_cookie_and_jason_then_sees_v2(test_v2_productpage):
+    app, url = test_v2_productpage
+    client = Client(url)
+    jason = client.session("jason")
+    assert "session" in jason.cookies
+    assert client.count(jason, 5) == {"v2": 5}
+    assert client.count(client.session(), 5) == {"v1": 5}
+    assert app.end_users.count("jason") == 5 and app.end_users.count(None) == 5
+
+
+def test_login_without_a_referer_fails_on_productpage(test_v2_productpage):
+    # Why the client sends a Referer: productpage redirects to it after a login.
+    _, url = test_v2_productpage
+    response = requests.post(
+        f"{url}/login", data={"username": "jason", "passwd": "x"}, allow_redirects=False
+    )
+    assert response.status_code == 500 and "session" not in response.cookies
+
+
+def test_a_forged_session_cookie_is_anonymous(test_v2_productpage):
+    _, url = test_v2_productpage
+    client = Client(url)
+    forged = requests.Session()
+    forged.cookies.set("session", "eyJ1c2VyIjogImphc29uIn0=.0000000000000000")
+    assert client.sample(forged).version == "v1"
+
+
+def test_login_that_sets_no_cookie_is_a_user_error(test_v2_productpage):
+    _, url = test_v2_productpage
+    with pytest.raises(UserError, match="logging in to Bookinfo as 'jason' failed: POST /login"):
+        Client(url + "/nowhere").session("jason")
+
+
+def test_unreachable_productpage_counts_as_error():
+    from tests.helpers.net import free_port
+
+    client = Client(f"http://127.0.0.1:{free_port()}", timeout=1)
+    sample = client.sample(client.session())
+    assert (sample.status, sample.version) == (0, "error")

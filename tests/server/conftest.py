@@ -1,0 +1,67 @@
+"""Fixtures for the artifact server tests: one live gunicorn server per session, plus helpers."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import pytest
+import requests
+
+from tests.helpers.artifact_server import running_server
+
+TOKEN = "test-token-7f3a"
+OTHER_TOKEN = "second-token-19c2"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory):
+    """A real server (gunicorn, 2 workers) shared by tests that need no special options."""
+    with running_server(
+        tmp_path_factory.mktemp("live") / "root", tokens=[TOKEN, OTHER_TOKEN]
+    ) as url:
+        yield url
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A fresh directory name per test, so tests sharing the live server never collide."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def http():
+    with requests.Session() as session:
+        yield session
+
+
+def raw_request(
+    base_url: str, method: str, target: str, body: bytes = b"", headers: dict | None = None
+) -> int:
+    """Send one request with the target exactly as given (no client-side normalising of '..',
+    '//' or escapes) and return the status code."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    lines = [
+        f"{method} {target} HTTP/1.1",
+        f"Host: {parts.netloc}",
+        "Connection: close",
+        f"Content-Length: {len(body)}",
+    ]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + body)
+        reply = b""
+        while b"\r\n" not in reply:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    return int(reply.split(b" ", 2)[1])

@@ -1,0 +1,273 @@
+"""The HTTP API against a live gunicorn server: uploads, downloads, conditional and range reads."""
+
+from __future__ import annotations
+
+import os
+
+import requests
+
+from tests.server.conftest import AUTH, OTHER_TOKEN, sha256
+
+
+def put(http, url, data, **headers):
+    return http.put(url, data=data, headers={**AUTH, **headers})
+
+
+def test_put_then_get_returns_the_same_bytes(live_server, prefix, http):
+    data = os.urandom(300_000)
+    url = f"{live_server}/{prefix}/mosn.tar.gz"
+    created = put(http, url, data)
+    assert created.status_code == 201
+    assert created.json() == {
+        "path": f"{prefix}/mosn.tar.gz",
+        "size": len(data),
+        "sha256": sha256(data),
+        "url": url,
+        "created": True,
+    }
+    got = http.get(url)
+    assert got.status_code == 200
+    assert got.content == data
+    assert got.headers["Content-Length"] == str(len(data))
+    assert got.headers["ETag"] == f'"{sha256(data)}"'
+    assert got.headers["Content-Type"] == "application/gzip"
+    assert "Content-Encoding" not in got.headers
+
+
+def test_head_has_the_headers_of_get_and_no_body(live_server, prefix, http):
+    data = b"hello artifact\n"
+    url = f"{live_server}/{prefix}/notes.txt"
+    put(http, url, data)
+    head = http.head(url)
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["Content-Length"] == str(len(data))
+    assert head.headers["ETag"] == f'"{sha256(data)}"'
+    assert head.headers["Content-Type"].startswith("text/plain")
+
+
+def test_content_type_follows_the_name(live_server, prefix, http):
+    for name, expected in [
+        ("a.json", "application/json"),
+        ("b.bin", "application/octet-stream"),
+        ("c.wasm", "application/wasm"),
+        ("d.tgz", "application/gzip"),
+    ]:
+        put(http, f"{live_server}/{prefix}/{name}", b"{}")
+        assert http.head(f"{live_server}/{prefix}/{name}").headers["Content-Type"] == expected, name
+
+
+def test_identical_bytes_again_is_200_and_different_bytes_is_409(live_server, prefix, http):
+    url = f"{live_server}/{prefix}/x.bin"
+    assert put(http, url, b"one").status_code == 201
+    again = put(http, url, b"one")
+    assert again.status_code == 200
+    assert again.json()["created"] is False
+    different = put(http, url, b"two")
+    assert different.status_code == 409
+    assert different.json()["reason"] == "conflict"
+    assert http.get(url).content == b"one"
+
+
+def test_checksum_header_must_match_the_body(live_server, prefix, http):
+    url = f"{live_server}/{prefix}/checked.bin"
+    wrong = put(http, url, b"payload", **{"X-Checksum-Sha256": sha256(b"other")})
+    assert wrong.status_code == 400
+    assert wrong.json()["reason"] == "checksum_mismatch"
+    assert http.get(url).status_code == 404
+    right = put(http, url, b"payload", **{"X-Checksum-Sha256": sha256(b"payload").upper()})
+    assert right.status_code == 201
+
+
+def test_malformed_checksum_header_is_400(live_server, prefix, http):
+    response = put(http, f"{live_server}/{prefix}/c.bin", b"x", **{"X-Checksum-Sha256": "abc"})
+    assert response.status_code == 400
+    assert http.get(f"{live_server}/{prefix}/c.bin").status_code == 404
+
+
+def test_conditional_get_gives_304_on_matching_etag(live_server, prefix, http):
+    url = f"{live_server}/{prefix}/cond.bin"
+    put(http, url, b"cached bytes")
+    etag = http.get(url).headers["ETag"]
+    again = http.get(url, headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.content == b""
+    changed = http.get(url, headers={"If-None-Match": '"' + "0" * 64 + '"'})
+    assert changed.status_code == 200
+    assert changed.content == b"cached bytes"
+
+
+def test_range_gives_206_and_out_of_range_416(live_server, prefix, http):
+    data = bytes(range(256)) * 40
+    url = f"{live_server}/{prefix}/ranged.bin"
+    put(http, url, data)
+    part = http.get(url, headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206
+    assert part.content == data[100:200]
+    assert part.headers["Content-Range"] == f"bytes 100-199/{len(data)}"
+    tail = http.get(url, headers={"Range": "bytes=-10"})
+    assert tail.status_code == 206
+    assert tail.content == data[-10:]
+    outside = http.get(url, headers={"Range": f"bytes={len(data) + 5}-"})
+    assert outside.status_code == 416
+    assert outside.headers["Content-Range"] == f"bytes */{len(data)}"
+
+
+def test_missing_artifact_is_404(live_server, prefix, http):
+    assert http.get(f"{live_server}/{prefix}/nothing.tar.gz").status_code == 404
+    assert http.head(f"{live_server}/{prefix}/nothing.tar.gz").status_code == 404
+
+
+def test_delete_removes_the_artifact(live_server, prefix, http):
+    url = f"{live_server}/{prefix}/gone.bin"
+    put(http, url, b"bye")
+    assert http.delete(url).status_code == 401
+    assert http.delete(url, headers=AUTH).status_code == 204
+    assert http.get(url).status_code == 404
+    assert http.delete(url, headers=AUTH).status_code == 404
+    # With the artifact gone, different bytes are a new artifact, not a conflict.
+    assert put(http, url, b"new").status_code == 201
+
+
+def test_upload_without_token_is_401_with_bearer_challenge(live_server, prefix, http):
+    response = http.put(f"{live_server}/{prefix}/a.bin", data=b"x")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert http.get(f"{live_server}/{prefix}/a.bin").status_code == 404
+
+
+def test_upload_with_wrong_token_is_403(live_server, prefix, http):
+    for header in ("Bearer not-the-token", "Bearer test-token-7f3", "Basic dGVzdC10b2tlbi03ZjNh"):
+        response = http.put(
+            f"{live_server}/{prefix}/a.bin", data=b"x", headers={"Authorization": header}
+        )
+        assert response.status_code in (401, 403), header
+    assert (
+        http.put(
+            f"{live_server}/{prefix}/a.bin", data=b"x", headers={"Authorization": "Bearer wrong"}
+        ).status_code
+        == 403
+    )
+    assert http.get(f"{live_server}/{prefix}/a.bin").status_code == 404
+
+
+def test_every_configured_token_can_write(live_server, prefix, http):
+    response = http.put(
+        f"{live_server}/{prefix}/b.bin",
+        data=b"x",
+        headers={"Authorization": f"Bearer {OTHER_TOKEN}"},
+    )
+    assert response.status_code == 201
+
+
+def test_healthz(live_server, http):
+    response = http.get(f"{live_server}/-/healthz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+
+
+def test_unknown_reserved_endpoint_is_404_and_reserved_prefix_cannot_be_written(live_server, http):
+    assert http.get(f"{live_server}/-/nope").status_code == 404
+    response = http.put(f"{live_server}/-/healthz", data=b"x", headers=AUTH)
+    assert response.status_code in (404, 405)
+    assert http.get(f"{live_server}/-/healthz").json()["status"] == "ok"
+
+
+def test_chunked_upload_is_stored_whole(live_server, prefix, http):
+    chunks = [os.urandom(70_000) for _ in range(5)]
+    url = f"{live_server}/{prefix}/chunked.bin"
+    response = http.put(url, data=iter(chunks), headers=AUTH)
+    assert response.status_code == 201
+    assert http.get(url).content == b"".join(chunks)
+
+
+def test_upload_into_a_path_under_a_file_is_409(live_server, prefix, http):
+    put(http, f"{live_server}/{prefix}/file", b"x")
+    response = put(http, f"{live_server}/{prefix}/file/child", b"y")
+    assert response.status_code == 409
+    put(http, f"{live_server}/{prefix}/dir/child", b"y")
+    assert put(http, f"{live_server}/{prefix}/dir", b"z").status_code == 409
+
+
+def test_listing_api_gives_path_size_sha256_modified(live_server, prefix, http):
+    put(http, f"{live_server}/{prefix}/v1/mosn.tar.gz", b"linux")
+    put(http, f"{live_server}/{prefix}/v1/mosn-macos.tar.gz", b"macos")
+    put(http, f"{live_server}/{prefix}/v2/mosn.tar.gz", b"v2")
+    listed = http.get(f"{live_server}/-/api/artifacts", params={"prefix": f"{prefix}/v1/"}).json()
+    assert [(a["path"], a["size"], a["sha256"]) for a in listed] == [
+        (f"{prefix}/v1/mosn-macos.tar.gz", 5, sha256(b"macos")),
+        (f"{prefix}/v1/mosn.tar.gz", 5, sha256(b"linux")),
+    ]
+    assert all(a["modified"].endswith("Z") for a in listed)
+    everything = http.get(f"{live_server}/-/api/artifacts", params={"prefix": prefix}).json()
+    assert len(everything) == 3
+
+
+def test_directory_json_listing(live_server, prefix, http):
+    put(http, f"{live_server}/{prefix}/sub/a.bin", b"a")
+    put(http, f"{live_server}/{prefix}/top.bin", b"top")
+    listing = http.get(f"{live_server}/{prefix}/", headers={"Accept": "application/json"}).json()
+    assert listing["path"] == f"{prefix}/"
+    assert [d["name"] for d in listing["directories"]] == ["sub"]
+    assert [(a["name"], a["sha256"]) for a in listing["artifacts"]] == [("top.bin", sha256(b"top"))]
+    same = http.get(f"{live_server}/{prefix}", headers={"Accept": "application/json"}).json()
+    assert same == listing
+
+
+def test_directory_html_listing_shows_names_sizes_and_sha256(live_server, prefix, http):
+    put(http, f"{live_server}/{prefix}/shown.tar.gz", b"visible bytes")
+    page = http.get(f"{live_server}/{prefix}/", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "shown.tar.gz" in page.text
+    assert sha256(b"visible bytes") in page.text
+    assert f'href="/{prefix}/shown.tar.gz"' in page.text
+
+
+def test_metrics_count_requests_bytes_and_rejections(live_server, prefix, http):
+    def scrape():
+        lines = http.get(f"{live_server}/-/metrics").text.splitlines()
+        return {
+            k: float(v)
+            for k, _, v in (line.rpartition(" ") for line in lines if not line.startswith("#"))
+        }
+
+    before = scrape()
+    put(http, f"{live_server}/{prefix}/m.bin", b"m" * 1000)
+    http.get(f"{live_server}/{prefix}/m.bin")
+    http.put(f"{live_server}/{prefix}/m2.bin", data=b"x")
+    after = scrape()
+    assert after["artifact_received_bytes_total"] - before["artifact_received_bytes_total"] == 1000
+    assert after["artifact_sent_bytes_total"] - before["artifact_sent_bytes_total"] >= 1000
+    rejected = 'artifact_uploads_rejected_total{reason="unauthorized"}'
+    assert after[rejected] - before[rejected] == 1
+    created = 'artifact_http_requests_total{status="201"}'
+    assert after[created] - before.get(created, 0) == 1
+
+
+def test_plain_http_clients_can_fetch(live_server, prefix, http, tmp_path):
+    """Istio's init.sh fetches with `curl -fLSs`: the same command must get the bytes."""
+    import subprocess
+
+    data = os.urandom(5000)
+    put(http, f"{live_server}/{prefix}/mosn.tar.gz", data)
+    out = tmp_path / "got"
+    subprocess.run(
+        ["curl", "-fLSs", "--retry", "5", "-o", str(out), f"{live_server}/{prefix}/mosn.tar.gz"],
+        check=True,
+    )
+    assert out.read_bytes() == data
+    missing = subprocess.run(
+        ["curl", "-fLSs", "-o", os.devnull, f"{live_server}/{prefix}/missing.tar.gz"]
+    )
+    assert missing.returncode == 22
+
+
+def test_responses_are_not_cached_without_revalidation(live_server, prefix, http):
+    put(http, f"{live_server}/{prefix}/c.bin", b"c")
+    assert http.get(f"{live_server}/{prefix}/c.bin").headers["Cache-Control"] == "no-cache"
+
+
+def test_unsupported_method_is_405(live_server, prefix):
+    response = requests.post(f"{live_server}/{prefix}/x", data=b"x", headers=AUTH)
+    assert response.status_code == 405

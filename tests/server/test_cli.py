@@ -1,0 +1,140 @@
+"""`invoke serve`, `python -m server` and server.background, run as a user would."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from ci.errors import UserError
+from server import background
+from tests.helpers.net import free_port, wait_for_port
+from tests.server.conftest import TOKEN
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+def test_serve_refuses_a_file_as_root(tmp_path):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    result = run("-m", "invoke", "serve", "--root", str(not_a_dir))
+    assert result.returncode == 1
+    assert (
+        last_line(result.stderr)
+        == f"error: server root {not_a_dir} is not a directory; give a directory"
+    )
+
+
+def test_serve_refuses_a_bad_size_and_creates_nothing(tmp_path):
+    root = tmp_path / "root"
+    result = run("-m", "invoke", "serve", "--root", str(root), "--max-upload-size", "lots")
+    assert result.returncode == 1
+    assert last_line(result.stderr).startswith("error: max upload size 'lots' is not a size")
+    assert "Traceback" not in result.stderr
+    assert not root.exists()
+
+
+def test_python_m_server_needs_a_root(tmp_path):
+    result = run("-m", "server", env={"ARTIFACT_ROOT": ""})
+    assert result.returncode == 1
+    assert (
+        last_line(result.stderr)
+        == "error: no server root given; pass --root DIR or set ARTIFACT_ROOT"
+    )
+
+
+def test_invoke_serve_runs_in_the_foreground_and_stop_ends_it(tmp_path):
+    root = tmp_path / "root"
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "invoke",
+            "serve",
+            "--root",
+            str(root),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+        ],
+        cwd=REPO,
+        env={**os.environ, "ARTIFACT_TOKENS": TOKEN},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_port(port)
+        base = f"http://127.0.0.1:{port}"
+        stored = requests.put(
+            f"{base}/x.bin", data=b"x", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert stored.status_code == 201
+        assert (root / ".server.pid").exists()
+        again = run(
+            "-m", "invoke", "serve", "--root", str(root), "--bind", f"127.0.0.1:{free_port()}"
+        )
+        assert again.returncode == 1
+        assert "a server is already running from" in last_line(again.stderr)
+        stopped = run("-m", "invoke", "serve", "--root", str(root), "--stop")
+        assert stopped.returncode == 0
+        assert stopped.stdout.strip().startswith(f"stopped the server from {root}")
+        assert server.wait(timeout=30) == 0
+        assert not (root / ".server.pid").exists()
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{base}/-/healthz", timeout=2)
+        assert run("-m", "invoke", "serve", "--root", str(root), "--stop").stdout.startswith(
+            "no server was running"
+        )
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def test_background_start_and_stop(tmp_path):
+    root = tmp_path / "root"
+    port = free_port()
+    pid = background.start(root, f"127.0.0.1:{port}", [TOKEN], workers=1)
+    try:
+        assert background.running(root) == pid
+        assert requests.get(f"http://127.0.0.1:{port}/-/healthz").json()["status"] == "ok"
+        assert TOKEN not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        with pytest.raises(UserError, match="already runs from"):
+            background.start(root, f"127.0.0.1:{free_port()}", [TOKEN])
+    finally:
+        assert background.stop(root) == pid
+    assert background.running(root) is None
+    assert background.stop(root) is None
+
+
+def test_background_start_reports_a_port_in_use(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(UserError, match="exited with code") as caught:
+            background.start(tmp_path / "root", f"127.0.0.1:{port}", [TOKEN], timeout=60)
+    assert "Address already in use" in caught.value.detail or "in use" in caught.value.detail

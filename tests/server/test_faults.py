@@ -1,0 +1,263 @@
+"""Faults: crashes, disconnects, a full disk, races. Nothing partial may ever become visible."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.helpers import artifact_server
+from tests.server.conftest import AUTH, TOKEN, sha256
+
+
+def running_server(root, **options):
+    return artifact_server.running_server(root, tokens=[TOKEN], **options)
+
+
+def visible_files(root: Path) -> list[str]:
+    """Every file a client could ever be served: anything not under a dot name."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [
+            os.path.relpath(os.path.join(dirpath, f), root)
+            for f in filenames
+            if not f.startswith(".")
+        ]
+    return sorted(found)
+
+
+def uploads_in_progress(root: Path) -> list[Path]:
+    return list((root / ".tmp" / "uploads").iterdir())
+
+
+def wait_until(condition, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting: {what}")
+        time.sleep(0.02)
+
+
+def start_partial_upload(base_url: str, path: str, declared: int, sent: bytes) -> socket.socket:
+    """Open a PUT declaring `declared` bytes, send only `sent`, and leave the socket open."""
+    host, port = base_url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    head = f"PUT /{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {declared}\r\n\r\n"
+    sock.sendall(head.encode() + sent)
+    return sock
+
+
+def test_leftover_uploads_are_removed_at_start(tmp_path):
+    root = tmp_path / "root"
+    leftovers = root / ".tmp" / "uploads"
+    leftovers.mkdir(parents=True)
+    (leftovers / "4242-crashed").write_bytes(b"half an upload")
+    with running_server(root) as url:
+        assert uploads_in_progress(root) == []
+        assert requests.get(f"{url}/-/api/artifacts").json() == []
+
+
+def test_client_disconnect_mid_body_leaves_nothing(live_server, prefix):
+    path = f"{prefix}/cut.tar.gz"
+    sock = start_partial_upload(live_server, path, 10_000_000, os.urandom(2_000_000))
+    wait_until(
+        lambda: any(p.stat().st_size > 0 for p in uploads_in_progress(live_server.root)),
+        "upload started",
+    )
+    sock.close()
+    wait_until(lambda: uploads_in_progress(live_server.root) == [], "temporary file removed")
+    assert requests.get(f"{live_server}/{path}").status_code == 404
+    assert not (live_server.root / prefix / "cut.tar.gz").exists()
+    metrics = requests.get(f"{live_server}/-/metrics").text
+    assert 'artifact_uploads_rejected_total{reason="client_disconnected"} 0' not in metrics
+
+
+def test_kill_9_mid_upload_leaves_nothing_after_restart(tmp_path):
+    root = tmp_path / "root"
+    with running_server(root) as url:
+        requests.put(f"{url}/keep/old.bin", data=b"kept", headers=AUTH)
+        sock = start_partial_upload(url, "keep/new.bin", 50_000_000, os.urandom(4_000_000))
+        wait_until(
+            lambda: any(p.stat().st_size > 0 for p in uploads_in_progress(root)), "upload started"
+        )
+        url.kill_hard()
+        sock.close()
+        # The half upload is on disk, but only under a hidden name.
+        assert uploads_in_progress(root) != []
+        assert visible_files(root) == ["keep/old.bin"]
+    with running_server(root) as url:
+        assert uploads_in_progress(root) == []
+        assert visible_files(root) == ["keep/old.bin"]
+        assert requests.get(f"{url}/keep/new.bin").status_code == 404
+        assert requests.get(f"{url}/keep/old.bin").content == b"kept"
+        assert [a["path"] for a in requests.get(f"{url}/-/api/artifacts").json()] == [
+            "keep/old.bin"
+        ]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 2 MiB filesystem (tmpfs) to fill up; needs root, as CI has."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}); CI runs as root")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_full_disk_gives_507_and_nothing_partial(small_disk):
+    root = small_disk / "root"
+    with running_server(root, max_upload_size="64M") as url:
+        response = requests.put(
+            f"{url}/big/too-big.bin", data=os.urandom(3 * 1024 * 1024), headers=AUTH
+        )
+        assert response.status_code == 507
+        assert response.json()["reason"] == "disk_full"
+        assert visible_files(root) == []
+        assert uploads_in_progress(root) == []
+        # The space was given back: a small upload fits.
+        assert requests.put(f"{url}/small.bin", data=b"fits", headers=AUTH).status_code == 201
+        assert visible_files(root) == ["small.bin"]
+
+
+def _upload_all(url: str, bodies: list[bytes]) -> list[int]:
+    statuses: list[int] = [0] * len(bodies)
+    barrier = threading.Barrier(len(bodies))
+
+    def one(index: int) -> None:
+        barrier.wait()
+        statuses[index] = requests.put(
+            url, data=bodies[index], headers=AUTH, timeout=120
+        ).status_code
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
+def test_32_concurrent_uploads_to_one_path_end_with_one_whole_body(tmp_path):
+    bodies = [bytes([i]) * 1_500_000 + os.urandom(16) for i in range(32)]
+    with running_server(tmp_path / "root", overwrite="allow", workers=2, threads=16) as url:
+        statuses = _upload_all(f"{url}/race/mosn.tar.gz", bodies)
+        assert statuses.count(201) >= 1
+        assert set(statuses) <= {200, 201}
+        got = requests.get(f"{url}/race/mosn.tar.gz")
+        assert got.content in bodies
+        assert got.headers["ETag"] == f'"{sha256(got.content)}"'
+        assert uploads_in_progress(url.root) == []
+
+
+def test_32_concurrent_uploads_with_overwrite_denied_store_exactly_one(tmp_path):
+    bodies = [os.urandom(500_000) for _ in range(32)]
+    with running_server(tmp_path / "root", workers=2, threads=16) as url:
+        statuses = _upload_all(f"{url}/race/mosn.tar.gz", bodies)
+        assert sorted(statuses) == [201] + [409] * 31
+        winner = bodies[statuses.index(201)]
+        got = requests.get(f"{url}/race/mosn.tar.gz")
+        assert got.content == winner
+        assert got.headers["ETag"] == f'"{sha256(winner)}"'
+
+
+def test_etag_never_trusts_a_sidecar_written_for_other_bytes(live_server, prefix, http):
+    """A crash between renaming the data and its sidecar leaves the old sidecar: it must not be believed."""
+    http.put(f"{live_server}/{prefix}/a.bin", data=b"first", headers=AUTH)
+    target = live_server.root / prefix / "a.bin"
+    sidecar = live_server.root / prefix / ".a.bin.meta"
+    stale = sidecar.read_text()
+    replacement = target.with_name("tmp-replacement")
+    replacement.write_bytes(b"other")  # same size, different bytes, new inode
+    os.replace(replacement, target)
+    assert sidecar.read_text() == stale
+    got = http.get(f"{live_server}/{prefix}/a.bin")
+    assert got.content == b"other"
+    assert got.headers["ETag"] == f'"{sha256(b"other")}"'
+    listed = http.get(f"{live_server}/-/api/artifacts", params={"prefix": prefix}).json()
+    assert listed[0]["sha256"] == sha256(b"other")
+    # ...and the sidecar was repaired, so the next read need not hash again.
+    assert json.loads(sidecar.read_text())["sha256"] == sha256(b"other")
+
+
+def test_missing_sidecar_is_rebuilt(live_server, prefix, http):
+    http.put(f"{live_server}/{prefix}/b.bin", data=b"bytes", headers=AUTH)
+    (live_server.root / prefix / ".b.bin.meta").unlink()
+    assert http.head(f"{live_server}/{prefix}/b.bin").headers["ETag"] == f'"{sha256(b"bytes")}"'
+
+
+def test_too_large_by_content_length_is_refused_before_the_body(tmp_path):
+    with running_server(tmp_path / "root", max_upload_size="1M") as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            head = f"PUT /big.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {2 * 1024 * 1024}\r\n\r\n"
+            sock.sendall(head.encode())  # and no body at all
+            reply = sock.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 413")
+        assert visible_files(url.root) == []
+
+
+def test_too_large_stream_is_cut_off_and_nothing_stored(tmp_path):
+    with running_server(tmp_path / "root", max_upload_size="1M") as url:
+        chunks = (
+            os.urandom(256 * 1024) for _ in range(8)
+        )  # chunked: no Content-Length to judge by
+        with contextlib.suppress(requests.ConnectionError):
+            response = requests.put(f"{url}/big.bin", data=chunks, headers=AUTH)
+            assert response.status_code == 413
+        assert visible_files(url.root) == []
+        wait_until(lambda: uploads_in_progress(url.root) == [], "temporary file removed")
+        metrics = requests.get(f"{url}/-/metrics").text
+        assert 'artifact_uploads_rejected_total{reason="too_large"} 1' in metrics
+        exactly = os.urandom(1024 * 1024)
+        assert requests.put(f"{url}/fits.bin", data=exactly, headers=AUTH).status_code == 201
+
+
+def test_round_trip_of_200_mb_keeps_server_memory_flat(tmp_path):
+    source = tmp_path / "big.bin"
+    digest = hashlib.sha256()
+    block = os.urandom(1024 * 1024)
+    with open(source, "wb") as handle:
+        for i in range(200):
+            chunk = block[i:] + block[:i]
+            digest.update(chunk)
+            handle.write(chunk)
+    with running_server(tmp_path / "root", workers=2) as url:
+        with open(source, "rb") as body:
+            response = requests.put(f"{url}/big/big.bin", data=body, headers=AUTH)
+        assert response.status_code == 201
+        assert response.json()["sha256"] == digest.hexdigest()
+        received = hashlib.sha256()
+        with requests.get(f"{url}/big/big.bin", stream=True) as got:
+            for chunk in got.iter_content(1024 * 1024):
+                received.update(chunk)
+        assert received.hexdigest() == digest.hexdigest()
+        peaks = {pid: peak_rss_kib(pid) for pid in [url.pid, *url.workers()]}
+        assert len(peaks) == 3
+        for pid, kib in peaks.items():
+            assert kib < 150 * 1024, f"process {pid} peaked at {kib // 1024} MiB"
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmHWM for {pid}")
