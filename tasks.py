@@ -56,9 +56,9 @@ BUILD_HELP = {
 }
 
 
-# Booleans default to None (not given: the configured value stands), so invoke must be told
-# that `--quiet` alone means True.
-@task(help=BUILD_HELP, optional=["in_docker", "cgo", "quiet"], auto_shortflags=False)
+# Plain boolean flags (not optional-value ones, which make `invoke build --quiet publish`
+# ambiguous to invoke). Absent means "not given", so invoke.yaml and the environment decide.
+@task(help=BUILD_HELP, auto_shortflags=False)
 @friendly
 def build(
     ctx,
@@ -69,10 +69,10 @@ def build(
     istio_version=None,
     platforms=None,
     out=None,
-    in_docker=None,
+    in_docker=False,
     go_image=None,
-    cgo=None,
-    quiet=None,
+    cgo=False,
+    quiet=False,
 ):
     """Build MOSN tarballs (mosn.tar.gz, mosn-centos.tar.gz, mosn-macos.tar.gz, ...) with manifest."""
     from ci.build import build as run_build
@@ -90,10 +90,10 @@ def build(
             istio_version=istio_version,
             platforms=_csv(platforms),
             dist=out,
-            in_docker=in_docker,
+            in_docker=in_docker or None,
             go_image=go_image,
-            cgo=cgo,
-            quiet=quiet,
+            cgo=cgo or None,
+            quiet=quiet or None,
         )
     )
 

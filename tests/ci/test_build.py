@@ -308,3 +308,17 @@ def test_mosn_src_flag_beats_a_configured_ref(checkout, upstream, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "clone MOSN" not in result.stdout
     assert built_version(out).startswith("v1.0.0(")
+
+
+def test_boolean_flags_take_no_value_so_tasks_chain(checkout, tmp_path):
+    # `invoke build --quiet publish` must run publish, not read "publish" as --quiet's value.
+    one, two = tmp_path / "one", tmp_path / "two"
+    common = ("--mosn-src", str(checkout), "--platforms", "linux/amd64")
+    result = invoke(
+        "build", *common, "--out", str(one), "--cgo", "--quiet",
+        "build", *common, "--out", str(two), "--quiet",
+        env=isolated_env(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads((one / names.MANIFEST).read_text())["cgo"] is True
+    assert json.loads((two / names.MANIFEST).read_text())["cgo"] is False
