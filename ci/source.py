@@ -52,7 +52,8 @@ def clone(repo: str, ref: str, cache_dir: Path) -> Path:
         raise UserError(f"{ref!r} is not a git ref; pass a tag, branch or full commit hash")
     if not repo:
         raise UserError("no repository to clone from; pass --mosn-repo URL or --mosn-src DIR")
-    home = cache_dir / "mosn" / _slug(repo)
+    # Named without the password: folder names end up in logs.
+    home = cache_dir / "mosn" / _slug(_display(repo))
     pointer = home / "refs" / _slug(ref)
     if FULL_COMMIT.fullmatch(ref) and (home / ref).is_dir():
         log.info(f"    using cached {ref[:12]} from {home}")

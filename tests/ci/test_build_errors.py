@@ -216,3 +216,16 @@ def test_in_docker_without_a_reachable_engine(tmp_path, out):
     result = build(src, out, tmp_path, "--in-docker", env=env)
     stderr = assert_fails(result, "cannot reach the Docker engine", out, before)
     assert "drop --in-docker" in stderr.splitlines()[-1]
+
+
+def test_password_in_the_repository_url_never_shows(tmp_path, out):
+    secret = "s3cr3t-t0ken-value"
+    repo = f"http://builder:{secret}@127.0.0.1:{free_port()}/mosn.git"
+    before = snapshot(out)
+    result = invoke(
+        "build", "--mosn-ref", "v1.0.0", "--mosn-repo", repo, "--out", str(out),
+        env=isolated_env(tmp_path),
+    )  # fmt: skip
+    assert_fails(result, "git clone of v1.0.0 from http://builder:***@127.0.0.1", out, before)
+    assert secret not in result.stdout + result.stderr
+    assert not [p for p in (tmp_path / "cache").rglob("*") if secret in str(p)]
