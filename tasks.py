@@ -42,7 +42,7 @@ def _csv(value):
 BUILD_HELP = {
     "mosn-src": "MOSN checkout to build (default: invoke.yaml / MOSN_SRC)",
     "mosn-ref": "tag, branch or full commit to shallow-clone from --mosn-repo and build"
-    " (wins over --mosn-src; with neither, MOSN v1.0.0 is cloned)",
+    " (with neither this nor --mosn-src, MOSN v1.0.0 is cloned)",
     "mosn-repo": "repository to clone --mosn-ref from (default: MOSN's GitHub repository)",
     "version": "version to stamp instead of VERSION(<git short hash>)",
     "istio-version": "Istio version stamped into MOSN and used downstream (default 1.10.6)",
@@ -77,9 +77,9 @@ def build(
     """Build MOSN tarballs (mosn.tar.gz, mosn-centos.tar.gz, mosn-macos.tar.gz, ...) with manifest."""
     from ci.build import build as run_build
 
-    if mosn_src is not None and mosn_ref is None:
-        # --mosn-src on the command line beats a mosn_ref from invoke.yaml or the environment.
-        mosn_ref = ""
+    if mosn_ref is not None and mosn_src is None:
+        # --mosn-ref on the command line beats a mosn_src from invoke.yaml or MOSN_SRC.
+        mosn_src = ""
     run_build(
         settings(
             ctx,

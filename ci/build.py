@@ -213,7 +213,7 @@ def source_date_epoch(checkout: Checkout) -> int:
 
 
 def resolve_source(settings: Settings) -> Path:
-    if settings.mosn_src and not settings.mosn_ref:
+    if settings.mosn_src:
         return settings.path("mosn_src")
     from ci import source  # only needed when cloning
 

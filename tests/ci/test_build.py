@@ -299,11 +299,18 @@ def test_container_network_is_needed_only_for_unvendored_requirements(tmp_path):
     assert (checkout.downloads_modules, checkout.vendored) == (False, True)
 
 
-def test_mosn_src_flag_beats_a_configured_ref(checkout, upstream, tmp_path):
+def test_mosn_ref_flag_beats_a_configured_source_and_vice_versa(checkout, upstream, tmp_path):
+    env = isolated_env(tmp_path, MOSN_SRC=str(checkout))
+    out = tmp_path / "by-ref"
+    args = ("--mosn-ref", "main", "--mosn-repo", upstream.as_uri(), "--out", str(out))
+    result = invoke("build", *args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert built_version(out).startswith("v1.1.0-dev(")
+
     env = isolated_env(
         tmp_path, MOSN_PROXYV2_MOSN_REF="main", MOSN_PROXYV2_MOSN_REPO=upstream.as_uri()
     )
-    out = tmp_path / "dist"
+    out = tmp_path / "by-src"
     result = invoke("build", "--mosn-src", str(checkout), "--out", str(out), env=env)
     assert result.returncode == 0, result.stderr
     assert "clone MOSN" not in result.stdout
