@@ -41,20 +41,24 @@ def _csv(value):
 
 BUILD_HELP = {
     "mosn-src": "MOSN checkout to build (default: invoke.yaml / MOSN_SRC)",
-    "mosn-ref": "git ref to shallow-clone from --mosn-repo and build instead",
+    "mosn-ref": "tag, branch or full commit to shallow-clone from --mosn-repo and build"
+    " (with neither this nor --mosn-src, MOSN v1.0.0 is cloned)",
     "mosn-repo": "repository to clone --mosn-ref from (default: MOSN's GitHub repository)",
     "version": "version to stamp instead of VERSION(<git short hash>)",
     "istio-version": "Istio version stamped into MOSN and used downstream (default 1.10.6)",
-    "platforms": "comma-separated: linux/amd64, darwin/amd64, linux/arm64",
+    "platforms": "comma-separated from linux/amd64, darwin/amd64, linux/arm64"
+    " (default: the first two)",
     "out": "output folder for tarballs, SHA256SUMS and manifest.json (default dist/)",
-    "in-docker": "compile inside a golang container instead of with the host's go",
+    "in-docker": "compile inside a golang container (Docker SDK) instead of with the host's go",
     "go-image": "golang image for --in-docker (default golang:1.19)",
     "cgo": "enable CGO for Linux builds (default off: a static binary)",
     "quiet": "print only warnings and errors",
 }
 
 
-@task(help=BUILD_HELP)
+# Plain boolean flags (not optional-value ones, which make `invoke build --quiet publish`
+# ambiguous to invoke). Absent means "not given", so invoke.yaml and the environment decide.
+@task(help=BUILD_HELP, auto_shortflags=False)
 @friendly
 def build(
     ctx,
@@ -65,14 +69,17 @@ def build(
     istio_version=None,
     platforms=None,
     out=None,
-    in_docker=None,
+    in_docker=False,
     go_image=None,
-    cgo=None,
-    quiet=None,
+    cgo=False,
+    quiet=False,
 ):
-    """Build MOSN tarballs (mosn.tar.gz, mosn-centos.tar.gz, mosn-macos.tar.gz) from a checkout."""
+    """Build MOSN tarballs (mosn.tar.gz, mosn-centos.tar.gz, mosn-macos.tar.gz, ...) with manifest."""
     from ci.build import build as run_build
 
+    if mosn_ref is not None and mosn_src is None:
+        # --mosn-ref on the command line beats a mosn_src from invoke.yaml or MOSN_SRC.
+        mosn_src = ""
     run_build(
         settings(
             ctx,
@@ -83,10 +90,10 @@ def build(
             istio_version=istio_version,
             platforms=_csv(platforms),
             dist=out,
-            in_docker=in_docker,
+            in_docker=in_docker or None,
             go_image=go_image,
-            cgo=cgo,
-            quiet=quiet,
+            cgo=cgo or None,
+            quiet=quiet or None,
         )
     )
 
