@@ -130,9 +130,9 @@ IMAGE_HELP = {
 }
 
 
-# No short flags: too many options start with the same letter. `--push` and `--quiet` alone
-# mean true (optional values), and absent they leave invoke.yaml and the environment in charge.
-@task(help=IMAGE_HELP, auto_shortflags=False, optional=["push", "quiet"])
+# No short flags: too many options start with the same letter. Switches are plain booleans
+# (see build): absent, they leave invoke.yaml and the environment in charge.
+@task(help=IMAGE_HELP, auto_shortflags=False)
 @friendly
 def image(
     ctx,
@@ -141,14 +141,14 @@ def image(
     image=None,
     tags=None,
     dist=None,
-    push=None,
+    push=False,
     registry_username=None,
     istio_version=None,
     istio_src=None,
     istio_repo=None,
     wasm=None,
     cache_dir=None,
-    quiet=None,
+    quiet=False,
 ):
     """Build the proxyv2 image with the dist's MOSN, verify it, tag it and optionally push it."""
     from ci.image import image as run_image
@@ -161,14 +161,14 @@ def image(
             image=image,
             tags=_csv(tags),
             dist=dist,
-            push=push,
+            push=push or None,
             registry_username=registry_username,
             istio_version=istio_version,
             istio_src=istio_src,
             istio_repo=istio_repo,
             wasm=wasm,
             cache_dir=cache_dir,
-            quiet=quiet,
+            quiet=quiet or None,
         )
     )
 
@@ -302,7 +302,7 @@ PUBLISH_HELP = {
 }
 
 
-@task(help=PUBLISH_HELP, optional=["public", "force", "quiet"])
+@task(help=PUBLISH_HELP)
 @friendly
 def publish(
     ctx,
@@ -316,10 +316,10 @@ def publish(
     endpoint_url=None,
     region=None,
     url_expiry=None,
-    public=None,
+    public=False,
     wasm=None,
-    force=None,
-    quiet=None,
+    force=False,
+    quiet=False,
 ):
     """Upload the dist's tarballs (server or S3), verify them, write DIST/istio.env."""
     from ci.publish import publish as run_publish
@@ -337,9 +337,9 @@ def publish(
             endpoint_url=endpoint_url,
             region=region,
             url_expiry=url_expiry,
-            public=public,
+            public=public or None,
             wasm=wasm,
-            force=force,
-            quiet=quiet,
+            force=force or None,
+            quiet=quiet or None,
         )
     )
