@@ -41,20 +41,24 @@ def _csv(value):
 
 BUILD_HELP = {
     "mosn-src": "MOSN checkout to build (default: invoke.yaml / MOSN_SRC)",
-    "mosn-ref": "git ref to shallow-clone from --mosn-repo and build instead",
+    "mosn-ref": "tag, branch or full commit to shallow-clone from --mosn-repo and build"
+    " (with neither this nor --mosn-src, MOSN v1.0.0 is cloned)",
     "mosn-repo": "repository to clone --mosn-ref from (default: MOSN's GitHub repository)",
     "version": "version to stamp instead of VERSION(<git short hash>)",
     "istio-version": "Istio version stamped into MOSN and used downstream (default 1.10.6)",
-    "platforms": "comma-separated: linux/amd64, darwin/amd64, linux/arm64",
+    "platforms": "comma-separated from linux/amd64, darwin/amd64, linux/arm64"
+    " (default: the first two)",
     "out": "output folder for tarballs, SHA256SUMS and manifest.json (default dist/)",
-    "in-docker": "compile inside a golang container instead of with the host's go",
+    "in-docker": "compile inside a golang container (Docker SDK) instead of with the host's go",
     "go-image": "golang image for --in-docker (default golang:1.19)",
     "cgo": "enable CGO for Linux builds (default off: a static binary)",
     "quiet": "print only warnings and errors",
 }
 
 
-@task(help=BUILD_HELP)
+# Plain boolean flags (not optional-value ones, which make `invoke build --quiet publish`
+# ambiguous to invoke). Absent means "not given", so invoke.yaml and the environment decide.
+@task(help=BUILD_HELP, auto_shortflags=False)
 @friendly
 def build(
     ctx,
@@ -65,14 +69,17 @@ def build(
     istio_version=None,
     platforms=None,
     out=None,
-    in_docker=None,
+    in_docker=False,
     go_image=None,
-    cgo=None,
-    quiet=None,
+    cgo=False,
+    quiet=False,
 ):
-    """Build MOSN tarballs (mosn.tar.gz, mosn-centos.tar.gz, mosn-macos.tar.gz) from a checkout."""
+    """Build MOSN tarballs (mosn.tar.gz, mosn-centos.tar.gz, mosn-macos.tar.gz, ...) with manifest."""
     from ci.build import build as run_build
 
+    if mosn_ref is not None and mosn_src is None:
+        # --mosn-ref on the command line beats a mosn_src from invoke.yaml or MOSN_SRC.
+        mosn_src = ""
     run_build(
         settings(
             ctx,
@@ -83,10 +90,10 @@ def build(
             istio_version=istio_version,
             platforms=_csv(platforms),
             dist=out,
-            in_docker=in_docker,
+            in_docker=in_docker or None,
             go_image=go_image,
-            cgo=cgo,
-            quiet=quiet,
+            cgo=cgo or None,
+            quiet=quiet or None,
         )
     )
 
@@ -123,9 +130,9 @@ IMAGE_HELP = {
 }
 
 
-# No short flags: too many options start with the same letter. `--push` and `--quiet` alone
-# mean true (optional values), and absent they leave invoke.yaml and the environment in charge.
-@task(help=IMAGE_HELP, auto_shortflags=False, optional=["push", "quiet"])
+# No short flags: too many options start with the same letter. Switches are plain booleans
+# (see build): absent, they leave invoke.yaml and the environment in charge.
+@task(help=IMAGE_HELP, auto_shortflags=False)
 @friendly
 def image(
     ctx,
@@ -134,14 +141,14 @@ def image(
     image=None,
     tags=None,
     dist=None,
-    push=None,
+    push=False,
     registry_username=None,
     istio_version=None,
     istio_src=None,
     istio_repo=None,
     wasm=None,
     cache_dir=None,
-    quiet=None,
+    quiet=False,
 ):
     """Build the proxyv2 image with the dist's MOSN, verify it, tag it and optionally push it."""
     from ci.image import image as run_image
@@ -154,14 +161,14 @@ def image(
             image=image,
             tags=_csv(tags),
             dist=dist,
-            push=push,
+            push=push or None,
             registry_username=registry_username,
             istio_version=istio_version,
             istio_src=istio_src,
             istio_repo=istio_repo,
             wasm=wasm,
             cache_dir=cache_dir,
-            quiet=quiet,
+            quiet=quiet or None,
         )
     )
 
@@ -295,7 +302,7 @@ PUBLISH_HELP = {
 }
 
 
-@task(help=PUBLISH_HELP, optional=["public", "force", "quiet"])
+@task(help=PUBLISH_HELP)
 @friendly
 def publish(
     ctx,
@@ -309,10 +316,10 @@ def publish(
     endpoint_url=None,
     region=None,
     url_expiry=None,
-    public=None,
+    public=False,
     wasm=None,
-    force=None,
-    quiet=None,
+    force=False,
+    quiet=False,
 ):
     """Upload the dist's tarballs (server or S3), verify them, write DIST/istio.env."""
     from ci.publish import publish as run_publish
@@ -330,9 +337,9 @@ def publish(
             endpoint_url=endpoint_url,
             region=region,
             url_expiry=url_expiry,
-            public=public,
+            public=public or None,
             wasm=wasm,
-            force=force,
-            quiet=quiet,
+            force=force or None,
+            quiet=quiet or None,
         )
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ class Checkout:
     short_commit: str
     commit_time: int
     vendored: bool
+    # Needs a network in the build container: requirements and no vendor folder.
+    downloads_modules: bool
 
 
 def inspect_checkout(path: Path) -> Checkout:
@@ -50,6 +53,7 @@ def inspect_checkout(path: Path) -> Checkout:
     directive = re.search(r"^go\s+(\d+)\.(\d+)", text, re.M)
     go_directive = (int(directive.group(1)), int(directive.group(2))) if directive else (1, 0)
     commit, short, when = _git_head(path)
+    vendored = (path / "vendor" / "modules.txt").is_file()
     return Checkout(
         path=path,
         version_file=version_file,
@@ -57,7 +61,8 @@ def inspect_checkout(path: Path) -> Checkout:
         commit=commit,
         short_commit=short,
         commit_time=when,
-        vendored=(path / "vendor" / "modules.txt").is_file(),
+        vendored=vendored,
+        downloads_modules=not vendored and re.search(r"^require\b", text, re.M) is not None,
     )
 
 
@@ -90,23 +95,69 @@ def stamped_version(checkout: Checkout, override: str) -> str:
     return version
 
 
+def parse_go_version(out: str) -> tuple[str, tuple[int, int]]:
+    """`go env GOVERSION` output -> ("go1.19.8", (1, 19))."""
+    label = out.strip()
+    match = re.match(r"go(\d+)\.(\d+)", label)
+    if not match:
+        raise UserError(f"could not read the Go version from {label!r}; check your Go installation")
+    return label, (int(match.group(1)), int(match.group(2)))
+
+
 def go_version(go: str = "go") -> tuple[str, tuple[int, int]]:
     out = proc.run(
         [go, "env", "GOVERSION"],
         stream=False,
         what="go env",
         hint="install Go (Debian: apt-get install golang-go) or use --in-docker",
-    ).strip()
-    match = re.match(r"go(\d+)\.(\d+)", out)
-    if not match:
-        raise UserError(f"could not read the Go version from {out!r}; check your Go installation")
-    return out, (int(match.group(1)), int(match.group(2)))
+    )
+    return parse_go_version(out)
+
+
+def check_go_version(label: str, minor: tuple[int, int], checkout: Checkout, where: str) -> None:
+    if minor < checkout.go_directive:
+        need = ".".join(map(str, checkout.go_directive))
+        raise UserError(
+            f"{label} ({where}) is older than go {need} that go.mod asks for;"
+            " install a newer Go or use --in-docker --go-image golang:" + need
+        )
 
 
 def ldflags(version: str, istio_version: str) -> str:
     return (
         f"-s -w -X {names.VERSION_SYMBOL}={version} -X {names.ISTIO_VERSION_SYMBOL}={istio_version}"
     )
+
+
+def go_build_command(
+    checkout: Checkout, output: str, version: str, settings: Settings, go_minor: tuple[int, int]
+) -> list[str]:
+    """The `go build` line, the same on the host and in a container."""
+    cmd = ["go", "build", "-trimpath"]
+    if go_minor >= (1, 18):
+        # No VCS stamp: the same commit must give the same bytes, dirty tree or not.
+        cmd.append("-buildvcs=false")
+    if checkout.vendored:
+        cmd.append("-mod=vendor")
+    return [
+        *cmd,
+        "-ldflags",
+        ldflags(version, settings.istio_version),
+        "-o",
+        output,
+        names.MOSN_MAIN_PACKAGE,
+    ]
+
+
+def go_build_env(platform: names.Platform, settings: Settings) -> dict[str, str]:
+    # CGO for darwin would need a macOS toolchain; MOSN's own macOS build turns it off too.
+    cgo = settings.cgo and platform.goos == "linux"
+    return {
+        "GOOS": platform.goos,
+        "GOARCH": platform.goarch,
+        "CGO_ENABLED": "1" if cgo else "0",
+        "GOFLAGS": "",
+    }
 
 
 def compile_host(
@@ -117,30 +168,10 @@ def compile_host(
     settings: Settings,
     go_minor: tuple[int, int],
 ) -> None:
-    cgo = settings.cgo and platform.goos == "linux"
-    cmd = ["go", "build", "-trimpath"]
-    if go_minor >= (1, 18):
-        # No VCS stamp: the same commit must give the same bytes, dirty tree or not.
-        cmd.append("-buildvcs=false")
-    if checkout.vendored:
-        cmd.append("-mod=vendor")
-    cmd += [
-        "-ldflags",
-        ldflags(version, settings.istio_version),
-        "-o",
-        output,
-        names.MOSN_MAIN_PACKAGE,
-    ]
-    env = {
-        "GOOS": platform.goos,
-        "GOARCH": platform.goarch,
-        "CGO_ENABLED": "1" if cgo else "0",
-        "GOFLAGS": "",
-    }
     proc.run(
-        cmd,
+        go_build_command(checkout, str(output), version, settings, go_minor),
         cwd=checkout.path,
-        env=env,
+        env=go_build_env(platform, settings),
         what=f"go build for {platform.name}",
         hint="the compiler's last lines are above",
     )
@@ -157,14 +188,28 @@ def check_platforms(requested: tuple[str, ...]) -> list[names.Platform]:
 
 
 def check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+    """Fail before compiling if `out` cannot become a folder we write to; create nothing."""
+    probe = out
+    while not probe.exists() and not probe.is_symlink() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
         raise UserError(
-            f"cannot create output folder {out}: {exc.strerror}; choose another --out"
-        ) from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise UserError(f"output folder {out} is not writable; choose another --out")
+            f"cannot use {out} as the output folder: {probe} is not a folder; choose another --out"
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"output folder {probe} is not writable; choose another --out")
+
+
+def source_date_epoch(checkout: Checkout) -> int:
+    """The tarballs' mtime: SOURCE_DATE_EPOCH (reproducible-builds.org), else the commit time."""
+    raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not raw:
+        return checkout.commit_time
+    if not raw.isdigit():
+        raise UserError(
+            f"SOURCE_DATE_EPOCH={raw!r} is not a number of seconds since 1970; fix or unset it"
+        )
+    return int(raw)
 
 
 def resolve_source(settings: Settings) -> Path:
@@ -172,29 +217,41 @@ def resolve_source(settings: Settings) -> Path:
         return settings.path("mosn_src")
     from ci import source  # only needed when cloning
 
-    return source.clone(
-        settings.mosn_repo,
-        settings.mosn_ref or settings.default_mosn_ref,
-        settings.path("cache_dir"),
-    )
+    ref = settings.mosn_ref or settings.default_mosn_ref
+    with log.stage(f"clone MOSN {ref}"):
+        return source.clone(settings.mosn_repo, ref, settings.path("cache_dir"))
+
+
+def toolchain(settings: Settings):
+    """The Go that compiles: the host's, or a golang container's (--in-docker)."""
+    if settings.in_docker:
+        from ci.docker_go import DockerGo
+
+        return DockerGo(settings)
+    return HostGo()
+
+
+class HostGo:
+    def version(self) -> tuple[str, tuple[int, int]]:
+        return go_version()
+
+    compile = staticmethod(compile_host)
 
 
 def build(settings: Settings) -> Dist:
     platforms = check_platforms(settings.platforms)
     out = settings.path("dist")
-    with log.stage("inspect source"):
-        checkout = inspect_checkout(resolve_source(settings))
-        version = stamped_version(checkout, settings.version)
-        epoch_env = os.environ.get("SOURCE_DATE_EPOCH", "")
-        epoch = int(epoch_env) if epoch_env.isdigit() else checkout.commit_time
-        go_label, go_minor = go_version()
-        if go_minor < checkout.go_directive:
-            need = ".".join(map(str, checkout.go_directive))
-            raise UserError(
-                f"{go_label} is older than go {need} that go.mod asks for; install a newer Go or use --in-docker"
-            )
-        log.info(f"    MOSN {version}, Istio {settings.istio_version}, {go_label}")
     check_writable(out)
+    source_path = resolve_source(settings)
+    with log.stage("inspect source"):
+        checkout = inspect_checkout(source_path)
+        version = stamped_version(checkout, settings.version)
+        epoch = source_date_epoch(checkout)
+        go = toolchain(settings)
+        go_label, go_minor = go.version()
+        where = f"in {settings.go_image}" if settings.in_docker else "the host's go"
+        check_go_version(go_label, go_minor, checkout, where)
+        log.info(f"    MOSN {version}, Istio {settings.istio_version}, {go_label} ({where})")
     template = Dist(
         root=out,
         mosn_version=version,
@@ -211,9 +268,14 @@ def build(settings: Settings) -> Dist:
             with log.stage(f"compile {platform.name}"):
                 binary = Path(work) / platform.goos / platform.goarch / "mosn"
                 binary.parent.mkdir(parents=True)
-                compile_host(checkout, platform, binary, version, settings, go_minor)
+                go.compile(checkout, platform, binary, version, settings, go_minor)
                 binaries[platform.name] = binary
         with log.stage("package"):
+            # The bytes depend on the zlib release: say which, for whoever compares digests.
+            log.info(
+                f"    gzip level {package.GZIP_LEVEL}, zlib {zlib.ZLIB_RUNTIME_VERSION},"
+                f" {package.compress_workers()} threads"
+            )
             dist = package.write_dist(out, binaries, template)
     for f in dist.files:
         log.info(f"    {out / f.name}  {f.size} bytes  sha256 {f.sha256}")

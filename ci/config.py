@@ -55,6 +55,7 @@ class Settings:
     platforms: tuple[str, ...] = ("linux/amd64", "darwin/amd64")
     in_docker: bool = False
     go_image: str = "golang:1.19"
+    go_cache_volume: str = "mosn-proxyv2-gomod"
     cgo: bool = False
     # publish
     to: str = "server"

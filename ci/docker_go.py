@@ -1,0 +1,235 @@
+"""`invoke build --in-docker`: the Go toolchain of a golang image, through the Docker SDK.
+
+As MOSN's `make build` does, the compiler runs in a container. The checkout is mounted
+read-only, Go's module and build caches live on a named volume (so the second build is
+fast), the container has no network unless modules must be downloaded, and the binary is
+copied out of the container rather than written through a mount (so it belongs to the
+user running the build, not to the container's root).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ci import log, proc
+from ci.errors import UserError
+
+if TYPE_CHECKING:
+    from ci.build import Checkout
+    from ci.config import Settings
+    from ci.names import Platform
+
+SRC = "/src"
+CACHE = "/mosn-proxyv2-cache"
+OUTPUT = "/tmp/mosn"  # noqa: S108 - inside the throwaway container
+CONTAINER_PREFIX = "mosn-proxyv2-build-"
+LABEL = "mosn-proxyv2.build"
+PING_TIMEOUT = 30
+BUILD_TIMEOUT = 3 * 3600
+# Passed through from the host when set, so private module proxies keep working.
+GO_NETWORK_ENV = ("GOPROXY", "GOPRIVATE", "GONOPROXY", "GONOSUMDB", "GOSUMDB", "GOINSECURE")
+
+
+class DockerGo:
+    """The Go toolchain inside `settings.go_image`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.image = settings.go_image
+        self.volume = settings.go_cache_volume
+        self.client = _client()
+        self._ensure_image()
+
+    def _ensure_image(self) -> None:
+        import docker.errors
+
+        try:
+            self.client.images.get(self.image)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise UserError(f"Docker could not look up {self.image}: {_reason(exc)}") from None
+        log.info(f"    pulling {self.image}")
+        try:
+            self.client.images.pull(self.image)
+        except docker.errors.APIError as exc:
+            raise UserError(
+                f"Go image {self.image} is not on this Docker engine and could not be pulled"
+                f" ({_reason(exc)}); pull or build it first, or pass --go-image IMAGE"
+            ) from None
+
+    def version(self) -> tuple[str, tuple[int, int]]:
+        from ci.build import parse_go_version
+
+        out = self._run(
+            ["go", "env", "GOVERSION"],
+            {},
+            f"go env in {self.image}",
+            hint="is it a golang image? pass another --go-image",
+            network=False,
+        )
+        return parse_go_version(out.strip().splitlines()[-1] if out.strip() else out)
+
+    def compile(
+        self,
+        checkout: Checkout,
+        platform: Platform,
+        output: Path,
+        version: str,
+        settings: Settings,
+        go_minor: tuple[int, int],
+    ) -> None:
+        from ci.build import go_build_command, go_build_env
+
+        network = checkout.downloads_modules
+        log.info(
+            f"    in {self.image}, network {'host' if network else 'none'},"
+            f" Go caches on volume {self.volume}"
+        )
+        env = {k: os.environ[k] for k in GO_NETWORK_ENV if os.environ.get(k)}
+        env.update(go_build_env(platform, settings))
+        self._run(
+            go_build_command(checkout, OUTPUT, version, settings, go_minor),
+            env,
+            f"go build for {platform.name} in {self.image}",
+            hint="the compiler's last lines are above",
+            network=network,
+            source=checkout.path,
+            copy_out=output,
+        )
+
+    def _run(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        what: str,
+        *,
+        hint: str,
+        network: bool,
+        source: Path | None = None,
+        copy_out: Path | None = None,
+    ) -> str:
+        import docker.errors
+        import requests.exceptions
+        from docker.types import Mount
+
+        # Mount objects rather than "src:dst:mode" strings: a path may contain a colon.
+        mounts = [Mount(CACHE, self.volume, type="volume")] if self.volume else []
+        if source is not None:
+            mounts.append(Mount(SRC, str(source.resolve()), type="bind", read_only=True))
+        environment = {
+            "GOMODCACHE": f"{CACHE}/mod",
+            "GOCACHE": f"{CACHE}/build",
+            "GOPATH": f"{CACHE}/gopath",
+            **env,
+        }
+        try:
+            container = self.client.containers.create(
+                self.image,
+                command=command,
+                working_dir=SRC if source is not None else "/",
+                environment=environment,
+                mounts=mounts,
+                # Module downloads need a network; host networking works even where dockerd
+                # runs without a default bridge.
+                network_mode="host" if network else "none",
+                name=CONTAINER_PREFIX + uuid.uuid4().hex[:12],
+                labels={LABEL: "1"},
+            )
+        except docker.errors.APIError as exc:
+            raise UserError(
+                f"could not create a container from {self.image}: {_reason(exc)}"
+            ) from None
+        try:
+            try:
+                container.start()
+            except docker.errors.APIError as exc:
+                raise UserError(
+                    f"{what}: the container did not start ({_reason(exc)});"
+                    f" is {self.image} a golang image with go on its PATH? pass another --go-image"
+                ) from None
+            output = _follow(container)
+            code = container.wait().get("StatusCode", 1)
+            if code != 0:
+                raise UserError(
+                    f"{what} failed with exit code {code}; {hint}",
+                    detail="\n".join(output.splitlines()[-proc.TAIL_LINES :]),
+                )
+            if copy_out is not None:
+                _copy_out(container, copy_out)
+            return output
+        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            raise UserError(f"{what}: Docker failed: {_reason(exc)}") from None
+        finally:
+            try:
+                container.remove(force=True, v=False)
+            except docker.errors.APIError:
+                log.warn(f"could not remove container {container.name}; remove it by hand")
+
+
+def _client():
+    try:
+        import docker
+    except ImportError:
+        raise UserError("--in-docker needs the Docker SDK for Python: pip install docker") from None
+    try:
+        client = docker.from_env(timeout=PING_TIMEOUT)
+        client.ping()
+        # `go build` can be silent for minutes while the log stream waits for a line.
+        client.api.timeout = BUILD_TIMEOUT
+    except Exception as exc:
+        raise UserError(
+            f"cannot reach the Docker engine ({_reason(exc)}); start Docker, set DOCKER_HOST,"
+            " or build with the host's Go (drop --in-docker)"
+        ) from None
+    return client
+
+
+def _reason(exc: Exception) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return " ".join(str(explanation or exc).split())
+
+
+def _follow(container) -> str:
+    """Echo the container's output as it comes (unless quiet) and return all of it."""
+    chunks: list[str] = []
+    echo = not log.is_quiet()
+    pending = ""
+    for raw in container.logs(stream=True, follow=True):
+        pending += raw.decode(errors="replace")
+        *lines, pending = pending.split("\n")
+        for line in lines:
+            chunks.append(line + "\n")
+            if echo:
+                sys.stdout.write("    " + line + "\n")
+                sys.stdout.flush()
+    if pending:
+        chunks.append(pending)
+        if echo:
+            print("    " + pending, flush=True)
+    return "".join(chunks)
+
+
+def _copy_out(container, dest: Path) -> None:
+    """Copy the built binary out of the container (docker cp) to `dest`."""
+    stream, _ = container.get_archive(OUTPUT)
+    # Spooled to disk: a MOSN binary is ~100 MB.
+    with tempfile.TemporaryFile(dir=dest.parent) as archive:
+        for chunk in stream:
+            archive.write(chunk)
+        archive.seek(0)
+        with tarfile.open(fileobj=archive, mode="r:") as tar:
+            member = tar.next()
+            source = tar.extractfile(member) if member is not None else None
+            if source is None:
+                raise UserError(f"the container produced no binary at {OUTPUT}")
+            with open(dest, "wb") as out:
+                shutil.copyfileobj(source, out)
+    dest.chmod(0o755)

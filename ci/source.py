@@ -1,0 +1,119 @@
+"""MOSN sources from git: a shallow clone of one ref, kept in the cache.
+
+Each clone lands in a folder named after the commit it resolved to
+(`<cache>/mosn/<repository>/<commit>`), made in a temporary folder and renamed into place,
+so a folder in the cache is always a whole checkout and never changes once there. A branch
+or tag is cloned again on every build (it may have moved); a full commit hash already in
+the cache is used without touching the network. If a clone fails, the commit the same ref
+resolved to last time is used, with a warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ci import log, proc
+from ci.errors import UserError
+from ci.fsutil import atomic_write
+
+FULL_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _slug(text: str) -> str:
+    """A readable folder name for `text` that two different texts never share."""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    return f"{_UNSAFE.sub('_', text).strip('_.')[-60:]}-{digest}"
+
+
+def _secrets(repo: str) -> list[str]:
+    # https://user:token@host/... must not reach the log.
+    password = urlsplit(repo).password
+    return [password] if password else []
+
+
+def _display(repo: str) -> str:
+    parts = urlsplit(repo)
+    if parts.password:
+        return repo.replace(f":{parts.password}@", ":***@")
+    return repo
+
+
+def clone(repo: str, ref: str, cache_dir: Path) -> Path:
+    """Shallow-clone `ref` (tag, branch or full commit hash) of `repo`; return the checkout."""
+    if not ref or ref.startswith("-"):
+        raise UserError(f"{ref!r} is not a git ref; pass a tag, branch or full commit hash")
+    if not repo:
+        raise UserError("no repository to clone from; pass --mosn-repo URL or --mosn-src DIR")
+    # Named without the password: folder names end up in logs.
+    home = cache_dir / "mosn" / _slug(_display(repo))
+    pointer = home / "refs" / _slug(ref)
+    if FULL_COMMIT.fullmatch(ref) and (home / ref).is_dir():
+        log.info(f"    using cached {ref[:12]} from {home}")
+        return home / ref
+    try:
+        (home / "refs").mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".clone-", dir=home))
+    except OSError as exc:
+        raise UserError(
+            f"cannot write the clone cache {cache_dir}: {exc.strerror};"
+            " set cache_dir (MOSN_PROXYV2_CACHE_DIR) to a writable folder"
+        ) from None
+    try:
+        try:
+            _fetch(repo, ref, work)
+        except UserError as exc:
+            cached = _previous(home, pointer)
+            if cached is None:
+                raise
+            log.warn(f"could not clone {ref} ({exc}); using the copy cached at {cached}")
+            return cached
+        commit = proc.run(["git", "-C", work, "rev-parse", "HEAD"], stream=False).strip()
+        final = home / commit
+        try:
+            os.rename(work, final)
+        except OSError:
+            # Already cached (by an earlier build, or a concurrent one): that copy is the same.
+            if not (final / ".git").is_dir():
+                raise
+        atomic_write(pointer, commit + "\n")
+        log.info(f"    {ref} is {commit[:12]}, checked out in {final}")
+        return final
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _fetch(repo: str, ref: str, dest: Path) -> None:
+    secrets = _secrets(repo)
+    what = f"git clone of {ref} from {_display(repo)}"
+    if FULL_COMMIT.fullmatch(ref):
+        # `clone --branch` takes only names; a commit needs init + fetch of that one object.
+        steps = [
+            ["git", "-C", dest, "init", "-q"],
+            ["git", "-C", dest, "remote", "add", "origin", repo],
+            ["git", "-C", dest, "fetch", "-q", "--depth", "1", "origin", ref],
+            ["git", "-C", dest, "-c", "advice.detachedHead=false", "checkout", "-q", "FETCH_HEAD"],
+        ]
+    else:
+        steps = [
+            ["git", "-c", "advice.detachedHead=false", "clone", "-q", "--depth", "1"]
+            + ["--branch", ref, "--single-branch", "--", repo, dest]
+        ]
+    hint = "check --mosn-repo and --mosn-ref (a tag, a branch or a full 40-character commit)"
+    for step in steps:
+        proc.run(step, secrets=secrets, what=what, hint=hint, env={"GIT_TERMINAL_PROMPT": "0"})
+
+
+def _previous(home: Path, pointer: Path) -> Path | None:
+    with contextlib.suppress(OSError):
+        commit = pointer.read_text().strip()
+        if FULL_COMMIT.fullmatch(commit) and (home / commit / ".git").is_dir():
+            return home / commit
+    return None

@@ -1,0 +1,143 @@
+"""A golang image for `--in-docker` tests, made from the host's Go because nothing can be pulled."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from tests.helpers.images import APPLETS, BUSYBOX
+
+GO_IMAGE = "mp-build-golang:1.19"
+GO_CACHE_VOLUME = "mp-build-gomod-test"
+# Enough of GOROOT to compile: the go command, the compiler, linker and assembler, the
+# standard library's source (the build caches what it compiles on the volume).
+TOOLS = ("compile", "link", "asm", "buildid", "cgo", "pack")
+
+
+def host_goroot() -> Path:
+    go = shutil.which("go")
+    if go is None:
+        raise RuntimeError("go not on PATH: install Debian's golang-go (.ci/run does)")
+    return Path(go).resolve().parent.parent
+
+
+def _skip_in_src(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    parts = info.name.split("/")
+    if "testdata" in parts or info.name.endswith("_test.go") or parts[4:5] == ["cmd"]:
+        return None
+    return info
+
+
+def shared_libraries(binary: Path) -> list[Path]:
+    """What the dynamic loader needs for `binary` (Debian builds the go command with cgo)."""
+    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+    found = re.findall(r"(/\S+) \(0x", out)
+    return [Path(p) for p in found]
+
+
+def golang_rootfs(dest: Path) -> None:
+    """Write a root filesystem tar: busybox for a shell and Go at /usr/local/go."""
+    goroot = host_goroot()
+    with tarfile.open(dest, "w", dereference=True) as tar:
+        for folder in ("bin", "tmp", "usr", "usr/local", "usr/local/go", "etc"):
+            info = tarfile.TarInfo(folder)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o1777 if folder == "tmp" else 0o755
+            tar.addfile(info)
+        tar.add(str(BUSYBOX.resolve()), arcname="bin/busybox")
+        for applet in APPLETS:
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type = tarfile.SYMTYPE
+            link.linkname = "busybox"
+            tar.addfile(link)
+        for library in shared_libraries(goroot / "bin" / "go"):
+            tar.add(str(library), arcname=str(library).lstrip("/"))
+        tar.add(goroot / "VERSION", arcname="usr/local/go/VERSION")
+        tar.add(goroot / "bin" / "go", arcname="usr/local/go/bin/go")
+        for tool in TOOLS:
+            tar.add(
+                goroot / "pkg" / "tool" / "linux_amd64" / tool,
+                arcname=f"usr/local/go/pkg/tool/linux_amd64/{tool}",
+            )
+        tar.add(goroot / "pkg" / "include", arcname="usr/local/go/pkg/include")
+        tar.add(goroot / "src", arcname="usr/local/go/src", filter=_skip_in_src)
+
+
+def import_golang_image(client, reference: str = GO_IMAGE) -> str:
+    """Import the host's Go as `reference` unless the engine has it already."""
+    import docker.errors
+
+    try:
+        client.images.get(reference)
+        return reference
+    except docker.errors.ImageNotFound:
+        pass
+    repository, tag = reference.rsplit(":", 1)
+    with tempfile.TemporaryDirectory(prefix="mp-build-golang-") as tmp:
+        rootfs = Path(tmp) / "rootfs.tar"
+        golang_rootfs(rootfs)
+        client.api.import_image_from_file(
+            str(rootfs),
+            repository=repository,
+            tag=tag,
+            changes=["ENV PATH=/usr/local/go/bin:/bin", 'CMD ["go", "version"]'],
+        )
+    return reference
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment for a `python3 -m invoke` run that no setting of the caller leaks into."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MOSN_PROXYV2_") and k not in ("MOSN_SRC", "SOURCE_DATE_EPOCH")
+    }
+    env["MOSN_PROXYV2_CACHE_DIR"] = str(tmp_path / "cache")
+    env["MOSN_PROXYV2_GO_CACHE_VOLUME"] = GO_CACHE_VOLUME
+    env.update(extra)
+    return env
+
+
+def invoke(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run `python3 -m invoke ARGS` from the project root, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def invoke_build(src: Path, out: Path, tmp_path: Path, *extra: str, env=None):
+    """`invoke build --mosn-src SRC --out OUT EXTRA...` in an isolated environment."""
+    return invoke(
+        "build",
+        "--mosn-src",
+        str(src),
+        "--out",
+        str(out),
+        *extra,
+        env=env or isolated_env(tmp_path),
+    )
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every path under `folder` with its mode and content, to prove nothing changed."""
+    if not folder.exists():
+        return {}
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        data = path.read_bytes() if path.is_file() else b""
+        found[str(path.relative_to(folder))] = (path.stat().st_mode, data)
+    return found
