@@ -1,0 +1,307 @@
+"""The composite action's own logic: check its inputs, then write its outputs and job summary.
+
+action.yml passes every pipeline input to its steps as the environment variable the settings
+already read (`MOSN_PROXYV2_<SETTING>`), so the invoke tasks it calls see exactly what a user
+running them by hand with those variables would. This module only adds what a task cannot
+know: the action's input names (for messages) and the GitHub step outputs and summary.
+
+    python -m ci.action validate   # ::error:: annotations and exit 1 when inputs are wrong
+    python -m ci.action report     # outputs mosn-version, image, digest; the job summary
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import uuid
+from collections.abc import Mapping
+from importlib.util import find_spec
+from pathlib import Path
+
+from ci import config, names
+from ci.dist import Dist
+from ci.errors import UserError
+from ci.progress import human
+
+# Action input -> the setting it sets. action.yml's env blocks are checked against this.
+INPUT_SETTINGS: dict[str, str] = {
+    "mosn-src": "mosn_src",
+    "mosn-ref": "mosn_ref",
+    "version": "version",
+    "istio-version": "istio_version",
+    "platforms": "platforms",
+    "store": "to",
+    "server-url": "server_url",
+    "server-token": "token",
+    "s3-bucket": "bucket",
+    "s3-prefix": "prefix",
+    "s3-endpoint-url": "endpoint_url",
+    "aws-region": "region",
+    "wasm": "wasm",
+    "mode": "mode",
+    "base-image": "base",
+    "istio-src": "istio_src",
+    "image": "image",
+    "tags": "tags",
+    "push": "push",
+    "registry-username": "registry_username",
+    "registry-password": "registry_password",
+}
+BOOLEAN_INPUTS = ("push",)
+# pyproject.toml's dependencies and the module each provides. Checked first, so that a runner
+# lacking one (system-site-packages: true) gets a sentence instead of an ImportError.
+DEPENDENCY_MODULES = {
+    "invoke": "invoke",
+    "boto3": "boto3",
+    "flask": "flask",
+    "docker": "docker",
+    "pyyaml": "yaml",
+    "gunicorn": "gunicorn",
+    "requests": "requests",
+}
+# publish's step outputs, handed to the report step by action.yml.
+PUBLISHED_TARBALLS_ENV = "PUBLISHED_TARBALLS"
+PUBLISHED_ENV_FILE_ENV = "PUBLISHED_ENV_FILE"
+
+
+def env_name(setting: str) -> str:
+    return config.ENV_PREFIX + setting.upper()
+
+
+def project_config(action_path: Path) -> dict:
+    """The `mosn_proxyv2:` section of the action's invoke.yaml, loaded the way invoke does."""
+    from invoke import Config
+
+    cfg = Config(project_location=str(action_path))
+    cfg.load_project()
+    return dict(cfg.get(config.CONFIG_SECTION, {}))
+
+
+def action_path(environ: Mapping[str, str]) -> Path:
+    # Outside a runner (tests, by hand) the action is this checkout.
+    return Path(environ.get("GITHUB_ACTION_PATH") or Path(__file__).resolve().parent.parent)
+
+
+def load_settings(environ: Mapping[str, str]) -> config.Settings:
+    return config.load(project_config(action_path(environ)), environ=environ)
+
+
+def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
+    """Everything wrong with the inputs, each as a sentence saying what to change."""
+    missing = [dist for dist, module in DEPENDENCY_MODULES.items() if not find_spec(module)]
+    if missing:
+        return [
+            f"Python package(s) {', '.join(missing)} missing on the runner; install them "
+            "(python3 -m pip install ...) or use `system-site-packages: false`"
+        ]
+    # The tasks' modules need those packages (publish's stores import requests).
+    from ci import build, image, publish
+
+    found: list[str] = []
+    for name in BOOLEAN_INPUTS:
+        raw = environ.get(env_name(INPUT_SETTINGS[name]), "").strip().lower()
+        if raw not in ("", "true", "false"):
+            found.append(f"{name} must be true or false, got '{raw}'")
+    if found:
+        return found  # the settings below cannot be read with a bad boolean
+    try:
+        s = load_settings(environ)
+    except UserError as exc:
+        return [str(exc)]
+
+    if s.to not in publish.STORES:
+        found.append(
+            f"store must be one of {', '.join(publish.STORES)}, got '{s.to}'; use `store: server` "
+            "(the bundled artifact server, or yours via server-url) or `store: s3`"
+        )
+    if s.to == "s3" and not s.bucket:
+        found.append(
+            "store: s3 needs s3-bucket; set `s3-bucket: <bucket>` "
+            "(and aws-region, or s3-endpoint-url for an S3-compatible store)"
+        )
+    if s.to == "server" and not s.server_url.startswith(("http://", "https://")):
+        found.append(
+            f"server-url must start with http:// or https://, got '{s.server_url}'; "
+            "e.g. `server-url: https://artifacts.example.com`"
+        )
+    if s.mode not in image.MODES:
+        found.append(
+            f"mode must be one of {', '.join(image.MODES)}, got '{s.mode}'; `quick` copies MOSN "
+            "into base-image, `full` builds proxyv2 from Istio's source"
+        )
+    if s.wasm not in publish.WASM_MODES:
+        found.append(f"wasm must be one of {', '.join(publish.WASM_MODES)}, got '{s.wasm}'")
+    if s.push and not s.image:
+        found.append(
+            "push: true needs image; set `image: <registry>/<repository>` "
+            "(e.g. ghcr.io/my-org/proxyv2) or drop push"
+        )
+    if s.image and s.mode == "quick" and not s.base:
+        found.append(
+            "mode: quick needs base-image, the proxyv2 image to put MOSN into; set e.g. "
+            "`base-image: mosnio/proxyv2:v1.0.0-1.10.6`, or use `mode: full`"
+        )
+    if s.tags and not s.image:
+        found.append("tags are given but image is not; set `image: <registry>/<repository>`")
+    if bool(s.registry_username) != bool(s.registry_password):
+        found.append(
+            "registry-username and registry-password go together; set both "
+            "(the password from a secret: `registry-password: ${{ secrets.REGISTRY_PASSWORD }}`) "
+            "or neither"
+        )
+    if s.mosn_src and s.mosn_ref:
+        found.append(
+            "mosn-src and mosn-ref are both set; use mosn-src for a checkout on the runner "
+            "or mosn-ref to clone a ref of MOSN, not both"
+        )
+    if s.mosn_src and not (cwd / s.path("mosn_src")).is_dir():
+        found.append(
+            f"mosn-src '{s.mosn_src}' is not a folder (relative paths are read from "
+            f"working-directory, here {cwd}); check MOSN out first, e.g. actions/checkout "
+            "with `repository: mosn/mosn` and `path: mosn`, then `mosn-src: mosn`"
+        )
+    # The tasks' own checks of single values, run now instead of after the build.
+    checks = [
+        ("platforms", lambda: build.check_platforms(s.platforms)),
+        ("s3-prefix", lambda: publish.check_prefix(s.prefix)),
+    ]
+    if s.image:
+        checks.append(
+            ("image", lambda: image.image_tags(image.parse_image_name(s.image), s.tags, "x"))
+        )
+    for name, check in checks:
+        try:
+            check()
+        except UserError as exc:
+            message = in_input_terms(str(exc))
+            found.append(message if message.startswith(name) else f"{name}: {message}")
+    return found
+
+
+def in_input_terms(message: str) -> str:
+    """A task's message with its command-line flags named as the action's inputs."""
+    for name, setting in INPUT_SETTINGS.items():
+        message = re.sub(rf"--{setting.replace('_', '-')}\b(?!-)", name, message)
+    return message
+
+
+def error_annotation(title: str, message: str) -> str:
+    """An ::error:: workflow command; its data escaped the way the runner unescapes it."""
+    data = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return f"::error title={title}::{data}"
+
+
+def validate(environ: Mapping[str, str], cwd: Path) -> int:
+    found = problems(environ, cwd)
+    for message in found:
+        print(error_annotation("mosn-proxyv2 input", message), flush=True)
+    if found:
+        print(
+            f"{len(found)} input problem(s); fix the `with:` of the mosn-proxyv2 step",
+            file=sys.stderr,
+        )
+    return 1 if found else 0
+
+
+def set_output(path: Path, name: str, value: str) -> None:
+    """Append a step output in the runner's file format (a heredoc when the value spans lines)."""
+    with open(path, "a", encoding="utf-8") as out:
+        if "\n" in value:
+            delimiter = f"EOF_{uuid.uuid4().hex}"
+            out.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+        else:
+            out.write(f"{name}={value}\n")
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def summary_markdown(dist: Dist, tarballs: list[dict], env_file: str, image: dict | None) -> str:
+    urls = {t.get("file"): t.get("url", "") for t in tarballs}
+    lines = [
+        f"### mosn-proxyv2: MOSN {_cell(dist.mosn_version)} for Istio {_cell(dist.istio_version)}",
+        "",
+        "| tarball | size | sha256 | URL |",
+        "| --- | ---: | --- | --- |",
+    ]
+    for f in dist.files:
+        url = urls.get(f.name, "")
+        lines.append(
+            f"| `{_cell(f.name)}` | {human(f.size)} | `{f.sha256}` | {_cell(url) or 'not published'} |"
+        )
+    if env_file:
+        lines += ["", f"Istio build variables: `{_cell(env_file)}`"]
+    if image:
+        digest = image.get("digest") or "not pushed"
+        lines += ["", "| image | digest |", "| --- | --- |"]
+        lines += [
+            f"| `{_cell(ref)}` | `{_cell(digest)}` |"
+            for ref in image.get("references") or [image_reference(image)]
+        ]
+        if image.get("pinned"):
+            lines += ["", f"Pull by digest: `{_cell(image['pinned'])}`"]
+    return "\n".join(lines) + "\n"
+
+
+def image_reference(image: dict | None) -> str:
+    """The image as `repository:tag` (its first tag), what a cluster's configuration names."""
+    if not image:
+        return ""
+    references = image.get("references") or []
+    return references[0] if references else image.get("image", "")
+
+
+def report(environ: Mapping[str, str], cwd: Path) -> int:
+    s = load_settings(environ)
+    dist_dir = cwd / s.path("dist")
+    dist = Dist.load(dist_dir)
+    try:
+        tarballs = json.loads(environ.get(PUBLISHED_TARBALLS_ENV) or "[]")
+    except ValueError:
+        raise UserError(
+            f"publish's tarballs output is not JSON: {environ.get(PUBLISHED_TARBALLS_ENV)!r}"
+        ) from None
+    env_file = environ.get(PUBLISHED_ENV_FILE_ENV, "")
+    image = None
+    if s.image:
+        image_json = dist_dir / names.IMAGE_JSON
+        if not image_json.is_file():
+            raise UserError(f"{image_json} is missing: the image stage did not finish")
+        image = json.loads(image_json.read_text())
+
+    outputs = {
+        "mosn-version": dist.mosn_version,
+        "image": image_reference(image),
+        "digest": (image or {}).get("digest") or "",
+    }
+    if environ.get("GITHUB_OUTPUT"):
+        for name, value in outputs.items():
+            set_output(Path(environ["GITHUB_OUTPUT"]), name, value)
+    markdown = summary_markdown(dist, tarballs, env_file, image)
+    if environ.get("GITHUB_STEP_SUMMARY"):
+        with open(environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
+            summary.write(markdown)
+    else:
+        print(markdown)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    commands = {"validate": validate, "report": report}
+    if len(argv) != 1 or argv[0] not in commands:
+        print(f"usage: python -m ci.action {'|'.join(commands)}", file=sys.stderr)
+        return 2
+    try:
+        return commands[argv[0]](os.environ, Path.cwd())
+    except UserError as exc:
+        if exc.detail:
+            print(exc.detail, file=sys.stderr)
+        print(error_annotation("mosn-proxyv2", str(exc)), flush=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,217 @@
+"""ci.action outside a runner: which inputs it rejects and with what, what it reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ci import action, names
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def inputs(**given: str) -> dict[str, str]:
+    """The environment action.yml's pipeline step sets: every input, empty unless given."""
+    env = {action.env_name(setting): "" for setting in action.INPUT_SETTINGS.values()}
+    for name, value in given.items():
+        env[action.env_name(action.INPUT_SETTINGS[name.replace("_", "-")])] = value
+    env["GITHUB_ACTION_PATH"] = str(ROOT)
+    return env
+
+
+def test_defaults_are_valid(tmp_path):
+    assert action.problems(inputs(), tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({"store": "s3"}, "store: s3 needs s3-bucket; set `s3-bucket: <bucket>`"),
+        ({"store": "ftp"}, "store must be one of server, s3, got 'ftp'"),
+        ({"mode": "fast"}, "mode must be one of quick, full, got 'fast'"),
+        ({"push": "true"}, "push: true needs image; set `image: <registry>/<repository>`"),
+        ({"push": "yes please"}, "push must be true or false, got 'yes please'"),
+        ({"tags": "a,b"}, "tags are given but image is not"),
+        ({"image": "127.0.0.1:5000/x"}, "mode: quick needs base-image"),
+        ({"registry_username": "bot"}, "registry-username and registry-password go together"),
+        ({"registry_password": "pw"}, "registry-username and registry-password go together"),
+        ({"platforms": "linux/amd64,windows/386"}, "platforms: unknown platform windows/386"),
+        ({"s3_prefix": "a/../b"}, "s3-prefix 'a/../b': each /-separated part must be"),
+        ({"wasm": "skip"}, "wasm must be one of placeholder, patch, got 'skip'"),
+        (
+            {"image": "proxyv2", "mode": "full"},
+            "image name 'proxyv2' has no registry or namespace",
+        ),
+        (
+            {"image": "127.0.0.1:5000/p", "mode": "full", "tags": "ok,not ok"},
+            "image: 'not ok' is not a valid image tag (letters, digits, _ . -, up to 128); fix tags",
+        ),
+        ({"server_url": "127.0.0.1:8080"}, "server-url must start with http:// or https://"),
+        ({"mosn_src": "no-such-dir"}, "mosn-src 'no-such-dir' is not a folder"),
+    ],
+)
+def test_each_bad_input_gets_a_sentence_naming_the_input(tmp_path, given, expected):
+    found = action.problems(inputs(**given), tmp_path)
+    assert len(found) == 1, found
+    assert found[0].startswith(expected), found[0]
+
+
+def test_all_problems_are_reported_at_once(tmp_path):
+    found = action.problems(inputs(store="s3", mode="fast", push="true"), tmp_path)
+    assert len(found) == 3
+
+
+def test_mosn_src_is_read_relative_to_the_working_directory(tmp_path):
+    (tmp_path / "mosn").mkdir()
+    assert action.problems(inputs(mosn_src="mosn"), tmp_path) == []
+    assert action.problems(inputs(mosn_src="mosn"), tmp_path / "elsewhere") != []
+
+
+def test_s3_with_a_bucket_and_a_pushed_image_are_valid(tmp_path):
+    given = inputs(
+        store="s3",
+        s3_bucket="b",
+        image="127.0.0.1:5000/x",
+        push="true",
+        base_image="busybox",
+        registry_username="u",
+        registry_password="p",
+        mode="full",
+    )
+    assert action.problems(given, tmp_path) == []
+
+
+def test_validate_prints_error_annotations_and_fails(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ci.action", "validate"],
+        env={**inputs(store="s3", push="true"), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    errors = [line for line in proc.stdout.splitlines() if line.startswith("::error ")]
+    assert [e.split("::", 2)[2].split(";")[0] for e in errors] == [
+        "store: s3 needs s3-bucket",
+        "push: true needs image",
+    ]
+    assert "Traceback" not in proc.stderr
+
+
+def test_usage_on_an_unknown_command():
+    proc = subprocess.run(
+        [sys.executable, "-m", "ci.action", "deploy"],
+        env={"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "usage: python -m ci.action validate|report"
+
+
+def test_report_writes_outputs_and_a_summary_table(built_dist, tmp_path):
+    dist_dir = built_dist.root
+    repo = "127.0.0.1:5000/mp/proxyv2"
+    image = {
+        "image": repo,
+        "tags": ["t1", "t2"],
+        "references": [f"{repo}:t1", f"{repo}:t2"],
+        "digest": "sha256:ab",
+        "pinned": f"{repo}@sha256:ab",
+    }
+    (dist_dir / names.IMAGE_JSON).write_text(json.dumps(image))
+    published = [
+        {"file": f.name, "url": f"http://127.0.0.1:1/mosn/{f.name}", "sha256": f.sha256}
+        for f in built_dist.files
+    ]
+    outputs, summary = tmp_path / "outputs", tmp_path / "summary.md"
+    env = {
+        **inputs(image="127.0.0.1:5000/mp/proxyv2"),
+        "MOSN_PROXYV2_DIST": str(dist_dir),
+        "GITHUB_OUTPUT": str(outputs),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        action.PUBLISHED_TARBALLS_ENV: json.dumps(published),
+        action.PUBLISHED_ENV_FILE_ENV: str(dist_dir / names.ISTIO_ENV),
+    }
+    try:
+        assert action.report(env, tmp_path) == 0
+    finally:
+        (dist_dir / names.IMAGE_JSON).unlink()
+    assert outputs.read_text().splitlines() == [
+        f"mosn-version={built_dist.mosn_version}",
+        "image=127.0.0.1:5000/mp/proxyv2:t1",
+        "digest=sha256:ab",
+    ]
+    text = summary.read_text()
+    for f in built_dist.files:
+        row = next(line for line in text.splitlines() if f"`{f.name}`" in line)
+        assert f.sha256 in row and f"http://127.0.0.1:1/mosn/{f.name}" in row
+    assert f"| `{repo}:t1` | `sha256:ab` |" in text
+    assert f"| `{repo}:t2` | `sha256:ab` |" in text
+    assert f"`{repo}@sha256:ab`" in text
+
+
+def test_report_without_a_build_says_what_to_run(tmp_path):
+    env = {**inputs(), "MOSN_PROXYV2_DIST": str(tmp_path / "nothing")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "ci.action", "report"],
+        env={**env, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert proc.stdout.strip().startswith("::error title=mosn-proxyv2::")
+    assert "run `invoke build" in proc.stdout
+
+
+def test_multiline_output_uses_a_delimiter(tmp_path):
+    out = tmp_path / "out"
+    action.set_output(out, "one", "a")
+    action.set_output(out, "two", "b\nc")
+    lines = out.read_text().splitlines()
+    assert lines[0] == "one=a"
+    assert lines[1].startswith("two<<") and lines[2:4] == ["b", "c"]
+    assert lines[4] == lines[1].removeprefix("two<<")
+
+
+def test_a_missing_dependency_is_named(tmp_path, monkeypatch):
+    # system-site-packages: true on a runner that lacks one of pyproject's dependencies.
+    real = action.find_spec
+    monkeypatch.setattr(action, "find_spec", lambda m: None if m == "yaml" else real(m))
+    assert action.problems(inputs(), tmp_path) == [
+        "Python package(s) pyyaml missing on the runner; install them (python3 -m pip install "
+        "...) or use `system-site-packages: false`"
+    ]
+
+
+def test_annotation_data_is_escaped():
+    # A raw newline would end the command; % starts the runner's escapes.
+    assert action.error_annotation("t", "100% of\nit") == "::error title=t::100%25 of%0Ait"
+
+
+def test_report_of_an_image_not_pushed(built_dist, tmp_path):
+    # push: false (as in e2e.yml): the image output names the local image, digest is empty.
+    repo = "localhost/mosn-proxyv2/proxyv2"
+    image = {"image": repo, "tags": ["e2e"], "references": [f"{repo}:e2e"], "digest": None}
+    (built_dist.root / names.IMAGE_JSON).write_text(json.dumps(image))
+    outputs, summary = tmp_path / "outputs", tmp_path / "summary.md"
+    env = {
+        **inputs(image=f"{repo}:e2e"),
+        "MOSN_PROXYV2_DIST": str(built_dist.root),
+        "GITHUB_OUTPUT": str(outputs),
+        "GITHUB_STEP_SUMMARY": str(summary),
+    }
+    try:
+        assert action.report(env, tmp_path) == 0
+    finally:
+        (built_dist.root / names.IMAGE_JSON).unlink()
+    assert outputs.read_text().splitlines()[1:] == [f"image={repo}:e2e", "digest="]
+    assert f"| `{repo}:e2e` | `not pushed` |" in summary.read_text()

@@ -1,0 +1,161 @@
+"""action.yml and the workflows: GitHub's schemas, the input wiring, injection and pinning rules."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ci import action, config
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+ACTION = ROOT / "action.yml"
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+# Inputs that configure the action itself rather than a pipeline setting.
+ACTION_ONLY_INPUTS = {"working-directory", "system-site-packages"}
+SHA_PIN = re.compile(r"^\s*-?\s*uses:\s*[\w.-]+/[\w./-]+@[0-9a-f]{40}\s+#\s*v\d+(\.\d+)*\s*$")
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def action_steps() -> dict[str, dict]:
+    return {step["id"]: step for step in load(ACTION)["runs"]["steps"]}
+
+
+def run_scripts(doc: dict) -> list[str]:
+    """Every `run:` script in an action or a workflow."""
+    if "runs" in doc:
+        return [s["run"] for s in doc["runs"]["steps"] if "run" in s]
+    return [s["run"] for job in doc["jobs"].values() for s in job.get("steps", []) if "run" in s]
+
+
+def check_jsonschema(schema: str, *files: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["check-jsonschema", "--builtin-schema", schema, *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_action_yml_passes_githubs_action_schema():
+    result = check_jsonschema("vendor.github-actions", ACTION)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workflows_pass_githubs_workflow_schema():
+    names = {w.name for w in WORKFLOWS}
+    assert {"ci.yml", "action-selftest.yml", "release.yml"} <= names
+    result = check_jsonschema("vendor.github-workflows", *WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schema_check_rejects_a_broken_action(tmp_path):
+    # The check above is only worth something if it fails on a malformed action.
+    broken = tmp_path / "action.yml"
+    broken.write_text("name: x\nruns:\n  using: composite\n  steps:\n    - run: echo\n")
+    assert check_jsonschema("vendor.github-actions", broken).returncode != 0
+
+
+def test_every_input_is_documented_and_reaches_its_setting():
+    inputs = load(ACTION)["inputs"]
+    assert set(inputs) == set(action.INPUT_SETTINGS) | ACTION_ONLY_INPUTS
+    for name, spec in inputs.items():
+        assert spec.get("description", "").strip(), f"input {name} has no description"
+        assert name == name.lower() and "_" not in name, f"input {name} is not kebab-case"
+    env = action_steps()["pipeline"]["env"]
+    for name, setting in action.INPUT_SETTINGS.items():
+        assert env[action.env_name(setting)] == "${{ inputs." + name + " }}"
+
+
+def test_input_defaults_agree_with_invoke_yaml():
+    inputs = load(ACTION)["inputs"]
+    settings = config.load(load(ROOT / "invoke.yaml")[config.CONFIG_SECTION], environ={})
+    for name, setting in action.INPUT_SETTINGS.items():
+        default = str(inputs[name].get("default", ""))
+        if default:
+            value = getattr(settings, setting)
+            value = str(value).lower() if isinstance(value, bool) else value
+            assert default == value, f"input {name} defaults to {default}, invoke.yaml to {value}"
+
+
+def test_outputs_come_from_steps_of_the_action():
+    outputs = load(ACTION)["outputs"]
+    assert set(outputs) == {"mosn-version", "tarballs", "env-file", "image", "digest"}
+    steps = action_steps()
+    for name, spec in outputs.items():
+        match = re.fullmatch(r"\$\{\{ steps\.([\w-]+)\.outputs\.([\w-]+) \}\}", spec["value"])
+        assert match and match.group(1) in steps, f"output {name} maps to no step"
+        assert spec["description"].strip()
+
+
+def test_action_is_composite_with_only_run_steps():
+    runs = load(ACTION)["runs"]
+    assert runs["using"] == "composite"
+    assert all("run" in step and "uses" not in step for step in runs["steps"])
+
+
+@pytest.mark.parametrize("path", [ACTION, *WORKFLOWS], ids=lambda p: p.name)
+def test_no_expression_inside_a_script(path):
+    # Inputs and contexts reach scripts through env: only, never pasted into the shell text.
+    for script in run_scripts(load(path)):
+        assert "${{" not in script, f"{path.name}: expression inside run: {script[:80]!r}"
+
+
+def test_secrets_are_masked_before_anything_prints():
+    setup = load(ACTION)["runs"]["steps"][0]
+    assert setup["id"] == "setup"
+    assert {"${{ inputs.server-token }}", "${{ inputs.registry-password }}"} <= set(
+        setup["env"].values()
+    )
+    printing = [
+        line.strip()
+        for line in setup["run"].splitlines()
+        if re.search(r"\becho\b|python3 ", line) and "add-mask" not in line
+    ]
+    first_print = setup["run"].index(printing[0])
+    assert setup["run"].index("::add-mask::") < first_print
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_actions_are_pinned_by_commit(path):
+    for line in path.read_text().splitlines():
+        if re.match(r"^\s*-?\s*uses:", line) and "uses: ./" not in line:
+            assert SHA_PIN.match(line), f"{path.name}: not pinned to a commit: {line.strip()}"
+    for job in load(path)["jobs"].values():
+        container = job.get("container")
+        images = [s["image"] for s in job.get("services", {}).values()]
+        images += (
+            [container if isinstance(container, str) else container["image"]] if container else []
+        )
+        for image in images:
+            tag = image.rpartition(":")[2]
+            assert "@sha256:" in image or re.search(r"\d+\.\d+", tag), f"{image}: not pinned"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_permissions_are_least_privilege(path):
+    doc = load(path)
+    assert "permissions" in doc, f"{path.name} has no top-level permissions"
+    writes = {
+        scope
+        for perms in [doc["permissions"], *(j.get("permissions", {}) for j in doc["jobs"].values())]
+        for scope, level in (perms or {}).items()
+        if level == "write"
+    }
+    if path.name == "release.yml":
+        assert doc["permissions"] == {"contents": "write"}
+    else:
+        assert not writes, f"{path.name} asks for write access: {writes}"
+
+
+def test_dependency_check_covers_pyproject():
+    tomllib = pytest.importorskip("tomllib")
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~\[ ;]", dep, maxsplit=1)[0].lower() for dep in deps}
+    assert names == set(action.DEPENDENCY_MODULES)
