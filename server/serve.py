@@ -48,7 +48,8 @@ def gunicorn_options(config: ServerConfig, options: ServeOptions) -> dict:
         # Threads keep connections alive and let one worker stream several transfers at once.
         "worker_class": "gthread",
         "threads": options.threads,
-        "sendfile": True,
+        # sendfile is on by default. Do not set it: gunicorn reads *any* value of its
+        # "sendfile" setting, True included, as --no-sendfile.
         # The app is created once in the master: that is where leftover uploads are removed,
         # which must not happen again in a worker while another worker is mid-upload.
         "preload_app": True,
