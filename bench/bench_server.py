@@ -252,7 +252,7 @@ def main() -> int:
         help="gunicorn workers (default 2 per core)",
     )
     parser.add_argument(
-        "--threads", type=int, default=8, help="threads per gunicorn worker (default 8)"
+        "--threads", type=int, default=32, help="threads per gunicorn worker (default 32)"
     )
     args = parser.parse_args()
     for tool in ("wrk", "go", "nginx"):
