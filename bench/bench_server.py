@@ -36,6 +36,9 @@ TOKEN = "bench-token"  # noqa: S105 - a throwaway token for a loopback run
 LARGE = "big/artifact-64m.bin"
 SMALL = "small/artifact-1k.bin"
 HELLO = "gunicorn floor"
+NO_LOG = "server, no log"
+# Contenders measured on the small file only: what they show is per-request overhead.
+SMALL_ONLY = (HELLO, NO_LOG)
 NGINX_CONF = """worker_processes auto;
 user root;
 daemon off;
@@ -154,7 +157,7 @@ def gunicorn_hello(tmp: Path, workers: int, threads: int):
 
 
 @contextlib.contextmanager
-def artifact_server(root: Path, workers: int, threads: int):
+def artifact_server(root: Path, workers: int, threads: int, access_log: str | None = None):
     port = free_port()
     background.start(
         root,
@@ -162,7 +165,8 @@ def artifact_server(root: Path, workers: int, threads: int):
         [TOKEN],
         workers=workers,
         threads=threads,
-        log_file=root.parent / "server.log",
+        access_log=access_log,
+        log_file=root.parent / f"server-{port}.log",
     )
     try:
         yield f"http://127.0.0.1:{port}"
@@ -175,6 +179,11 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def figures_line(name: str, large_bps: float, small_rps: float) -> str:
+    large = "       -    " if name in SMALL_ONLY else f"{large_bps / 1024**2:8.1f} MiB/s"
+    return f"{name:16s} 64 MiB x16: {large}   1 KiB x16: {small_rps:8.0f} req/s"
 
 
 def measure(bases: dict[str, str], seconds: int, rounds: int) -> dict[str, dict[str, float]]:
@@ -192,14 +201,11 @@ def measure(bases: dict[str, str], seconds: int, rounds: int) -> dict[str, dict[
     for round_number in range(1, rounds + 1):
         for name, base in bases.items():
             # The constant-answer gunicorn app has no large file to send.
-            large_bps = 0.0 if name == HELLO else wrk(f"{base}/{LARGE}", 16, seconds)[1]
+            large_bps = 0.0 if name in SMALL_ONLY else wrk(f"{base}/{LARGE}", 16, seconds)[1]
             small_rps, _ = wrk(f"{base}/{SMALL}", 16, seconds)
             samples[name]["large"].append(large_bps)
             samples[name]["small"].append(small_rps)
-            print(
-                f"  round {round_number} {name:16s} 64 MiB x16: {large_bps / 1024**2:8.1f} MiB/s   1 KiB x16: {small_rps:8.0f} req/s",
-                flush=True,
-            )
+            print(f"  round {round_number} {figures_line(name, large_bps, small_rps)}", flush=True)
     return {
         name: {kind: statistics.median(values) for kind, values in kinds.items()}
         for name, kinds in samples.items()
@@ -266,6 +272,9 @@ def main() -> int:
         tmp = Path(tmpdir)
         root = tmp / "root"
         write_artifacts(root)
+        # A second artifact server (without access log) needs a root of its own.
+        quiet_root = tmp / "quiet-root"
+        write_artifacts(quiet_root)
         print(
             f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; gunicorn gthread, "
             f"{args.workers} workers x {args.threads} threads, sendfile on; wrk {args.seconds}s x {args.rounds} rounds"
@@ -275,12 +284,14 @@ def main() -> int:
             nginx(tmp, root) as nginx_base,
             artifact_server(root, args.workers, args.threads) as base,
             gunicorn_hello(tmp, args.workers, args.threads) as hello_base,
+            artifact_server(quiet_root, args.workers, args.threads, access_log="") as quiet_base,
         ):
             results = measure(
                 {
                     "Go FileServer": go_base,
                     "nginx": nginx_base,
                     "artifact server": base,
+                    NO_LOG: quiet_base,
                     HELLO: hello_base,
                 },
                 args.seconds,
@@ -289,10 +300,9 @@ def main() -> int:
             rss, upload_speed = upload_rss(base, root, tmp)
         print("medians:")
         for name, figures in results.items():
-            print(
-                f"  {name:16s} 64 MiB x16: {figures['large'] / 1024**2:8.1f} MiB/s   1 KiB x16: {figures['small']:8.0f} req/s"
-            )
+            print(f"  {figures_line(name, figures['large'], figures['small'])}")
         hello = results[HELLO]["small"]
+        results_all = results
         results = {
             "go": results["Go FileServer"],
             "nginx": results["nginx"],
@@ -311,6 +321,9 @@ def main() -> int:
             f"gunicorn floor: a constant 1 KiB WSGI app under the same gunicorn settings does {hello:.0f} req/s, "
             f"{hello / go['small']:.2f}x Go: the ceiling for any Python app served this way; the artifact server reaches "
             f"{ours['small'] / hello:.2f}x of it"
+        )
+        print(
+            f"access log: without it the artifact server does {results_all[NO_LOG]['small']:.0f} req/s on the small file"
         )
         print(
             f"1 GiB upload: {upload_speed:.0f} MiB/s, server peak RSS {rss:.0f} MiB (target < 150)"

@@ -47,7 +47,12 @@ def content_type(name: str) -> str:
 
 def download_headers(artifact: Artifact) -> list[tuple[str, str]]:
     """Headers of a full download of `artifact` (werkzeug adjusts them for 206 and 304)."""
-    return [
+    return list(_download_headers(artifact))
+
+
+@lru_cache(maxsize=4096)
+def _download_headers(artifact: Artifact) -> tuple[tuple[str, str], ...]:
+    return (
         ("Content-Type", content_type(artifact.path.rsplit("/", 1)[-1])),
         ("Content-Length", str(artifact.size)),
         ("ETag", f'"{artifact.sha256}"'),
@@ -59,7 +64,7 @@ def download_headers(artifact: Artifact) -> list[tuple[str, str]]:
         # Served bytes are data, never a page of this origin: no script in an uploaded HTML runs.
         ("Content-Security-Policy", "sandbox"),
         ("X-Content-Type-Options", "nosniff"),
-    ]
+    )
 
 
 class FastDownloads:

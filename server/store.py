@@ -35,6 +35,7 @@ CHUNK = 1024 * 1024
 LOCK_BUCKETS = 64
 TMP_DIR = ".tmp"
 SIDECAR_SUFFIX = ".meta"
+KNOWN_LIMIT = 10_000
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
@@ -138,6 +139,8 @@ class Store:
         self.allow_overwrite = allow_overwrite
         self._root_text = str(self.root)
         self._real_root = os.path.realpath(self.root)
+        # Per process: file path -> (inode fingerprint, Artifact) of sidecars already read.
+        self._known: dict[str, tuple[tuple[int, int, int, int], Artifact]] = {}
         self.uploads = self.root / TMP_DIR / "uploads"
         self.locks = self.root / TMP_DIR / "locks"
 
@@ -193,6 +196,22 @@ class Store:
 
     def _recorded(self, rel: str, target: str, st: os.stat_result) -> Artifact | None:
         """The artifact as its sidecar records it, if the sidecar describes this very inode."""
+        fingerprint = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        known = self._known.get(target)
+        if known is not None and known[0] == fingerprint:
+            # The same inode, unchanged since its sidecar was read: no need to read it again.
+            return known[1]
+        found = self._read_sidecar(rel, target, st)
+        if found is not None:
+            self._remember(target, st, found)
+        return found
+
+    def _remember(self, target: str, st: os.stat_result, found: Artifact) -> None:
+        if len(self._known) >= KNOWN_LIMIT:
+            self._known.clear()
+        self._known[target] = ((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), found)
+
+    def _read_sidecar(self, rel: str, target: str, st: os.stat_result) -> Artifact | None:
         head, name = os.path.split(target)
         try:
             # os-level calls: this runs on every download and io.open costs several times more.
@@ -243,6 +262,7 @@ class Store:
                     handle.close()
                     return None
                 found = Artifact(rel, st.st_size, _hash_fd(fd), st.st_mtime)
+                self._remember(target, st, found)
                 with contextlib.suppress(OSError):
                     self._write_sidecar(Path(target), found.sha256, st)
             return handle, found
