@@ -143,7 +143,7 @@ def test_background_start_reports_a_port_in_use(tmp_path):
 def test_gunicorn_settings_keep_sendfile_on_and_preload(tmp_path):
     """gunicorn reads any value of its sendfile setting as "off": the launcher must leave it unset."""
     from server.config import ServeOptions, build_config
-    from server.serve import _Gunicorn, gunicorn_options
+    from server.serve import AccessLogger, _Gunicorn, gunicorn_options
 
     config = build_config(tmp_path, environ={})
     launcher = _Gunicorn(config, gunicorn_options(config, ServeOptions(workers=3)))
@@ -151,4 +151,4 @@ def test_gunicorn_settings_keep_sendfile_on_and_preload(tmp_path):
     assert launcher.cfg.preload_app is True
     assert launcher.cfg.workers == 3
     assert launcher.cfg.worker_class_str == "gthread"
-    assert "%(u)s" not in launcher.cfg.access_log_format
+    assert launcher.cfg.logger_class is AccessLogger
