@@ -55,13 +55,22 @@ def running_pid(root: Path) -> int | None:
         pid = int(pid_file(root).read_text().strip())
     except (OSError, ValueError):
         return None
+    return pid if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs; an exited process its parent has not collected yet is not alive."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return None
+        return False
     except PermissionError:
-        return pid
-    return pid
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def default_workers() -> int:
@@ -139,11 +148,9 @@ def stop(root: Path, timeout: float = 15.0) -> int | None:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
         _reap(pid)
+        if not _alive(pid):
+            break
         time.sleep(0.05)
     else:
         os.kill(pid, signal.SIGKILL)

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import requests
 
 from ci.errors import UserError
 from server import background
-from tests.helpers.net import free_port, wait_for_port
+from tests.helpers.net import free_port
 from tests.server.conftest import TOKEN
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,6 +29,19 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         timeout=60,
         env={**os.environ, **(env or {})},
     )
+
+
+def wait_healthy(base: str) -> None:
+    # An HTTP probe rather than a bare connect: an idle accepted connection would hold up
+    # gunicorn's graceful stop later.
+    for _ in range(600):
+        try:
+            if requests.get(f"{base}/-/healthz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{base} never answered")
 
 
 def last_line(text: str) -> str:
@@ -86,8 +100,8 @@ def test_invoke_serve_runs_in_the_foreground_and_stop_ends_it(tmp_path):
         text=True,
     )
     try:
-        wait_for_port(port)
         base = f"http://127.0.0.1:{port}"
+        wait_healthy(base)
         stored = requests.put(
             f"{base}/x.bin", data=b"x", headers={"Authorization": f"Bearer {TOKEN}"}
         )
