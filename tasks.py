@@ -234,7 +234,7 @@ SERVE_HELP = {
     "root": "directory to serve and store into (default: server_root, .artifacts)",
     "bind": "HOST:PORT to listen on (default: host and port of server_url, 127.0.0.1:8080)",
     "workers": "gunicorn worker processes (default: 2 per CPU core)",
-    "threads": "threads per worker (default 8)",
+    "threads": "threads per worker (default 32)",
     "token-file": "file of write tokens, one a line (also env ARTIFACT_TOKENS, comma-separated)",
     "read-token": "require this bearer token for reads (prefer env ARTIFACT_READ_TOKEN: argv shows in ps)",
     "read-token-file": "file whose first line is the read token",

@@ -12,6 +12,7 @@ from typing import Any
 from flask import Flask
 
 from server.config import ServerConfig, build_config
+from server.fastpath import FastDownloads
 from server.metrics import Metrics
 from server.store import TMP_DIR, Store
 
@@ -47,4 +48,5 @@ def create_app(config: ServerConfig | Mapping[str, Any]) -> Flask:
     app.extensions["artifact_store"] = store
     app.extensions["artifact_metrics"] = metrics
     views.register(app)
+    app.wsgi_app = FastDownloads(app.wsgi_app, store, metrics, config.anonymous_reads)
     return app

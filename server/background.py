@@ -55,6 +55,7 @@ def start(
     max_upload_size: str | int | None = None,
     overwrite: str | None = None,
     read_only: bool = False,
+    access_log: str | None = None,
     log_file: str | os.PathLike | None = None,
     timeout: float = 30.0,
 ) -> int:
@@ -88,6 +89,8 @@ def start(
         argv += ["--overwrite", overwrite]
     if read_only:
         argv.append("--read-only")
+    if access_log is not None:
+        argv += ["--access-log", access_log]
     env = dict(os.environ)
     env[ENV_TOKENS] = ",".join(tokens)
     env[ENV_READ_TOKEN] = read_token or ""

@@ -57,7 +57,9 @@ class ServeOptions:
 
     bind: str = DEFAULT_BIND
     workers: int = 0  # 0: two per CPU core
-    threads: int = 8
+    # Enough threads that connections a worker accepted never wait behind each other: a
+    # blocked sendfile costs a thread, not CPU.
+    threads: int = 32
     access_log: str = "-"
     timeout: int = 120
 
@@ -151,7 +153,12 @@ def argument_parser() -> argparse.ArgumentParser:
         type=int,
         help=f"gunicorn worker processes (default 2 per core; env {ENV_WORKERS})",
     )
-    parser.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=ServeOptions.threads,
+        help=f"threads per worker (default {ServeOptions.threads})",
+    )
     parser.add_argument(
         "--token-file",
         help=f"file of write tokens, one a line (also env {ENV_TOKENS}, comma-separated)",

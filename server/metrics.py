@@ -75,6 +75,14 @@ class Metrics:
             (value,) = struct.unpack_from(_FORMAT, area, slot * _WIDTH)
             struct.pack_into(_FORMAT, area, slot * _WIDTH, value + amount)
 
+    def served(self, status: int, sent: int) -> None:
+        """One response and its body bytes, under a single lock (the download hot path)."""
+        with self._lock:
+            area = self._own_map()
+            for slot, amount in ((status, 1), (_BYTES_OUT, sent)):
+                (value,) = struct.unpack_from(_FORMAT, area, slot * _WIDTH)
+                struct.pack_into(_FORMAT, area, slot * _WIDTH, value + amount)
+
     def request(self, status: int) -> None:
         if 0 <= status < _STATUS_SLOTS:
             self._add(status, 1)

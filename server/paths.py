@@ -8,6 +8,7 @@ directories and the checksum sidecars the store keeps beside each artifact.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 MAX_PATH_BYTES = 1024
@@ -19,6 +20,7 @@ RESERVED_FIRST_SEGMENT = "-"
 # the first segment not "-".
 _SEGMENT = r"[^/.\\\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]*"
 PATTERN = rf"^(?!-/|-$){_SEGMENT}(/{_SEGMENT})*$"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class BadPath(ValueError):
@@ -35,7 +37,7 @@ def check(path: str, *, allow_root: bool = False) -> str:
         if allow_root:
             return ""
         raise BadPath("empty path; name an artifact, e.g. /mosn/v1/mosn.tar.gz")
-    if "\x00" in path or any(ord(c) < 32 or ord(c) == 127 for c in path):
+    if _CONTROL.search(path):
         raise BadPath("path contains NUL or control characters")
     if "\\" in path:
         raise BadPath("path contains a backslash; use / between segments")

@@ -18,6 +18,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import os
 import stat
@@ -34,6 +35,7 @@ CHUNK = 1024 * 1024
 LOCK_BUCKETS = 64
 TMP_DIR = ".tmp"
 SIDECAR_SUFFIX = ".meta"
+KNOWN_LIMIT = 10_000
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
@@ -135,6 +137,10 @@ class Store:
         self.root = Path(root)
         self.max_upload_size = max_upload_size
         self.allow_overwrite = allow_overwrite
+        self._root_text = str(self.root)
+        self._real_root = os.path.realpath(self.root)
+        # Per process: file path -> (inode fingerprint, Artifact) of sidecars already read.
+        self._known: dict[str, tuple[tuple[int, int, int, int], Artifact]] = {}
         self.uploads = self.root / TMP_DIR / "uploads"
         self.locks = self.root / TMP_DIR / "locks"
 
@@ -188,42 +194,93 @@ class Store:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def _describe(self, rel: str, target: Path, fd: int, st: os.stat_result) -> Artifact:
-        """The artifact behind an open fd, using the sidecar only if it describes this inode."""
-        sidecar = _sidecar(target)
-        try:
-            recorded = json.loads(sidecar.read_text())
-            if {k: recorded.get(k) for k in ("ino", "size", "mtime_ns")} == _fingerprint(st):
-                return Artifact(rel, st.st_size, recorded["sha256"], st.st_mtime)
-        except (OSError, ValueError, KeyError, AttributeError):
-            pass
-        sha = _hash_fd(fd)
-        with contextlib.suppress(OSError):
-            self._write_sidecar(target, sha, st)
-        return Artifact(rel, st.st_size, sha, st.st_mtime)
+    def _recorded(self, rel: str, target: str, st: os.stat_result) -> Artifact | None:
+        """The artifact as its sidecar records it, if the sidecar describes this very inode."""
+        fingerprint = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        known = self._known.get(target)
+        if known is not None and known[0] == fingerprint:
+            # The same inode, unchanged since its sidecar was read: no need to read it again.
+            return known[1]
+        found = self._read_sidecar(rel, target, st)
+        if found is not None:
+            self._remember(target, st, found)
+        return found
 
-    def open(self, rel: str) -> tuple[BinaryIO, Artifact]:
-        """Open artifact `rel` for reading; the Artifact describes exactly the bytes opened."""
-        target = self.locate(rel)
+    def _remember(self, target: str, st: os.stat_result, found: Artifact) -> None:
+        if len(self._known) >= KNOWN_LIMIT:
+            self._known.clear()
+        self._known[target] = ((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), found)
+
+    def _read_sidecar(self, rel: str, target: str, st: os.stat_result) -> Artifact | None:
+        head, name = os.path.split(target)
         try:
-            handle = open(target, "rb")  # noqa: SIM115 - the caller owns it (WSGI file wrapper)
+            # os-level calls: this runs on every download and io.open costs several times more.
+            fd = os.open(os.path.join(head, f".{name}{SIDECAR_SUFFIX}"), os.O_RDONLY)
+            try:
+                recorded = json.loads(os.read(fd, 4096))
+            finally:
+                os.close(fd)
+            if (recorded["ino"], recorded["size"], recorded["mtime_ns"]) == (
+                st.st_ino,
+                st.st_size,
+                st.st_mtime_ns,
+            ):
+                return Artifact(rel, st.st_size, recorded["sha256"], st.st_mtime)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return None
+
+    def open(self, rel: str, *, rehash: bool = True) -> tuple[io.FileIO, Artifact] | None:
+        """Open artifact `rel` for reading; the Artifact describes exactly the bytes opened.
+
+        A missing or stale sidecar means hashing the file again (and repairing the sidecar);
+        with rehash=False the caller gets None instead, to take the slow path itself.
+        """
+        try:
+            paths.check(rel)
+        except paths.BadPath as exc:
+            raise BadRequestPath(str(exc)) from None
+        target = os.path.join(self._root_text, rel)
+        try:
+            # Unbuffered: gunicorn sends it with sendfile; the caller owns it (WSGI file wrapper).
+            handle = io.FileIO(target, "r")
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"no artifact at /{rel}") from None
         except IsADirectoryError:
             raise NotFound(f"/{rel} is a directory") from None
         try:
-            st = os.fstat(handle.fileno())
+            fd = handle.fileno()
+            # Judge where the open file really is, not the path: no window for a symlink swap.
+            if not self._fd_inside_root(fd, target):
+                raise BadRequestPath("path leads outside the server root")
+            st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise NotFound(f"/{rel} is not a regular file")
-            return handle, self._describe(rel, target, handle.fileno(), st)
+            found = self._recorded(rel, target, st)
+            if found is None:
+                if not rehash:
+                    handle.close()
+                    return None
+                found = Artifact(rel, st.st_size, _hash_fd(fd), st.st_mtime)
+                self._remember(target, st, found)
+                with contextlib.suppress(OSError):
+                    self._write_sidecar(Path(target), found.sha256, st)
+            return handle, found
         except BaseException:
             handle.close()
             raise
 
+    def _fd_inside_root(self, fd: int, target: str) -> bool:
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # no /proc: resolve the path instead
+            return paths.inside(self.root, Path(target))
+        return real.startswith(self._real_root + os.sep)
+
     def info(self, rel: str) -> Artifact | None:
         try:
-            handle, artifact = self.open(rel)
-        except NotFound:
+            handle, artifact = self.open(rel)  # type: ignore[misc] - rehash=True never gives None
+        except (NotFound, BadRequestPath):
             return None
         handle.close()
         return artifact

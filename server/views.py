@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import mimetypes
 import re
 from datetime import datetime, timezone
 from urllib.parse import quote
@@ -16,6 +15,7 @@ from werkzeug.wsgi import wrap_file
 
 from server import openapi
 from server.config import ServerConfig
+from server.fastpath import SEND_BUFFER, download_headers
 from server.metrics import Metrics
 from server.store import Artifact, Store, StoreError
 
@@ -129,20 +129,6 @@ def iso_time(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def content_type(name: str) -> str:
-    guessed, encoding = mimetypes.guess_type(name, strict=False)
-    # A .tar.gz is a gzip stream to HTTP clients; naming it tar + Content-Encoding would make
-    # browsers and some clients unpack it on the fly.
-    compressed = {
-        "gzip": "application/gzip",
-        "bzip2": "application/x-bzip2",
-        "xz": "application/x-xz",
-    }
-    if encoding:
-        return compressed.get(encoding, "application/octet-stream")
-    return guessed or "application/octet-stream"
-
-
 def error_response(status: int, reason: str, message: str, headers: dict | None = None) -> Response:
     response = jsonify({"error": message, "reason": reason, "status": status})
     response.status_code = status
@@ -194,20 +180,14 @@ def _raw_path() -> str:
 
 
 def download(path: str) -> Response:
-    handle, found = _store().open(path)
+    opened = _store().open(path)
+    assert opened is not None  # rehash=True: a stale sidecar is rebuilt, never None
+    handle, found = opened
     response = Response(
-        wrap_file(request.environ, handle),
-        mimetype=content_type(path.rsplit("/", 1)[-1]),
+        wrap_file(request.environ, handle, SEND_BUFFER),
+        headers=download_headers(found),
         direct_passthrough=True,
     )
-    response.content_length = found.size
-    response.set_etag(found.sha256)
-    response.last_modified = datetime.fromtimestamp(int(found.modified), timezone.utc)
-    # Clients may cache but must revalidate: an artifact can be replaced when overwrite is on.
-    response.cache_control.no_cache = True
-    response.headers["X-Checksum-Sha256"] = found.sha256
-    # Served bytes are data, never a page of this origin: no script in an uploaded HTML file runs.
-    response.headers["Content-Security-Policy"] = "sandbox"
     try:
         return response.make_conditional(
             request.environ, accept_ranges=True, complete_length=found.size

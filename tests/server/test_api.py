@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
+from urllib.parse import urlsplit
 
 import requests
 
-from tests.server.conftest import AUTH, OTHER_TOKEN, sha256
+from tests.server.conftest import AUTH, OTHER_TOKEN, TOKEN, raw_request, sha256
 
 
 def put(http, url, data, **headers):
@@ -271,3 +273,24 @@ def test_responses_are_not_cached_without_revalidation(live_server, prefix, http
 def test_unsupported_method_is_405(live_server, prefix):
     response = requests.post(f"{live_server}/{prefix}/x", data=b"x", headers=AUTH)
     assert response.status_code == 405
+
+
+def test_empty_artifact_round_trip(live_server, prefix, http):
+    url = f"{live_server}/{prefix}/empty.txt"
+    created = put(http, url, b"")
+    assert created.status_code == 201
+    assert created.json()["sha256"] == sha256(b"")
+    got = http.get(url)
+    assert (got.status_code, got.content, got.headers["Content-Length"]) == (200, b"", "0")
+    assert got.headers["ETag"] == f'"{sha256(b"")}"'
+
+
+def test_upload_without_length_is_411(live_server, prefix):
+    """Neither Content-Length nor a chunked body: the server cannot know where the body ends."""
+    parts = urlsplit(live_server)
+    head = f"PUT /{prefix}/nolength.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        reply = sock.recv(4096)
+    assert reply.split(b" ", 2)[1] == b"411"
+    assert raw_request(live_server, "GET", f"/{prefix}/nolength.bin") == 404

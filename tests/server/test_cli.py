@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import requests
 
 from ci.errors import UserError
 from server import background
-from tests.helpers.net import free_port, wait_for_port
+from tests.helpers.net import free_port
 from tests.server.conftest import TOKEN
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,6 +29,19 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         timeout=60,
         env={**os.environ, **(env or {})},
     )
+
+
+def wait_healthy(base: str) -> None:
+    # An HTTP probe rather than a bare connect: an idle accepted connection would hold up
+    # gunicorn's graceful stop later.
+    for _ in range(600):
+        try:
+            if requests.get(f"{base}/-/healthz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{base} never answered")
 
 
 def last_line(text: str) -> str:
@@ -86,8 +100,8 @@ def test_invoke_serve_runs_in_the_foreground_and_stop_ends_it(tmp_path):
         text=True,
     )
     try:
-        wait_for_port(port)
         base = f"http://127.0.0.1:{port}"
+        wait_healthy(base)
         stored = requests.put(
             f"{base}/x.bin", data=b"x", headers={"Authorization": f"Bearer {TOKEN}"}
         )
@@ -138,3 +152,17 @@ def test_background_start_reports_a_port_in_use(tmp_path):
         with pytest.raises(UserError, match="exited with code") as caught:
             background.start(tmp_path / "root", f"127.0.0.1:{port}", [TOKEN], timeout=60)
     assert "Address already in use" in caught.value.detail or "in use" in caught.value.detail
+
+
+def test_gunicorn_settings_keep_sendfile_on_and_preload(tmp_path):
+    """gunicorn reads any value of its sendfile setting as "off": the launcher must leave it unset."""
+    from server.config import ServeOptions, build_config
+    from server.serve import AccessLogger, _Gunicorn, gunicorn_options
+
+    config = build_config(tmp_path, environ={})
+    launcher = _Gunicorn(config, gunicorn_options(config, ServeOptions(workers=3)))
+    assert launcher.cfg.sendfile is True
+    assert launcher.cfg.preload_app is True
+    assert launcher.cfg.workers == 3
+    assert launcher.cfg.worker_class_str == "gthread"
+    assert launcher.cfg.logger_class is AccessLogger

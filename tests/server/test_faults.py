@@ -82,6 +82,24 @@ def test_client_disconnect_mid_body_leaves_nothing(live_server, prefix):
     assert 'artifact_uploads_rejected_total{reason="client_disconnected"} 0' not in metrics
 
 
+def test_client_disconnect_mid_chunked_body_leaves_nothing(live_server, prefix):
+    host, port = live_server.removeprefix("http://").split(":")
+    chunk = os.urandom(512 * 1024)
+    with socket.create_connection((host, int(port))) as sock:
+        head = f"PUT /{prefix}/cut-chunked.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        sock.sendall(head.encode())
+        for _ in range(4):
+            sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        wait_until(
+            lambda: any(p.stat().st_size > 0 for p in uploads_in_progress(live_server.root)),
+            "upload started",
+        )
+    # Closed without the final zero-length chunk.
+    wait_until(lambda: uploads_in_progress(live_server.root) == [], "temporary file removed")
+    assert requests.get(f"{live_server}/{prefix}/cut-chunked.bin").status_code == 404
+    assert not (live_server.root / prefix / "cut-chunked.bin").exists()
+
+
 def test_kill_9_mid_upload_leaves_nothing_after_restart(tmp_path):
     root = tmp_path / "root"
     with running_server(root) as url:

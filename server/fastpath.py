@@ -1,0 +1,110 @@
+"""The hot path: a plain GET or HEAD of an artifact, answered without Flask.
+
+Downloads are most of the traffic (every Istio build and every curl), so the common case
+skips Flask's request, routing and response objects: check the path, open the file, read
+its sidecar, send headers and hand the open file to gunicorn's sendfile. Anything less
+common (a Range, a conditional request, a read token, a directory, a stale sidecar, any
+error) goes to the Flask app, which answers it in full; both use download_headers.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+
+from werkzeug.http import http_date
+from werkzeug.wsgi import wrap_file
+
+from server.metrics import Metrics
+from server.store import Artifact, Store, StoreError
+
+# Conditional and partial requests are answered by werkzeug, in the Flask app.
+_SLOW_HEADERS = (
+    "HTTP_RANGE",
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_IF_MATCH",
+    "HTTP_IF_UNMODIFIED_SINCE",
+    "HTTP_IF_RANGE",
+)
+_COMPRESSED = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "xz": "application/x-xz"}
+SEND_BUFFER = 256 * 1024
+INLINE_LIMIT = 64 * 1024
+
+
+@lru_cache(maxsize=1024)
+def content_type(name: str) -> str:
+    guessed, encoding = mimetypes.guess_type(name, strict=False)
+    # A .tar.gz is a gzip stream to HTTP clients; naming it tar + Content-Encoding would make
+    # browsers and some clients unpack it on the fly.
+    if encoding:
+        return _COMPRESSED.get(encoding, "application/octet-stream")
+    if guessed and guessed.startswith("text/"):
+        return f"{guessed}; charset=utf-8"
+    return guessed or "application/octet-stream"
+
+
+def download_headers(artifact: Artifact) -> list[tuple[str, str]]:
+    """Headers of a full download of `artifact` (werkzeug adjusts them for 206 and 304)."""
+    return list(_download_headers(artifact))
+
+
+@lru_cache(maxsize=4096)
+def _download_headers(artifact: Artifact) -> tuple[tuple[str, str], ...]:
+    return (
+        ("Content-Type", content_type(artifact.path.rsplit("/", 1)[-1])),
+        ("Content-Length", str(artifact.size)),
+        ("ETag", f'"{artifact.sha256}"'),
+        ("Last-Modified", http_date(int(artifact.modified))),
+        # Clients may cache but must revalidate: an artifact can be replaced when overwrite is on.
+        ("Cache-Control", "no-cache"),
+        ("Accept-Ranges", "bytes"),
+        ("X-Checksum-Sha256", artifact.sha256),
+        # Served bytes are data, never a page of this origin: no script in an uploaded HTML runs.
+        ("Content-Security-Policy", "sandbox"),
+        ("X-Content-Type-Options", "nosniff"),
+    )
+
+
+class FastDownloads:
+    """WSGI middleware in front of the Flask app for anonymous, unconditional GET/HEAD."""
+
+    def __init__(
+        self, app: Callable, store: Store, metrics: Metrics, anonymous_reads: bool
+    ) -> None:
+        self.app = app
+        self.store = store
+        self.metrics = metrics
+        self.enabled = anonymous_reads
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        raw = environ.get("PATH_INFO", "")
+        if (
+            not self.enabled
+            or method not in ("GET", "HEAD")
+            or raw.endswith("/")
+            or raw.startswith("/-/")
+            or any(name in environ for name in _SLOW_HEADERS)
+        ):
+            return self.app(environ, start_response)
+        try:
+            rel = raw.encode("latin-1").decode("utf-8")[1:]
+            opened = self.store.open(rel, rehash=False)
+        except (StoreError, UnicodeError):
+            opened = None
+        if opened is None:
+            return self.app(environ, start_response)
+        handle, artifact = opened
+        start_response("200 OK", download_headers(artifact))
+        if method == "HEAD":
+            handle.close()
+            self.metrics.served(200, 0)
+            return []
+        self.metrics.served(200, artifact.size)
+        if artifact.size <= INLINE_LIMIT:
+            # A small body costs less as one buffer than as sendfile's extra system calls.
+            with handle:
+                return [handle.readall()]
+        return wrap_file(environ, handle, SEND_BUFFER)
