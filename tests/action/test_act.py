@@ -7,6 +7,7 @@ value missing from the log was hidden by the action's own ::add-mask::.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -93,12 +94,19 @@ def remote_base(docker_client, busybox_base, registry):
 
 
 def remove_images(client, *registries: str) -> None:
-    """Remove the images named after these registries (each test's has a new port: ours alone)."""
+    """Remove the names under these registries (each test's has a new port: ours alone).
+
+    By name, never by image ID: an image pulled back from a test registry shares its ID with
+    the shared busybox base, and removing the ID would take the base's own tag with it.
+    """
+    import docker.errors
+
     prefixes = tuple(f"{registry}/" for registry in registries)
     for image in client.images.list():
-        refs = image.tags + image.attrs.get("RepoDigests", [])
-        if any(ref.startswith(prefixes) for ref in refs):
-            client.images.remove(image.id, force=True)
+        for ref in image.tags + image.attrs.get("RepoDigests", []):
+            if ref.startswith(prefixes):
+                with contextlib.suppress(docker.errors.NotFound):
+                    client.images.remove(ref)
 
 
 @pytest.fixture
