@@ -15,12 +15,11 @@ import json
 import os
 import re
 import sys
-import uuid
 from collections.abc import Mapping
 from importlib.util import find_spec
 from pathlib import Path
 
-from ci import config, names
+from ci import config, log, names
 from ci.dist import Dist
 from ci.errors import UserError
 from ci.progress import human
@@ -131,8 +130,8 @@ def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
             f"mode must be one of {', '.join(image.MODES)}, got '{s.mode}'; `quick` copies MOSN "
             "into base-image, `full` builds proxyv2 from Istio's source"
         )
-    if s.wasm not in publish.WASM_MODES:
-        found.append(f"wasm must be one of {', '.join(publish.WASM_MODES)}, got '{s.wasm}'")
+    if s.wasm not in names.WASM_MODES:
+        found.append(f"wasm must be one of {', '.join(names.WASM_MODES)}, got '{s.wasm}'")
     if s.push and not s.image:
         found.append(
             "push: true needs image; set `image: <registry>/<repository>` "
@@ -205,16 +204,6 @@ def validate(environ: Mapping[str, str], cwd: Path) -> int:
     return 1 if found else 0
 
 
-def set_output(path: Path, name: str, value: str) -> None:
-    """Append a step output in the runner's file format (a heredoc when the value spans lines)."""
-    with open(path, "a", encoding="utf-8") as out:
-        if "\n" in value:
-            delimiter = f"EOF_{uuid.uuid4().hex}"
-            out.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
-        else:
-            out.write(f"{name}={value}\n")
-
-
 def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -278,8 +267,7 @@ def report(environ: Mapping[str, str], cwd: Path) -> int:
         "digest": (image or {}).get("digest") or "",
     }
     if environ.get("GITHUB_OUTPUT"):
-        for name, value in outputs.items():
-            set_output(Path(environ["GITHUB_OUTPUT"]), name, value)
+        log.write_outputs(outputs, environ["GITHUB_OUTPUT"])
     markdown = summary_markdown(dist, tarballs, env_file, image)
     if environ.get("GITHUB_STEP_SUMMARY"):
         with open(environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:

@@ -97,6 +97,12 @@ class Settings:
         return dataclasses.replace(self, **_coerce_all(changes, "override"))
 
 
+def check_choice(flag: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise UserError(f"--{flag} {value!r} is not one of {', '.join(choices)}; pick one")
+    return value
+
+
 def _coerce(name: str, raw: Any, source: str) -> Any:
     kind = {f.name: f for f in fields(Settings)}[name]
     default = kind.default

@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from ci import log, names
-from ci.config import Settings
+from ci.config import Settings, check_choice
 from ci.dist import Dist
 from ci.errors import UserError
 from ci.fsutil import atomic_write
 from ci.proc import redact
 
 MODES = ("quick", "full")
-WASM_MODES = ("placeholder", "patch")
 # Throwaway tags carry this prefix; they exist only between a build and its verification.
 UNVERIFIED_PREFIX = "unverified-"
 VERIFY_TIMEOUT = 120
@@ -440,10 +439,8 @@ def push_all(
 
 
 def check_choices(settings: Settings) -> None:
-    if settings.mode not in MODES:
-        raise UserError(f"--mode {settings.mode!r} is not one of {', '.join(MODES)}")
-    if settings.wasm not in WASM_MODES:
-        raise UserError(f"--wasm {settings.wasm!r} is not one of {', '.join(WASM_MODES)}")
+    check_choice("mode", settings.mode, MODES)
+    check_choice("wasm", settings.wasm, names.WASM_MODES)
 
 
 def load_dist(settings: Settings) -> Dist:

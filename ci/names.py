@@ -69,6 +69,11 @@ def macos_release_name(envoy_version: str) -> str:
     return f"mosn-{envoy_version}"
 
 
+# How a build gets past the WASM filters Istio 1.10's init.sh downloads: serve empty
+# placeholders under their names, or patch Istio's build files not to ask for them.
+WASM_MODES = ("placeholder", "patch")
+
+
 def wasm_placeholders(envoy_version: str) -> list[str]:
     """The files Istio 1.10's init.sh downloads from ISTIO_ENVOY_BASE_URL."""
     return [

@@ -8,20 +8,17 @@ complete, checked publish.
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ci import istio_env, log, names
-from ci.config import Settings
+from ci.config import Settings, check_choice
 from ci.dist import Dist, sha256_bytes, sha256_file
 from ci.errors import UserError
 from ci.stores import Item, Store, Stored, download_digest
 
 STORES = ("server", "s3")
-WASM_MODES = ("placeholder", "patch")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 
 
@@ -150,10 +147,8 @@ def verify(store: Store, items: list[Item], urls: dict[str, str]) -> None:
 
 
 def publish(settings: Settings) -> Published:
-    if settings.to not in STORES:
-        raise UserError(f"--to {settings.to!r}: choose one of {', '.join(STORES)}")
-    if settings.wasm not in WASM_MODES:
-        raise UserError(f"--wasm {settings.wasm!r}: choose one of {', '.join(WASM_MODES)}")
+    check_choice("to", settings.to, STORES)
+    check_choice("wasm", settings.wasm, names.WASM_MODES)
     prefix = check_prefix(settings.prefix)
     dist = Dist.load(settings.path("dist"))
     env_file = dist.root / names.ISTIO_ENV
@@ -191,7 +186,7 @@ def publish(settings: Settings) -> Published:
         uploaded=uploaded,
         unchanged=unchanged,
     )
-    write_github_outputs(result)
+    log.write_outputs(github_outputs(result))
     log.info(f"wrote {env_file}")
     log.info("Build Istio's proxyv2 from an Istio checkout with:")
     log.info(f"  {result.make_command}")
@@ -205,14 +200,3 @@ def github_outputs(result: Published) -> dict[str, str]:
     outputs["tarballs"] = json.dumps(result.tarballs)
     outputs["env-file"] = str(result.env_file.resolve())
     return outputs
-
-
-def write_github_outputs(result: Published) -> None:
-    path = os.environ.get("GITHUB_OUTPUT")
-    if not path:
-        return
-    with open(path, "a", encoding="utf-8") as handle:
-        for key, value in github_outputs(result).items():
-            # The multi-line form is safe whatever the value holds.
-            delimiter = f"EOF_{secrets.token_hex(8)}"
-            handle.write(f"{key}<<{delimiter}\n{value}\n{delimiter}\n")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ci import action, names
+from ci import action, log, names
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -174,8 +174,7 @@ def test_report_without_a_build_says_what_to_run(tmp_path):
 
 def test_multiline_output_uses_a_delimiter(tmp_path):
     out = tmp_path / "out"
-    action.set_output(out, "one", "a")
-    action.set_output(out, "two", "b\nc")
+    log.write_outputs({"one": "a", "two": "b\nc"}, out)
     lines = out.read_text().splitlines()
     assert lines[0] == "one=a"
     assert lines[1].startswith("two<<") and lines[2:4] == ["b", "c"]

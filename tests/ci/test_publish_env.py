@@ -126,8 +126,8 @@ def test_prefix_slashes_are_trimmed():
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--to", "ftp"], "error: --to 'ftp': choose one of server, s3"),
-        (["--wasm", "drop"], "error: --wasm 'drop': choose one of placeholder, patch"),
+        (["--to", "ftp"], "error: --to 'ftp' is not one of server, s3"),
+        (["--wasm", "drop"], "error: --wasm 'drop' is not one of placeholder, patch"),
         (["--to", "s3"], "error: --to s3 needs a bucket: pass --bucket NAME"),
         (
             ["--to", "s3", "--bucket", "b", "--url-expiry", "604801"],
