@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ci import istio_env, istio_patch, log, names, proc
+from ci import istio_env, istio_patch, log, names, proc, source
 from ci.config import Settings
 from ci.dist import Dist
 from ci.errors import UserError
@@ -70,42 +66,6 @@ def url_secrets(values: dict[str, str]) -> list[str]:
     return [urlsplit(v).query for v in values.values() if "://" in v and urlsplit(v).query]
 
 
-def clone_tag(repo: str, tag: str, cache_dir: Path) -> Path:
-    """A shallow clone of `tag` under `cache_dir`, reused on later runs.
-
-    A new clone is made beside its final place and renamed in, so an interrupted clone never
-    passes for a finished one. A reused clone gets its tracked files reset to the tag (our
-    own cache: earlier patches go, build outputs stay).
-    """
-    key = hashlib.sha256(repo.encode()).hexdigest()[:10]
-    dest = cache_dir / f"istio-{names.url_safe(tag)}-{key}"
-    if (dest / ".git").is_dir():
-        check = proc.run(
-            ["git", "-C", dest, "rev-parse", "-q", "--verify", f"refs/tags/{tag}^{{commit}}"],
-            stream=False,
-            check=False,
-        )
-        if check.strip():
-            proc.run(["git", "-C", dest, "checkout", "-q", "-f", tag], what="git checkout")
-            log.info(f"    reusing {dest}")
-            return dest
-        shutil.rmtree(dest)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=cache_dir))
-    try:
-        proc.run(
-            ["git", "-c", "advice.detachedHead=false", "clone", "-q", "--depth", "1"]
-            + ["--branch", tag, repo, partial],
-            what=f"git clone of {tag}",
-            hint=f"check that {repo} is reachable and has the tag {tag} (--istio-repo, --istio-version)",
-        )
-        os.replace(partial, dest)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return dest
-
-
 def istio_source(settings: Settings) -> Path:
     if settings.istio_src:
         path = settings.path("istio_src")
@@ -113,7 +73,18 @@ def istio_source(settings: Settings) -> Path:
             raise UserError(f"{path} has no Makefile: not an Istio checkout; fix --istio-src")
         return path
     with log.stage(f"fetch Istio {settings.istio_version}"):
-        return clone_tag(settings.istio_repo, settings.istio_version, settings.path("cache_dir"))
+        checkout = source.clone(
+            settings.istio_repo,
+            settings.istio_version,
+            settings.path("cache_dir"),
+            project="istio",
+            hint=f"check that {settings.istio_repo} is reachable and has the tag"
+            f" {settings.istio_version} (--istio-repo, --istio-version)",
+        )
+        # Istio builds in place: put back any tracked file an earlier --wasm patch edited,
+        # keep build outputs (make's own cache).
+        proc.run(["git", "-C", checkout, "checkout", "-q", "-f", "HEAD"], what="git checkout")
+        return checkout
 
 
 def make_arguments(values: dict[str, str], hub: str, tag: str) -> list[str]:

@@ -1,11 +1,12 @@
-"""MOSN sources from git: a shallow clone of one ref, kept in the cache.
+"""Sources from git (MOSN to build, Istio to build proxyv2 from): shallow clones in a cache.
 
 Each clone lands in a folder named after the commit it resolved to
-(`<cache>/mosn/<repository>/<commit>`), made in a temporary folder and renamed into place,
-so a folder in the cache is always a whole checkout and never changes once there. A branch
-or tag is cloned again on every build (it may have moved); a full commit hash already in
-the cache is used without touching the network. If a clone fails, the commit the same ref
-resolved to last time is used, with a warning.
+(`<cache>/<project>/<repository>/<commit>`), made in a temporary folder and renamed into
+place, so a folder in the cache is always a whole checkout. A branch or tag is resolved with
+`git ls-remote` on every run (it may have moved) and cloned only when that commit is not
+cached yet; a full commit hash already in the cache is used without touching the network.
+If the remote cannot be reached, the commit the same ref resolved to last time is used, with
+a warning.
 """
 
 from __future__ import annotations
@@ -46,18 +47,27 @@ def _display(repo: str) -> str:
     return repo
 
 
-def clone(repo: str, ref: str, cache_dir: Path) -> Path:
-    """Shallow-clone `ref` (tag, branch or full commit hash) of `repo`; return the checkout."""
+def clone(repo: str, ref: str, cache_dir: Path, *, project: str = "mosn", hint: str = "") -> Path:
+    """Shallow-clone `ref` (tag, branch or full commit hash) of `repo`; return the checkout.
+
+    `project` names the cache folder and the flags in messages (--mosn-repo, --istio-repo).
+    """
+    hint = hint or f"check --{project}-repo and the ref (a tag, a branch or a full commit)"
     if not ref or ref.startswith("-"):
         raise UserError(f"{ref!r} is not a git ref; pass a tag, branch or full commit hash")
     if not repo:
-        raise UserError("no repository to clone from; pass --mosn-repo URL or --mosn-src DIR")
+        raise UserError(
+            f"no repository to clone from; pass --{project}-repo URL or --{project}-src DIR"
+        )
     # Named without the password: folder names end up in logs.
-    home = cache_dir / "mosn" / _slug(_display(repo))
+    home = cache_dir / project / _slug(_display(repo))
     pointer = home / "refs" / _slug(ref)
-    if FULL_COMMIT.fullmatch(ref) and (home / ref).is_dir():
-        log.info(f"    using cached {ref[:12]} from {home}")
-        return home / ref
+    commit = ref if FULL_COMMIT.fullmatch(ref) else _resolve(repo, ref)
+    if commit and (home / commit / ".git").is_dir():
+        said = f"{ref} is {commit[:12]}," if ref != commit else f"{commit[:12]}"
+        log.info(f"    using cached {said} from {home / commit}")
+        atomic_write(pointer, commit + "\n")
+        return home / commit
     try:
         (home / "refs").mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".clone-", dir=home))
@@ -68,7 +78,7 @@ def clone(repo: str, ref: str, cache_dir: Path) -> Path:
         ) from None
     try:
         try:
-            _fetch(repo, ref, work)
+            _fetch(repo, ref, work, hint)
         except UserError as exc:
             cached = _previous(home, pointer)
             if cached is None:
@@ -90,7 +100,22 @@ def clone(repo: str, ref: str, cache_dir: Path) -> Path:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _fetch(repo: str, ref: str, dest: Path) -> None:
+def _resolve(repo: str, ref: str) -> str:
+    """The commit a tag or branch names now, or "" when the remote does not say."""
+    out = proc.run(
+        ["git", "ls-remote", "--", repo, f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}",
+         f"refs/heads/{ref}"],
+        stream=False, check=False, secrets=_secrets(repo), env={"GIT_TERMINAL_PROMPT": "0"},
+    )  # fmt: skip
+    found = dict(reversed(line.split("\t", 1)) for line in out.splitlines() if "\t" in line)
+    # An annotated tag's own object is not a commit: prefer the peeled ^{} line.
+    for name in (f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}", f"refs/heads/{ref}"):
+        if FULL_COMMIT.fullmatch(found.get(name, "")):
+            return found[name]
+    return ""
+
+
+def _fetch(repo: str, ref: str, dest: Path, hint: str) -> None:
     secrets = _secrets(repo)
     what = f"git clone of {ref} from {_display(repo)}"
     if FULL_COMMIT.fullmatch(ref):
@@ -106,7 +131,6 @@ def _fetch(repo: str, ref: str, dest: Path) -> None:
             ["git", "-c", "advice.detachedHead=false", "clone", "-q", "--depth", "1"]
             + ["--branch", ref, "--single-branch", "--", repo, dest]
         ]
-    hint = "check --mosn-repo and --mosn-ref (a tag, a branch or a full 40-character commit)"
     for step in steps:
         proc.run(step, secrets=secrets, what=what, hint=hint, env={"GIT_TERMINAL_PROMPT": "0"})
 

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from ci import istio_build, names
+from ci.config import Settings
 from ci.errors import UserError
 from tests.helpers.image import make_istio_standin
 
@@ -14,7 +15,8 @@ from tests.helpers.image import make_istio_standin
 def test_clone_is_shallow_cached_and_reset_to_the_tag_on_reuse(tmp_path):
     repo = make_istio_standin(tmp_path / "upstream")
     cache = tmp_path / "cache"
-    first = istio_build.clone_tag(f"file://{repo}", "1.10.6", cache)
+    settings = Settings(istio_repo=f"file://{repo}", istio_version="1.10.6", cache_dir=str(cache))
+    first = istio_build.istio_source(settings)
     shallow = subprocess.run(
         ["git", "-C", first, "rev-parse", "--is-shallow-repository"],
         capture_output=True,
@@ -28,19 +30,21 @@ def test_clone_is_shallow_cached_and_reset_to_the_tag_on_reuse(tmp_path):
     (first / "out").mkdir()
     (first / "out" / "kept").write_text("build output")
 
-    second = istio_build.clone_tag(f"file://{repo}", "1.10.6", cache)
+    second = istio_build.istio_source(settings)
     assert second == first
     assert makefile.read_bytes() == original
     assert (first / "out" / "kept").read_text() == "build output"
-    assert [p.name for p in cache.iterdir()] == [first.name]
+    (only,) = (cache / "istio").glob("*/[0-9a-f]*")
+    assert only == first
 
 
 def test_a_missing_tag_fails_in_one_line_and_leaves_no_partial_clone(tmp_path):
     repo = make_istio_standin(tmp_path / "upstream")
     cache = tmp_path / "cache"
-    with pytest.raises(UserError, match="git clone of 9.9.9 failed .* has the tag 9.9.9"):
-        istio_build.clone_tag(f"file://{repo}", "9.9.9", cache)
-    assert list(cache.iterdir()) == []
+    settings = Settings(istio_repo=f"file://{repo}", istio_version="9.9.9", cache_dir=str(cache))
+    with pytest.raises(UserError, match="git clone of 9.9.9 .*failed .* has the tag 9.9.9"):
+        istio_build.istio_source(settings)
+    assert not list(cache.rglob(".git")), "a partial clone was left in the cache"
 
 
 def test_make_arguments_fix_hub_tag_build_all_and_sidecar():
