@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from ci.e2e import plan as plan_module
 from ci.e2e import plan_lines
 from ci.e2e.plan import Plan, full_image
 from ci.errors import UserError
+from tests.helpers.cli import clean_environ, run_invoke
 
 GOLDEN = Path(__file__).parent / "golden" / "plan-1.10.6.txt"
 REPO = Path(__file__).resolve().parents[2]
@@ -26,17 +26,7 @@ GOLDEN_SETTINGS = Settings(
 
 
 def _invoke(*args: str, env: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    import os
-
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MOSN_PROXYV2_")}
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", "e2e", *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_invoke("e2e", *args, env={**clean_environ(), **(env or {})}, cwd=cwd, timeout=60)
 
 
 def test_plan_matches_the_golden_file():

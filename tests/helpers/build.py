@@ -6,12 +6,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
-from tests.helpers.images import APPLETS, BUSYBOX
+from tests.helpers.cli import run_invoke
+from tests.helpers.images import add_busybox
 
 GO_IMAGE = "mp-build-golang:1.19"
 GO_CACHE_VOLUME = "mp-build-gomod-test"
@@ -45,17 +45,7 @@ def golang_rootfs(dest: Path) -> None:
     """Write a root filesystem tar: busybox for a shell and Go at /usr/local/go."""
     goroot = host_goroot()
     with tarfile.open(dest, "w", dereference=True) as tar:
-        for folder in ("bin", "tmp", "usr", "usr/local", "usr/local/go", "etc"):
-            info = tarfile.TarInfo(folder)
-            info.type = tarfile.DIRTYPE
-            info.mode = 0o1777 if folder == "tmp" else 0o755
-            tar.addfile(info)
-        tar.add(str(BUSYBOX.resolve()), arcname="bin/busybox")
-        for applet in APPLETS:
-            link = tarfile.TarInfo(f"bin/{applet}")
-            link.type = tarfile.SYMTYPE
-            link.linkname = "busybox"
-            tar.addfile(link)
+        add_busybox(tar, "usr/local/go")
         for library in shared_libraries(goroot / "bin" / "go"):
             tar.add(str(library), arcname=str(library).lstrip("/"))
         tar.add(goroot / "VERSION", arcname="usr/local/go/VERSION")
@@ -109,14 +99,7 @@ def isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def invoke(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     """Run `python3 -m invoke ARGS` from the project root, as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_invoke(*args, env=env)
 
 
 def invoke_build(src: Path, out: Path, tmp_path: Path, *extra: str, env=None):

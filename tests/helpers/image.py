@@ -14,8 +14,9 @@ from pathlib import Path
 
 import requests
 
+from tests.helpers.cli import run_invoke
 from tests.helpers.mosn import git
-from tests.helpers.net import free_port, wait_for_port
+from tests.helpers.net import free_port, running_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 ISTIO_STANDIN = REPO_ROOT / "tests" / "fixtures" / "istio-standin"
@@ -31,14 +32,7 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     """`python3 -m invoke ARGS` from the repository root, as a user would run it."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("MOSN_PROXYV2_QUIET", None)
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=REPO_ROOT,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_invoke(*args, env=full_env)
 
 
 def last_line(text: str) -> str:
@@ -96,18 +90,9 @@ def run_in_image(client, reference: str, *command: str, entrypoint: str) -> str:
 def serve_directory(root: Path) -> Iterator[str]:
     """Serve `root` over HTTP on 127.0.0.1 with Python's http.server; yield its base URL."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
+    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    with running_process(argv, port, cwd=root):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def make_istio_standin(dest: Path, tag: str = "1.10.6") -> Path:

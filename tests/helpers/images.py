@@ -12,21 +12,27 @@ BUSYBOX_BASE = "mosn-proxyv2-test/base:busybox"
 APPLETS = ("sh", "ls", "cat", "echo", "env", "sleep", "true", "false", "mkdir", "rm", "cp", "wget")
 
 
+def add_busybox(tar: tarfile.TarFile, *folders: str) -> None:
+    """Put a minimal root filesystem into `tar`: /tmp, /usr/local/bin, `folders`, and a
+    static busybox with a few applets."""
+    for folder in ("bin", "tmp", "usr", "usr/local", "usr/local/bin", "etc", *folders):
+        info = tarfile.TarInfo(folder)
+        info.type = tarfile.DIRTYPE
+        info.mode = 0o1777 if folder == "tmp" else 0o755
+        tar.addfile(info)
+    tar.add(str(BUSYBOX.resolve()), arcname="bin/busybox")
+    for applet in APPLETS:
+        link = tarfile.TarInfo(f"bin/{applet}")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "busybox"
+        tar.addfile(link)
+
+
 def busybox_rootfs() -> bytes:
     """A root filesystem tar: a static busybox with a few applets, /tmp and /usr/local/bin."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for folder in ("bin", "tmp", "usr", "usr/local", "usr/local/bin", "etc"):
-            info = tarfile.TarInfo(folder)
-            info.type = tarfile.DIRTYPE
-            info.mode = 0o1777 if folder == "tmp" else 0o755
-            tar.addfile(info)
-        tar.add(str(BUSYBOX.resolve()), arcname="bin/busybox")
-        for applet in APPLETS:
-            link = tarfile.TarInfo(f"bin/{applet}")
-            link.type = tarfile.SYMTYPE
-            link.linkname = "busybox"
-            tar.addfile(link)
+        add_busybox(tar)
     return buf.getvalue()
 
 

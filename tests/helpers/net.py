@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -21,3 +25,32 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> 
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listened on {host}:{port} within {timeout}s")
+
+
+@contextlib.contextmanager
+def running_process(
+    argv: list[str],
+    port: int,
+    *,
+    log: Path | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[subprocess.Popen]:
+    """Start a server process, wait until it listens on 127.0.0.1:`port`, stop it after.
+
+    Its output goes to `log` (kept for a failing test to show) or nowhere.
+    """
+    sink = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if log:
+            sink.close()

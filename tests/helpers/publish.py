@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 from ci import names
 from ci.dist import Dist, sha256_file
-from tests.helpers.net import free_port, wait_for_port
+from tests.helpers.cli import run_invoke
+from tests.helpers.net import free_port, running_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 # Fake credentials for moto; distinctive so a leak into any output is easy to assert on.
@@ -41,20 +42,9 @@ def moto_server(workdir: Path, **env: str) -> Iterator[str]:
     """moto's S3 API as a real HTTP server process on loopback; yields its endpoint URL.
     `env` configures moto (e.g. INITIAL_NO_AUTH_ACTION_COUNT="0" to check credentials)."""
     port = free_port()
-    log = open(workdir / "moto.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **env},
-    )
-    try:
-        wait_for_port(port)
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with running_process(argv, port, log=workdir / "moto.log", env={**os.environ, **env}):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 def s3_environ(workdir: Path, **extra: str) -> dict[str, str]:
@@ -107,14 +97,7 @@ class Run:
 
 def invoke(*args: str, env: dict[str, str], cwd: Path = REPO_ROOT) -> Run:
     """Run `python -m invoke ARGS` the way a user does, from the repository root."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "invoke", "-r", str(REPO_ROOT), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    proc = run_invoke("-r", REPO_ROOT, *args, env=env, cwd=cwd, timeout=240)
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 

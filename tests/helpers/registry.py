@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.helpers.net import free_port, wait_for_port
+from tests.helpers.net import free_port, running_process
 
 CONFIG = """version: 0.1
 log:
@@ -38,12 +37,5 @@ def running_registry(workdir: Path, htpasswd: Path | None = None) -> Iterator[st
     auth = AUTH.format(htpasswd=htpasswd) if htpasswd else ""
     config = workdir / "config.yml"
     config.write_text(CONFIG.format(root=workdir / "data", port=port, auth=auth))
-    log = open(workdir / "registry.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port)
+    with running_process([binary, "serve", str(config)], port, log=workdir / "registry.log"):
         yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
