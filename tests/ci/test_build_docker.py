@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import http.server
 import json
-import threading
 import uuid
 import zipfile
 from pathlib import Path
@@ -24,6 +22,7 @@ from tests.helpers.build import (
 )
 from tests.helpers.build import invoke_build as build
 from tests.helpers.mosn import make_checkout
+from tests.helpers.net import serving
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -125,8 +124,9 @@ def module_proxy(root: Path, module: str, version: str, files: dict[str, bytes])
     )
 
 
-@contextlib.contextmanager
-def serving(folder: Path, requested: list[str]):
+def serving_folder(folder: Path, requested: list[str]):
+    """A module proxy: `folder` over HTTP on loopback, each requested path recorded."""
+
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, directory=str(folder), **kwargs)
@@ -134,14 +134,7 @@ def serving(folder: Path, requested: list[str]):
         def log_message(self, *args):
             requested.append(self.path)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    return serving(Handler)
 
 
 def test_module_downloads_use_host_network_and_stay_on_the_volume(go_image, tmp_path):
@@ -160,7 +153,7 @@ def test_module_downloads_use_host_network_and_stay_on_the_volume(go_image, tmp_
     )
     args = ("--in-docker", "--go-image", go_image, "--platforms", "linux/amd64")
     requested: list[str] = []
-    with serving(tmp_path / "proxy", requested) as proxy:
+    with serving_folder(tmp_path / "proxy", requested) as proxy:
         env = isolated_env(tmp_path, GOPROXY=proxy, GOSUMDB="off")
         first = build(src, tmp_path / "one", tmp_path, *args, env=env)
     assert first.returncode == 0, first.stderr

@@ -15,7 +15,7 @@ from ci.e2e import istioctl
 from ci.e2e.istioctl import Tools
 from ci.e2e.versions import for_istio
 from ci.errors import UserError
-from tests.helpers.e2e import serving
+from tests.helpers.net import serving
 
 VERSION = "1.10.6"
 

@@ -7,11 +7,10 @@ import re
 import shutil
 import subprocess
 import tarfile
-import tempfile
 from pathlib import Path
 
 from tests.helpers.cli import run_invoke
-from tests.helpers.images import add_busybox
+from tests.helpers.images import add_busybox, import_rootfs
 
 GO_IMAGE = "mp-build-golang:1.19"
 GO_CACHE_VOLUME = "mp-build-gomod-test"
@@ -60,25 +59,9 @@ def golang_rootfs(dest: Path) -> None:
 
 
 def import_golang_image(client, reference: str = GO_IMAGE) -> str:
-    """Import the host's Go as `reference` unless the engine has it already."""
-    import docker.errors
-
-    try:
-        client.images.get(reference)
-        return reference
-    except docker.errors.ImageNotFound:
-        pass
-    repository, tag = reference.rsplit(":", 1)
-    with tempfile.TemporaryDirectory(prefix="mp-build-golang-") as tmp:
-        rootfs = Path(tmp) / "rootfs.tar"
-        golang_rootfs(rootfs)
-        client.api.import_image_from_file(
-            str(rootfs),
-            repository=repository,
-            tag=tag,
-            changes=["ENV PATH=/usr/local/go/bin:/bin", 'CMD ["go", "version"]'],
-        )
-    return reference
+    """The host's Go, at /usr/local/go, as the image `reference`."""
+    changes = ["ENV PATH=/usr/local/go/bin:/bin", 'CMD ["go", "version"]']
+    return import_rootfs(client, reference, golang_rootfs, changes)
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent

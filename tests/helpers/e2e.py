@@ -10,17 +10,17 @@ stand-in kubectl.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
 import random
 import threading
-from collections.abc import Iterator
 from http.cookies import SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs
+
+from tests.helpers.net import serving
 
 TITLE = "<title>Simple Bookstore App</title>"
 
@@ -160,20 +160,6 @@ def _handler(app: ProductpageStandIn):
             self._send(302, headers={"Location": referer, "Set-Cookie": cookie})
 
     return Handler
-
-
-@contextlib.contextmanager
-def serving(handler, port: int = 0) -> Iterator[str]:
-    """Serve `handler` on 127.0.0.1 in a thread; yields the base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def productpage_server(app: ProductpageStandIn, port: int = 0):

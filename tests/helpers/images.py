@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import shutil
 import tarfile
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 BUSYBOX = Path(shutil.which("busybox") or "/bin/busybox")
@@ -28,16 +29,11 @@ def add_busybox(tar: tarfile.TarFile, *folders: str) -> None:
         tar.addfile(link)
 
 
-def busybox_rootfs() -> bytes:
-    """A root filesystem tar: a static busybox with a few applets, /tmp and /usr/local/bin."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        add_busybox(tar)
-    return buf.getvalue()
-
-
-def import_busybox_base(client, reference: str = BUSYBOX_BASE) -> str:
-    """Import the busybox root filesystem as `reference` unless it is there, and return it."""
+def import_rootfs(
+    client, reference: str, write_rootfs: Callable[[Path], None], changes: list[str]
+) -> str:
+    """`docker import` the root filesystem tar `write_rootfs` makes, as `reference`, unless the
+    engine has it already (the test engine is shared: no dangling re-imports)."""
     import docker.errors
 
     try:
@@ -46,7 +42,21 @@ def import_busybox_base(client, reference: str = BUSYBOX_BASE) -> str:
     except docker.errors.ImageNotFound:
         pass
     repository, tag = reference.rsplit(":", 1)
-    client.api.import_image_from_data(
-        busybox_rootfs(), repository=repository, tag=tag, changes=['CMD ["/bin/sh"]']
-    )
+    with tempfile.TemporaryDirectory(prefix="mp-rootfs-") as tmp:
+        rootfs = Path(tmp) / "rootfs.tar"
+        write_rootfs(rootfs)
+        client.api.import_image_from_file(
+            str(rootfs), repository=repository, tag=tag, changes=changes
+        )
     return reference
+
+
+def busybox_rootfs(dest: Path) -> None:
+    """A root filesystem tar: a static busybox with a few applets, /tmp and /usr/local/bin."""
+    with tarfile.open(dest, "w") as tar:
+        add_busybox(tar)
+
+
+def import_busybox_base(client, reference: str = BUSYBOX_BASE) -> str:
+    """The busybox root filesystem as the image `reference`."""
+    return import_rootfs(client, reference, busybox_rootfs, ['CMD ["/bin/sh"]'])

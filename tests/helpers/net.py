@@ -54,3 +54,20 @@ def running_process(
             proc.wait()
         if log:
             sink.close()
+
+
+@contextlib.contextmanager
+def serving(handler, port: int = 0) -> Iterator[str]:
+    """Serve the request handler class `handler` on 127.0.0.1 in a thread; yield the base URL."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
