@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import shutil
-import subprocess
 from dataclasses import dataclass
 
 import pytest
@@ -21,14 +19,7 @@ class AuthRegistry:
 
 @pytest.fixture
 def auth_registry(tmp_path_factory):
-    if not shutil.which("htpasswd"):
-        pytest.fail("htpasswd not found: install Debian's apache2-utils (.ci/run does)")
     workdir = tmp_path_factory.mktemp("auth-registry")
     username, password = "mp-action", secrets.token_hex(16)
-    entry = subprocess.run(
-        ["htpasswd", "-Bbn", username, password], check=True, capture_output=True, text=True
-    ).stdout
-    htpasswd = workdir / "htpasswd"
-    htpasswd.write_text(entry)
-    with running_registry(workdir, htpasswd=htpasswd) as address:
+    with running_registry(workdir, credentials=(username, password)) as address:
         yield AuthRegistry(address, username, password)

@@ -103,12 +103,3 @@ def make_istio_standin(dest: Path, tag: str = "1.10.6") -> Path:
     git(dest, "commit", "-q", "-m", "istio stand-in")
     git(dest, "tag", tag)
     return dest
-
-
-def htpasswd_file(path: Path, user: str, password: str) -> Path:
-    """A bcrypt htpasswd file (the registry accepts bcrypt only), made with apache2-utils."""
-    line = subprocess.run(
-        ["htpasswd", "-Bbn", user, password], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    path.write_text(line + "\n")
-    return path

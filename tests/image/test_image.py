@@ -10,7 +10,6 @@ import pytest
 from ci import image, istio_env, names
 from ci.errors import UserError
 from tests.helpers.image import (
-    htpasswd_file,
     invoke,
     last_line,
     local_references,
@@ -240,11 +239,8 @@ def test_missing_dist_and_missing_linux_tarball_are_refused(tmp_path, dist_dir):
 
 @pytest.fixture(scope="module")
 def auth_registry(tmp_path_factory):
-    if not shutil.which("htpasswd"):
-        pytest.fail("htpasswd not found: install Debian's apache2-utils (.ci/run does)")
     work = tmp_path_factory.mktemp("auth-registry")
-    htpasswd = htpasswd_file(work / "htpasswd", "mp-user", "right-password-1")
-    with running_registry(work, htpasswd=htpasswd) as address:
+    with running_registry(work, credentials=("mp-user", "right-password-1")) as address:
         yield address
 
 
