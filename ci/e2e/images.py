@@ -108,6 +108,7 @@ def pull(images: Iterable[str]) -> list[str]:
             continue
         proc.run(
             ["docker", "pull", image],
+            what=f"docker pull {image}",
             hint="Docker Hub rate-limits anonymous pulls: give the workflow DOCKERHUB_USERNAME "
             "and DOCKERHUB_TOKEN secrets so that it logs in first",
         )

@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-STATE = Path(os.environ["STANDIN_DIR"])
+STATE = Path(os.environ.get("STANDIN_DIR", "."))
 IMAGE = os.environ.get("STANDIN_IMAGE", "")
 MODES = {
     "virtual-service-all-v1.yaml": "all-v1",
