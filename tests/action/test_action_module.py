@@ -112,7 +112,9 @@ def test_usage_on_an_unknown_command():
         timeout=60,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "usage: python -m ci.action validate|report|server-state|stop-server"
+    assert (
+        proc.stderr.strip() == "usage: python -m ci.action validate|report|server-state|stop-server"
+    )
 
 
 def test_report_writes_outputs_and_a_summary_table(built_dist, tmp_path):
