@@ -30,6 +30,8 @@ MARKDOWN = "report.md"
 CHART = "routing.svg"
 # One matrix cell's outcome, for the summary job that makes one table of all cells.
 RESULT = "result.json"
+# What the workflow names the cell before anything runs (.github/workflows/e2e.yml).
+CELL = "cell.json"
 CELL_HEADER = (
     "| Istio | MOSN | image | result | first failed check | seconds |",
     "| --- | --- | --- | --- | --- | ---: |",
@@ -151,7 +153,7 @@ def _text_bars(counts: dict[str, dict[str, int]]) -> list[str]:
 
 def cell_row(result: dict, label: str = "") -> str:
     """A matrix cell as one table row (CELL_HEADER's columns)."""
-    mosn = result.get("mosn_version") or label or "?"
+    mosn = result.get("mosn_version", "").removeprefix("mosn version ") or label or "?"
     verdict = "passed" if result.get("passed") else "**FAILED**"
     failed = result.get("failed_check", "")
     if result.get("failure"):
@@ -161,6 +163,14 @@ def cell_row(result: dict, label: str = "") -> str:
         f"`{_cell(str(result.get('image', '')))}` | {verdict} | {_cell(failed)} | "
         f"{result.get('seconds', 0)} |"
     )
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def matrix_markdown(folder: Path) -> tuple[str, bool]:
@@ -174,16 +184,17 @@ def matrix_markdown(folder: Path) -> tuple[str, bool]:
     all_passed = True
     cells = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     for cell in cells:
-        result_file = cell / RESULT
-        if result_file.is_file():
-            result = json.loads(result_file.read_text())
+        named = _read_json(cell / CELL)
+        result = _read_json(cell / RESULT)
+        if result:
             all_passed &= bool(result.get("passed"))
-            lines.append(cell_row(result, label=cell.name))
+            lines.append(cell_row(result, label=named.get("mosn", "")))
         else:
             all_passed = False
             lines.append(
-                f"| ? | {_cell(cell.name)} | | **no result** | the job stopped before the kind "
-                "run wrote its report (see its log) | |"
+                f"| {_cell(named.get('istio_version', '?'))} | "
+                f"{_cell(named.get('mosn', cell.name))} | | **no result** | the job stopped "
+                "before the kind run wrote its report (see its log) | |"
             )
     if not cells:
         all_passed = False
