@@ -100,6 +100,11 @@ def _cell(root, name: str, mosn: str, report: Report | None, istio: str = "1.10.
         report.write(folder)
 
 
+def _summarize(folder, **env):
+    base = {k: v for k, v in clean_environ().items() if k != "GITHUB_STEP_SUMMARY"}
+    return run_invoke("e2e", "--summarize", str(folder), env={**base, **env}, cwd=REPO, timeout=60)
+
+
 def test_each_matrix_cell_is_a_row_of_the_report_and_of_the_summary_table(tmp_path, monkeypatch):
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
@@ -115,14 +120,7 @@ def test_each_matrix_cell_is_a_row_of_the_report_and_of_the_summary_table(tmp_pa
     assert "| 1.10.6 | v1.6.1(4f9c2d1) | `localhost/mp/proxyv2:e2e-v1.6.1` | passed |" in own
 
     summary.write_text("")
-    result = run_invoke(
-        "e2e",
-        "--summarize",
-        str(cells),
-        env={**clean_environ(), "GITHUB_STEP_SUMMARY": str(summary)},
-        cwd=REPO,
-        timeout=60,
-    )
+    result = _summarize(cells, GITHUB_STEP_SUMMARY=str(summary))
     assert result.returncode == 1, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| 1.10.")]
     assert len(rows) == 3
@@ -138,21 +136,7 @@ def test_summarize_passes_only_when_every_cell_passed(tmp_path):
     passing = Report("localhost/mp/proxyv2:e2e", "1.10.6", "node", "v0.17.0")
     passing.checks.append(Check("istio"))
     _cell(tmp_path / "cells", "one", "v1.0.0", passing)
-    result = run_invoke(
-        "e2e",
-        "--summarize",
-        str(tmp_path / "cells"),
-        env={k: v for k, v in clean_environ().items() if k != "GITHUB_STEP_SUMMARY"},
-        cwd=REPO,
-        timeout=60,
-    )
+    result = _summarize(tmp_path / "cells")
     assert result.returncode == 0, result.stderr
-    empty = run_invoke(
-        "e2e",
-        "--summarize",
-        str(tmp_path / "none"),
-        env={k: v for k, v in clean_environ().items() if k != "GITHUB_STEP_SUMMARY"},
-        cwd=REPO,
-        timeout=60,
-    )
+    empty = _summarize(tmp_path / "none")
     assert empty.returncode == 1 and "no cell uploaded its artifacts" in empty.stdout
