@@ -87,7 +87,9 @@ def derive(manifests: Iterable[str]) -> list[str]:
             for image in (*_container_images(doc), *_injected_images(doc)):
                 image = image.strip()
                 if not _REFERENCE.match(image):
-                    raise UserError(f"manifest names an image {image!r} that is not a reference")
+                    # Not worth failing the run over: the cluster pulls it itself, if it can.
+                    log.warn(f"not preloading {image!r}: the manifest's image is no reference")
+                    continue
                 found.setdefault(image, None)
     return list(found)
 

@@ -55,6 +55,13 @@ def test_the_list_comes_from_the_istio_manifest_and_the_real_bookinfo_yaml():
     ]
 
 
+def test_a_templated_image_is_left_to_the_cluster():
+    manifest = "kind: Pod\nspec:\n  containers:\n  - {name: a, image: '{{ .Image }}'}\n"
+    assert images.derive([manifest, "kind: Pod\nspec: {containers: [{image: busybox:1}]}\n"]) == [
+        "busybox:1"
+    ]
+
+
 def test_a_non_json_injector_values_entry_is_one_line_error():
     manifest = "kind: ConfigMap\nmetadata: {name: istio-sidecar-injector}\ndata: {values: '{'}\n"
     with pytest.raises(UserError, match="istio-sidecar-injector has a `values` entry that is not"):
