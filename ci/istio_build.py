@@ -111,6 +111,10 @@ def make_arguments(
 ISTIO_GO_NEWEST = (1, 16)
 
 
+def _release(version: tuple[int, int]) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
 def read_go_directive(source: Path) -> tuple[int, int]:
     gomod = source / "go.mod"
     match = re.search(r"^go\s+(\d+)\.(\d+)", gomod.read_text() if gomod.is_file() else "", re.M)
@@ -138,7 +142,9 @@ def check_host_go(source: Path, env: dict[str, str]) -> dict[str, str]:
     """
     path = env.get("PATH", os.environ.get("PATH", ""))
     oldest = read_go_directive(source)
-    wanted = f"Go {oldest[0]}.{oldest[1]} to {ISTIO_GO_NEWEST[0]}.{ISTIO_GO_NEWEST[1]}"
+    wanted = f"Go {_release(oldest)}"
+    if oldest != ISTIO_GO_NEWEST:
+        wanted += f" to {_release(ISTIO_GO_NEWEST)}"
     fix = (
         f"put {wanted} first on PATH or pass --istio-go PATH/TO/go, or drop --host-build"
         " to use Istio's build container"
@@ -190,12 +196,13 @@ def docker_builder(client, source: Path, env: dict[str, str]) -> dict[str, str]:
         return {"DOCKER_BUILDKIT": "1"}
     except UserError:
         pass
-    distroless = _from_line(source, r"^FROM\s+(\S+)\s+as\s+distroless\s*$", "distroless stage")
-    reason = _local_or_pulled(client, distroless)
+    dockerfile = (source / istio_patch.DOCKERFILE).read_text()
+    stage = re.search(r"^FROM\s+(\S+)\s+as\s+distroless\s*$", dockerfile, re.M)
+    reason = _local_or_pulled(client, stage.group(1)) if stage else ""
     if reason:
         raise UserError(
             f"the docker CLI on PATH ({version or 'unknown version'}) has no BuildKit, and its"
-            f" legacy builder pulls Dockerfile.proxyv2's unused stage {distroless} ({reason});"
+            f" legacy builder pulls Dockerfile.proxyv2's unused stage {stage.group(1)} ({reason});"
             " put a docker CLI with BuildKit (older than 23, or with the buildx plugin) first"
             " on PATH, or make that image pullable"
         )
