@@ -106,9 +106,11 @@ def make_arguments(
 
 # ---- --host-build: Istio's make with the host's Go and docker (BUILD_WITH_CONTAINER=0) ------
 
-# Go releases Istio 1.10's proxyv2 build is known to compile with: from go.mod's `go` line
-# (1.16, what its build-tools image ships) up to the newest release it was built with here.
-ISTIO_GO_NEWEST = (1, 16)
+# Go releases Istio 1.10's proxyv2 build works with: from go.mod's `go` line (1.16, what its
+# build-tools image ships) to 1.17. Newer ones compile it (Go 1.19 did), but pilot-agent links
+# json-iterator v1.1.10 with modern-go/reflect2 v1.0.1, the pair that breaks at run time from
+# Go 1.18 on (see MISSION.md on MOSN v1.0.0, which pins the same pair).
+ISTIO_GO_NEWEST = (1, 17)
 
 
 def _release(version: tuple[int, int]) -> str:
@@ -287,6 +289,8 @@ def prepare(settings: Settings, dist: Dist) -> Callable[[object, str, str], str]
     values = read_istio_env(dist, settings.wasm)
     if settings.host_build and settings.build_image:
         raise UserError("--build-image is Istio's build container; drop it or --host-build")
+    if settings.istio_go and not settings.host_build:
+        raise UserError("--istio-go is for --host-build; add --host-build or drop --istio-go")
     if not settings.host_build:
         refuse_blocked(
             values,

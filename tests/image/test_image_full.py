@@ -312,7 +312,7 @@ def test_host_build_passes_build_with_container_0_and_a_gopath_to_make(
 
 
 def real_go_version() -> str:
-    """The Go on the test's PATH (Go 1.26 here, Debian's 1.19 in CI): newer than Istio 1.10's."""
+    """The Go on the test's PATH (Go 1.26 here, Debian's 1.19 in CI): too new for Istio 1.10."""
     return subprocess.run(
         ["go", "env", "GOVERSION"], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -321,9 +321,9 @@ def real_go_version() -> str:
 @pytest.mark.parametrize(
     "go, expected",
     [
-        (None, "--host-build needs Go 1.16 and there is no go on PATH"),
-        ("", "the host Go is go1.15 or older, but this Istio checkout needs Go 1.16"),
-        ("real", "the host Go is {real}, but this Istio checkout needs Go 1.16"),
+        (None, "--host-build needs Go 1.16 to 1.17 and there is no go on PATH"),
+        ("", "the host Go is go1.15 or older, but this Istio checkout needs Go 1.16 to 1.17"),
+        ("real", "the host Go is {real}, but this Istio checkout needs Go 1.16 to 1.17"),
     ],
     ids=["missing", "too-old-standin", "too-new-real"],
 )
@@ -347,7 +347,7 @@ def test_host_build_refuses_a_missing_or_unsupported_go_before_make(
         env={**os.environ, "PATH": str(bin_dir)},
     )  # fmt: skip
     assert result.returncode == 1, result.stdout
-    assert last_line(result.stderr).startswith(f"error: {expected}; put Go 1.16 first")
+    assert last_line(result.stderr).startswith(f"error: {expected}; put Go 1.16 to 1.17 first")
     assert "Traceback" not in result.stderr
     assert "make clean" not in result.stdout and not (source / "out").exists()
 
@@ -369,3 +369,25 @@ def test_build_image_reaches_make_as_img(
     made = recorded_make_vars(source)
     assert made["IMG"] == "registry.example/istio-testing/build-tools:mirror [command line]"
     assert made["BUILD_WITH_CONTAINER"] == "1 [file]"
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (("--host-build", "--build-image", "r.example/tools:1"), "--build-image is Istio's build"),
+        (("--istio-go", "/usr/bin/go"), "--istio-go is for --host-build"),
+    ],
+)
+def test_flags_that_contradict_each_other_are_refused_before_make(
+    built_dist, dist_dir, tmp_path, flags, expected
+):
+    source = tmp_path / "istio"
+    shutil.copytree(ISTIO_STANDIN, source)
+    write_istio_env(dist_dir, built_dist, "http://127.0.0.1:1")
+    result = invoke(
+        "image", "--mode", "full", "--istio-src", str(source), "--dist", str(dist_dir),
+        "--image", "example.invalid/m/proxyv2", *flags,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert last_line(result.stderr).startswith(f"error: {expected}")
+    assert not (source / "out").exists()
