@@ -391,3 +391,35 @@ def test_flags_that_contradict_each_other_are_refused_before_make(
     assert result.returncode == 1
     assert last_line(result.stderr).startswith(f"error: {expected}")
     assert not (source / "out").exists()
+
+
+def test_without_buildkit_an_unpullable_distroless_stage_is_refused_before_make(
+    docker_client, busybox_base, built_dist, dist_dir, tmp_path
+):
+    """Istio's Dockerfile.proxyv2 has an unused stage FROM an image pinned by digest, which the
+    legacy builder pulls anyway. A stand-in `docker` (NOT Docker) plays a CLI without BuildKit:
+    it answers `docker version` as 28.2.2 and has no buildx."""
+    source = tmp_path / "istio"
+    shutil.copytree(ISTIO_STANDIN, source)
+    dockerfile = source / "pilot/docker/Dockerfile.proxyv2"
+    pinned = "127.0.0.1:1/istio-release/iptables@sha256:" + "e8f940d0" * 8
+    dockerfile.write_text(dockerfile.read_text() + f"FROM {pinned} as distroless\n")
+    write_istio_env(dist_dir, built_dist, "http://127.0.0.1:1")
+    bin_dir = tmp_path / "bin"
+    standin_go(bin_dir, "go1.16.15")
+    docker = bin_dir / "docker"
+    docker.write_text('#!/bin/sh\n[ "$1" = version ] && { echo 28.2.2; exit 0; }\nexit 1\n')
+    docker.chmod(0o755)
+    result = invoke(
+        "image", "--mode", "full", "--istio-src", str(source), "--dist", str(dist_dir),
+        "--image", "example.invalid/m/proxyv2", "--host-build", "--istio-base", busybox_base,
+        env={**os.environ, "PATH": str(bin_dir)},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout
+    line = last_line(result.stderr)
+    assert line.startswith(
+        f"error: the docker CLI on PATH (28.2.2) has no BuildKit, and its legacy builder pulls"
+        f" Dockerfile.proxyv2's unused stage {pinned} ("
+    ), line
+    assert "make clean" not in result.stdout and not (source / "out").exists()
+    assert not image_exists(docker_client, ISTIO_BASE)
