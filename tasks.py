@@ -126,6 +126,10 @@ IMAGE_HELP = {
     "istio-repo": "full mode: repository to shallow-clone --istio-version from",
     "wasm": "full mode: placeholder (ISTIO_ENVOY_BASE_URL from DIST/istio.env) or patch",
     "cache-dir": "where full mode keeps its Istio clone (default ~/.cache/mosn-proxyv2)",
+    "host-build": "full mode: Istio's make with the host's Go and docker (BUILD_WITH_CONTAINER=0)",
+    "istio-go": "full mode, --host-build: the go binary to build Istio with (default: go on PATH)",
+    "build-image": "full mode: Istio's build-tools image (its IMG) instead of Istio's default",
+    "istio-base": "full mode: an image to build on, tagged as the base Istio's Dockerfile names",
     "quiet": "print only warnings and errors",
 }
 
@@ -148,6 +152,10 @@ def image(
     istio_repo=None,
     wasm=None,
     cache_dir=None,
+    host_build=False,
+    istio_go=None,
+    build_image=None,
+    istio_base=None,
     quiet=False,
 ):
     """Build the proxyv2 image with the dist's MOSN, verify it, tag it and optionally push it."""
@@ -168,6 +176,10 @@ def image(
             istio_repo=istio_repo,
             wasm=wasm,
             cache_dir=cache_dir,
+            host_build=host_build or None,
+            istio_go=istio_go,
+            build_image=build_image,
+            istio_base=istio_base,
             quiet=quiet or None,
         )
     )
