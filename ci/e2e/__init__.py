@@ -205,7 +205,8 @@ class Runner:
                 check=cmd.check and not cmd.poll,
                 hint=cmd.hint,
                 # Output that is parsed (JSON, manifests) must not carry stderr's warnings;
-                # diagnostics (check=False) keep both streams.
+                # diagnostics (check=False) keep both streams, except the JSON ones, which
+                # are parsed too (pods.json for the sidecar verdict).
                 separate_stderr=cmd.expect is not None
                 or (cmd.save is not None and (cmd.check or cmd.save.suffix == ".json")),
             )
