@@ -45,8 +45,10 @@ SIDECAR = "istio-proxy"
 PROCESS_LIST = 'for f in /proc/[0-9]*/cmdline; do tr "\\000" " " < "$f"; echo; done'
 # MOSN's own log files: it puts them in `logs/` beside its config folder's parent
 # (/etc/istio/logs for pilot-agent's /etc/istio/proxy/envoy-rev0.json; MOSN v1.0.0
-# pkg/types/config.go InitDefaultPath), else under /home/admin/mosn/logs.
-MOSN_LOG_DIRS = ("/etc/istio/logs", "/home/admin/mosn/logs")
+# pkg/types/config.go InitDefaultPath), else under /home/admin/mosn/logs. The sidecar's
+# root filesystem is read-only except /etc/istio/proxy (an emptyDir), so that folder is
+# listed too: the bootstrap MOSN was given, and whatever MOSN managed to write.
+MOSN_LOG_DIRS = ("/etc/istio/logs", "/home/admin/mosn/logs", "/etc/istio/proxy")
 MOSN_LOGS = (
     f"for f in {' '.join(d + '/*' for d in MOSN_LOG_DIRS)}; do "
     '[ -f "$f" ] || continue; echo "==> $f <=="; tail -n 500 "$f"; done'
