@@ -197,6 +197,8 @@ E2E_HELP = {
     "wait-timeout": "seconds to wait for rollouts and for routing to settle (default 300)",
     "pull-image": "let the cluster pull --image from its registry instead of kind load",
     "cache-dir": "where kind, kubectl and the Istio release are cached",
+    "summarize": "print one table of the matrix cells' results under this folder (one subfolder"
+    " per cell; also to the job summary) and exit; exit 1 if a cell failed or left no result",
     "quiet": "print only warnings and errors",
 }
 
@@ -216,10 +218,16 @@ def e2e(
     wait_timeout=None,
     pull_image=False,
     cache_dir=None,
+    summarize=None,
     quiet=False,
 ):
     """Prove a proxyv2 image on kind: Istio, Bookinfo, version/weight/header routing."""
     import ci.e2e
+
+    if summarize:
+        if not ci.e2e.summarize(summarize):
+            raise Exit(code=1)
+        return
 
     # Boolean flags default to False in invoke; only a given flag may override the layers below.
     s = settings(
