@@ -22,7 +22,9 @@ import io
 import json
 import os
 import stat
+import sys
 import tempfile
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -123,6 +125,20 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _off_loop(function, *args):
+    """Run a call that may block on the disk for long (fsync, hashing a large file).
+
+    Under the gevent worker one thread serves every connection of the process: such a call
+    goes to gevent's thread pool, so the others go on meanwhile.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("socket"):
+        import gevent
+
+        return gevent.get_hub().threadpool.apply(function, args)
+    return function(*args)
+
+
 def _hash_fd(fd: int) -> str:
     digest = hashlib.sha256()
     offset = 0
@@ -186,7 +202,14 @@ class Store:
         # worker as well as separate worker processes.
         bucket = zlib.crc32(rel.encode()) % LOCK_BUCKETS
         with open(self.locks / str(bucket), "a+b") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            # Polled, never a blocking flock: under gevent the holder may be another greenlet
+            # of this very thread, which a blocking call would never let finish.
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    time.sleep(0.002)
             try:
                 yield
             finally:
@@ -261,7 +284,7 @@ class Store:
                 if not rehash:
                     handle.close()
                     return None
-                found = Artifact(rel, st.st_size, _hash_fd(fd), st.st_mtime)
+                found = Artifact(rel, st.st_size, _off_loop(_hash_fd, fd), st.st_mtime)
                 self._remember(target, st, found)
                 with contextlib.suppress(OSError):
                     self._write_sidecar(Path(target), found.sha256, st)
@@ -427,7 +450,7 @@ class Store:
                 view = view[written:]
         # Artifacts are public to every reader of the root (mkstemp made it 0600).
         os.fchmod(fd, 0o644)
-        os.fsync(fd)
+        _off_loop(os.fsync, fd)
         return digest.hexdigest(), size
 
     def _make_parents(self, rel: str, target: Path) -> None:

@@ -164,5 +164,6 @@ def test_gunicorn_settings_keep_sendfile_on_and_preload(tmp_path):
     assert launcher.cfg.sendfile is True
     assert launcher.cfg.preload_app is True
     assert launcher.cfg.workers == 3
-    assert launcher.cfg.worker_class_str == "gthread"
+    assert launcher.cfg.worker_class_str == "server.worker.HardenedWorker"
+    assert launcher.cfg.forwarded_allow_ips == []
     assert launcher.cfg.logger_class is AccessLogger
