@@ -19,6 +19,7 @@ import errno
 import fcntl
 import hashlib
 import io
+import itertools
 import json
 import os
 import stat
@@ -336,28 +337,62 @@ class Store:
                     files.append(Entry(item.name, child, artifact))
         return dirs + files
 
-    def walk(self, prefix: str = "") -> list[Artifact]:
-        """Every artifact whose path starts with `prefix` (a plain string prefix, like S3)."""
+    def walk(
+        self, prefix: str = "", *, after: str | None = None, limit: int | None = None
+    ) -> tuple[list[Artifact], bool]:
+        """Artifacts whose path starts with `prefix` (a plain string prefix, like S3).
+
+        In path order, segment by segment; only those after the path `after`, at most
+        `limit`; and whether more follow. A page reads the artifacts it returns and the
+        directories on the way to them, never the whole tree, however large it is.
+        """
         start = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         try:
             base = self.locate_directory(start)
         except BadRequestPath:
-            return []
-        found = []
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.startswith("."):
-                    continue
-                full = os.path.join(dirpath, name)
-                rel = os.path.relpath(full, self.root)
-                if not (
-                    rel.startswith(prefix) and _valid(rel) and paths.inside(self.root, Path(full))
-                ):
-                    continue
-                if artifact := self.info(rel):
-                    found.append(artifact)
-        return found
+            return [], False
+        cursor = tuple(after.split("/")) if after else None
+        found = list(
+            itertools.islice(
+                self._artifacts_under(
+                    base, tuple(start.split("/")) if start else (), prefix, cursor
+                ),
+                None if limit is None else limit + 1,
+            )
+        )
+        more = limit is not None and len(found) > limit
+        return found[:limit] if more else found, more
+
+    def _artifacts_under(
+        self, directory: Path, parts: tuple[str, ...], prefix: str, cursor: tuple[str, ...] | None
+    ) -> Iterator[Artifact]:
+        try:
+            scanned = sorted(os.scandir(directory), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            return
+        for item in scanned:
+            if item.name.startswith("."):
+                continue
+            here = (*parts, item.name)
+            if cursor is not None and here < cursor[: len(here)]:
+                continue  # this name, and all below it, comes before the cursor
+            rel = "/".join(here)
+            if item.is_dir(follow_symlinks=False):
+                if (
+                    prefix.startswith(rel + "/") or (rel + "/").startswith(prefix)
+                ) and paths.inside(self.root, Path(item.path)):
+                    yield from self._artifacts_under(Path(item.path), here, prefix, cursor)
+            elif (
+                item.is_file()
+                and (cursor is None or here > cursor)
+                and (
+                    rel.startswith(prefix)
+                    and _valid(rel)
+                    and paths.inside(self.root, Path(item.path))
+                    and (artifact := self.info(rel))
+                )
+            ):
+                yield artifact
 
     # -- writing ----------------------------------------------------------------------------
 
