@@ -170,7 +170,7 @@ def nginx(tmp: Path, root: Path):
     )
 
 
-def pypiserver(root: Path, workers: int):
+def pypi_server(root: Path, workers: int):
     """pypiserver as its own image runs it: gunicorn with gevent workers."""
     port = free_port()
     argv = [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers)]
@@ -492,7 +492,7 @@ def main() -> int:
             nginx(tmp, root) as ng,
             artifact_server(OURS, root, args.workers) as ours,
             artifact_server(NO_LOG, quiet_root, args.workers, access_log="") as quiet,
-            pypiserver(tmp / "pypi", args.workers) as pypi,
+            pypi_server(tmp / "pypi", args.workers) as pypi,
         ):
             if not args.skip_throughput:
                 results = measure([go, ng, ours, quiet, pypi], args.seconds, args.rounds)
