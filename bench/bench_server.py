@@ -221,15 +221,18 @@ def figures_line(name: str, large_bps: float, small_rps: float) -> str:
     return f"{name:16s} 64 MiB x16: {large_bps / 1024**2:8.1f} MiB/s   1 KiB x16: {small_rps:8.0f} req/s"
 
 
-def measure(peers: list[Peer], seconds: int, rounds: int) -> dict[str, dict[str, float]]:
-    """Median of `rounds` runs per server, the servers taking turns so that a burst of load
-    from elsewhere on the machine hits them all alike."""
+def warm_up(peers: list[Peer]) -> None:
+    """Page cache, worker start-up, and the artifact server's checksum sidecars (the files
+    were written behind its back, so the first read hashes them once)."""
     for peer in peers:
-        # Warm-up: page cache, worker start-up, and the artifact server's checksum sidecars
-        # (the files were written behind its back, so the first read hashes them once).
         for path in (peer.large, peer.small):
             requests.head(f"{peer.base}/{path}", timeout=120)
         wrk(f"{peer.base}/{peer.small}", 4, 1)
+
+
+def measure(peers: list[Peer], seconds: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Median of `rounds` runs per server, the servers taking turns so that a burst of load
+    from elsewhere on the machine hits them all alike."""
     samples = {peer.name: {"large": [], "small": []} for peer in peers}
     for round_number in range(1, rounds + 1):
         for peer in peers:
@@ -494,6 +497,7 @@ def main() -> int:
             artifact_server(NO_LOG, quiet_root, args.workers, access_log="") as quiet,
             pypi_server(tmp / "pypi", args.workers) as pypi,
         ):
+            warm_up([go, ng, ours, quiet, pypi])
             if not args.skip_throughput:
                 results = measure([go, ng, ours, quiet, pypi], args.seconds, args.rounds)
             print("slow clients:", flush=True)

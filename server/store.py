@@ -25,6 +25,7 @@ import os
 import stat
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -158,6 +159,7 @@ class Store:
         self._real_root = os.path.realpath(self.root)
         # Per process: file path -> (inode fingerprint, Artifact) of sidecars already read.
         self._known: dict[str, tuple[tuple[int, int, int, int], Artifact]] = {}
+        self._hashing: dict[str, threading.Lock] = {}
         self.uploads = self.root / TMP_DIR / "uploads"
         self.locks = self.root / TMP_DIR / "locks"
 
@@ -285,14 +287,28 @@ class Store:
                 if not rehash:
                     handle.close()
                     return None
-                found = Artifact(rel, st.st_size, _off_loop(_hash_fd, fd), st.st_mtime)
-                self._remember(target, st, found)
-                with contextlib.suppress(OSError):
-                    self._write_sidecar(Path(target), found.sha256, st)
+                found = self._rehash(rel, target, fd, st)
             return handle, found
         except BaseException:
             handle.close()
             raise
+
+    def _rehash(self, rel: str, target: str, fd: int, st: os.stat_result) -> Artifact:
+        # One hash per file at a time in this process: a thousand readers of a file whose
+        # sidecar is missing wait for the first one's result instead of hashing it each.
+        # (Locks are made here, in the worker, so under gevent they are gevent's.)
+        lock = self._hashing.setdefault(target, threading.Lock())
+        try:
+            with lock:
+                found = self._recorded(rel, target, st)
+                if found is None:
+                    found = Artifact(rel, st.st_size, _off_loop(_hash_fd, fd), st.st_mtime)
+                    self._remember(target, st, found)
+                    with contextlib.suppress(OSError):
+                        self._write_sidecar(Path(target), found.sha256, st)
+        finally:
+            self._hashing.pop(target, None)
+        return found
 
     def _fd_inside_root(self, fd: int, target: str) -> bool:
         try:
