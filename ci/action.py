@@ -75,6 +75,8 @@ DEPENDENCY_MODULES = {
     "docker": "docker",
     "pyyaml": "yaml",
     "gunicorn": "gunicorn",
+    "gevent": "gevent",
+    "packaging": "packaging",
     "requests": "requests",
 }
 # publish's step outputs, handed to the report step by action.yml.
