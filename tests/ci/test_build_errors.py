@@ -175,7 +175,7 @@ def test_unknown_ref_names_the_ref_and_shows_git(tmp_path, out):
     stderr = assert_fails(result, "git clone of v0.0.0-nope", out, before)
     assert "v0.0.0-nope not found" in stderr
     # Nothing half-cloned stays in the cache.
-    assert not [p for p in (tmp_path / "cache").rglob(".clone-*")]
+    assert not [p for p in (tmp_path / "cache").rglob(".new-*")]
 
 
 def test_ctrl_c_while_compiling_leaves_out_and_temp_clean(tmp_path, out):
