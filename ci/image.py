@@ -332,6 +332,17 @@ def verify(client, reference: str, expected_version: str) -> None:
     log.info(f"    {names.BINARY_PATH_IN_IMAGE} --version: {first_line}")
 
 
+def smoke_in_image(client, reference: str) -> None:
+    """Quick mode: ci/smoke inside the image; on failure the image is removed, nothing tagged."""
+    from ci import smoke
+
+    try:
+        smoke.run_in_image(client, reference, names.BINARY_PATH_IN_IMAGE)
+    except BaseException:
+        remove_quietly(client, reference)
+        raise
+
+
 def apply_tags(client, unverified: str, image_id: str, repository: str, tags: list[str]) -> None:
     for tag in tags:
         client.api.tag(image_id, repository, tag, force=True)
@@ -544,6 +555,9 @@ def _build_verify_tag(
             )
         with log.stage("verify"):
             verify(client, unverified, dist.mosn_version)
+        if prepare_full is None and not settings.skip_smoke:
+            with log.stage("smoke run in the image"):
+                smoke_in_image(client, unverified)
         apply_tags(client, unverified, image_id, name.repository, tags)
     finally:
         for reference in cleanup:

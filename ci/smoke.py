@@ -229,6 +229,68 @@ def _stop(mosn: subprocess.Popen) -> None:
         mosn.wait()
 
 
+# Istio's own ports: MOSN's admin (15000) and the bootstrap's Prometheus listener (15090).
+IMAGE_ADMIN_PORT = 15000
+IMAGE_LISTENER_PORT = 15090
+IMAGE_CONFIG = "/tmp/mosn-proxyv2-smoke.json"  # noqa: S108 - inside the throwaway container
+IMAGE_XDS = "/tmp/XDS"  # noqa: S108 - inside the throwaway container
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_in_image(client, reference: str, binary: str) -> None:
+    """The same smoke inside `reference`, network none: proves the base image's libc runs it.
+
+    The client runs on the host inside the container's network namespace (nsenter), so the
+    image needs no HTTP client of its own.
+    """
+    import io
+    import tarfile
+
+    config = json.dumps(bootstrap(IMAGE_LISTENER_PORT, IMAGE_ADMIN_PORT, IMAGE_XDS)).encode()
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo(IMAGE_CONFIG.lstrip("/"))
+        info.size, info.mode = len(config), 0o644
+        tar.addfile(info, io.BytesIO(config))
+    container = client.containers.create(
+        reference,
+        entrypoint=[binary],
+        command=["start", "-c", IMAGE_CONFIG],
+        network_mode="none",
+        labels={"io.mosn.proxyv2.purpose": "smoke"},
+    )
+    try:
+        container.put_archive("/", archive.getvalue())
+        container.start()
+        container.reload()
+        pid = container.attrs["State"].get("Pid") or 0
+        why = f"MOSN exited with code {container.attrs['State'].get('ExitCode')}" if not pid else ""
+        if not why:
+            probe_cmd = ["nsenter", f"--net=/proc/{pid}/ns/net", "--", sys.executable, "-m"]
+            probe_cmd += ["ci.smoke", "probe", str(IMAGE_LISTENER_PORT), str(IMAGE_ADMIN_PORT)]
+            done = subprocess.run(
+                [*probe_cmd, str(STARTUP_TIMEOUT)],
+                cwd=PROJECT_ROOT,
+                env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+                capture_output=True,
+                text=True,
+            )
+            why = "" if done.returncode == 0 else (done.stdout + done.stderr).strip()
+            container.reload()
+            if why and container.status != "running":
+                why = f"MOSN exited with code {container.attrs['State'].get('ExitCode')}"
+        if why:
+            logs = container.logs(stdout=True, stderr=True).decode(errors="replace")
+            raise UserError(
+                f"smoke run in {reference} (network none) failed: {why}; the binary does not"
+                " run on this base image (a CGO build against a newer libc?)",
+                detail=last_lines(logs),
+            )
+    finally:
+        container.remove(force=True)
+    log.info(f"    in the image (network none): proxied {STATES_PATH}, admin API answered")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 4 or argv[0] != "probe":
         print("usage: python -m ci.smoke probe LISTENER_PORT ADMIN_PORT TIMEOUT", file=sys.stderr)

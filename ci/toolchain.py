@@ -32,9 +32,12 @@ RULES = (
         version="v1.0.1",
         first_bad=(1, 18),
         evidence=(
-            "MOSN v1.0.0 from the module proxy: built with go1.15.15 it converts a static"
-            " listener and proxies HTTP; built with go1.19.8 and go1.26.8 it dies with"
-            " SIGSEGV in reflect2 while converting the listener (modern-go/reflect2#24)"
+            "MOSN v1.0.0 from the module proxy, smoke-run: go1.15.15 converts the static"
+            " listener and proxies HTTP; go1.19.8 panics (SIGSEGV) in reflect2 Type2 and"
+            " go1.26.8 in UnsafeMapIterator.HasNext, both under conv.toMap while converting"
+            " the listener (modern-go/reflect2#24). Measured 2026-12-01. Not a rule: v1.0.2"
+            " (MOSN v1.6.1) smoke-runs with go1.19.8 and go1.26.8, modern-go/reflect2#32"
+            " notwithstanding."
         ),
     ),
 )
@@ -76,9 +79,11 @@ def check(
     """Refuse, before compiling, a Go older than go.mod asks or known to break a dependency."""
     if minor < go_directive:
         need = _release(go_directive)
+        # From Go 1.21 on, the go command fetches a newer release itself (module proxy).
+        fetch = f", GOTOOLCHAIN=go{need}.0" if minor >= (1, 21) else ""
         raise UserError(
             f"{label} ({where}) is older than go {need} that go.mod asks for;"
-            " install a newer Go or use --in-docker --go-image golang:" + need
+            f" install a newer Go{fetch} or use --in-docker --go-image golang:{need}"
         )
     go_sum = source / "go.sum"
     pinned = pinned_modules(go_sum.read_text(errors="replace")) if go_sum.is_file() else {}
