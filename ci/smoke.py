@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -240,8 +241,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 def run_in_image(client, reference: str, binary: str) -> None:
     """The same smoke inside `reference`, network none: proves the base image's libc runs it.
 
-    The client runs on the host inside the container's network namespace (nsenter), so the
-    image needs no HTTP client of its own.
+    As root (CI machines, act) the client is this module, run on the host inside the
+    container's network namespace (nsenter), so the image needs no HTTP client. Otherwise
+    (a GitHub runner's user) it is the image's own curl or wget, through `docker exec`:
+    proxyv2's Ubuntu base has curl, busybox has wget.
     """
     import io
     import tarfile
@@ -264,21 +267,10 @@ def run_in_image(client, reference: str, binary: str) -> None:
         container.start()
         container.reload()
         pid = container.attrs["State"].get("Pid") or 0
-        why = f"MOSN exited with code {container.attrs['State'].get('ExitCode')}" if not pid else ""
-        if not why:
-            probe_cmd = ["nsenter", f"--net=/proc/{pid}/ns/net", "--", sys.executable, "-m"]
-            probe_cmd += ["ci.smoke", "probe", str(IMAGE_LISTENER_PORT), str(IMAGE_ADMIN_PORT)]
-            done = subprocess.run(
-                [*probe_cmd, str(STARTUP_TIMEOUT)],
-                cwd=PROJECT_ROOT,
-                env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-                capture_output=True,
-                text=True,
-            )
-            why = "" if done.returncode == 0 else (done.stdout + done.stderr).strip()
-            container.reload()
-            if why and container.status != "running":
-                why = f"MOSN exited with code {container.attrs['State'].get('ExitCode')}"
+        why = _probe_in(container, pid) if pid else "MOSN exited"
+        container.reload()
+        if why and container.status != "running":
+            why = f"MOSN exited with code {container.attrs['State'].get('ExitCode')}"
         if why:
             logs = container.logs(stdout=True, stderr=True).decode(errors="replace")
             raise UserError(
@@ -289,6 +281,48 @@ def run_in_image(client, reference: str, binary: str) -> None:
     finally:
         container.remove(force=True)
     log.info(f"    in the image (network none): proxied {STATES_PATH}, admin API answered")
+
+
+def _probe_in(container, pid: int) -> str:
+    ports = [str(IMAGE_LISTENER_PORT), str(IMAGE_ADMIN_PORT), str(STARTUP_TIMEOUT)]
+    if os.geteuid() == 0 and shutil.which("nsenter"):
+        done = subprocess.run(
+            ["nsenter", f"--net=/proc/{pid}/ns/net", "--", sys.executable, "-m", "ci.smoke"]
+            + ["probe", *ports],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+            capture_output=True,
+            text=True,
+        )
+        return "" if done.returncode == 0 else (done.stdout + done.stderr).strip()
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    why = "neither curl nor wget in the image to send the request with"
+    # busybox's wget crashes with -q -T; plain -O - works everywhere.
+    clients = (["curl", "-fsS", "-m", "2"], ["wget", "-O", "-"])
+    while time.monotonic() < deadline:
+        for client in clients:
+            code, states = _exec(container, [*client, _url(IMAGE_LISTENER_PORT, STATES_PATH)])
+            if code in (126, 127):
+                continue  # this client is not in the image
+            if code == 0 and "state=" in states:
+                code, dump = _exec(container, [*client, _url(IMAGE_ADMIN_PORT, CONFIG_DUMP_PATH)])
+                if code == 0 and LISTENER in dump:
+                    return ""
+            why = f"{client[0]} through the listener: exit code {code}, {states[:120]!r}"
+            clients = (client,)
+            break
+        time.sleep(0.5)
+    return why
+
+
+def _url(port: int, path: str) -> str:
+    return f"http://127.0.0.1:{port}{path}"
+
+
+def _exec(container, command: list[str]) -> tuple[int, str]:
+    result = container.exec_run(command, demux=True)
+    stdout = (result.output[0] if result.output else None) or b""
+    return result.exit_code, stdout.decode(errors="replace")
 
 
 def main(argv: list[str]) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from ci import config, names, smoke
 from tests.helpers.build import invoke, invoke_build, isolated_env, snapshot
-from tests.helpers.image import local_references, remove_repository, unique
+from tests.helpers.image import copy_dist, local_references, remove_repository, unique
 from tests.helpers.mosn import git, make_checkout
 
 
@@ -129,5 +129,26 @@ def test_in_image_smoke_failure_removes_the_image_and_tags_nothing(
         assert "(network none) failed: MOSN exited with code 2" in last
         assert "panic: stand-in crash" in result.stderr
         assert local_references(docker_client, repository) == []
+    finally:
+        remove_repository(docker_client, repository)
+
+
+@pytest.mark.docker
+def test_in_image_smoke_without_root_uses_the_image_wget(
+    docker_client, busybox_base, built_dist, tmp_path, monkeypatch
+):
+    repository = f"example.invalid/{unique('wget')}/proxyv2"
+    try:
+        made = invoke(
+            "image", "--base", busybox_base, "--image", f"{repository}:x",
+            "--dist", str(copy_dist(built_dist.root, tmp_path / "dist")),
+            env=isolated_env(tmp_path),
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        assert "in the image (network none): proxied /api/v1/states" in made.stdout
+        # A GitHub runner's user cannot nsenter: the busybox base's wget sends the requests.
+        monkeypatch.setattr(smoke.os, "geteuid", lambda: 1001)
+        smoke.run_in_image(docker_client, f"{repository}:x", names.BINARY_PATH_IN_IMAGE)
+        docker_client.images.get(f"{repository}:x")  # a pass leaves the image alone
     finally:
         remove_repository(docker_client, repository)
