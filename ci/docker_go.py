@@ -41,7 +41,7 @@ GO_NETWORK_ENV = (
 
 
 class DockerGo:
-    """The Go toolchain inside `settings.go_image`."""
+    """The Go toolchain inside a golang image (--go-image, else the Makefile's BUILD_IMAGE)."""
 
     def __init__(self, image: str, settings: Settings) -> None:
         self.image = image
