@@ -211,7 +211,8 @@ def download_module(spec: str, cache_dir: Path) -> Module:
             f" the stamp says {resolved} in its place (pass --version to choose another)"
         )
         origin = ("", resolved, when)
-    log.info(f"    {MOSN_MODULE}@{version} is {resolved}, commit {origin[0] or origin[1]}")
+    said = f"commit {origin[0] or origin[1]}" if origin[0] or pseudo else "no commit recorded"
+    log.info(f"    {MOSN_MODULE}@{version} is {resolved}, {said}")
     return Module(_copy_module(Path(info["Dir"]), cache_dir, resolved), resolved, origin)
 
 
