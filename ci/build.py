@@ -256,10 +256,8 @@ def build(settings: Settings) -> Dist:
         go = toolchain(settings, checkout)
         go_label, go_minor = go.version()
         where = f"in {go.image}" if settings.in_docker else "the host's go"
-        if settings.skip_toolchain_check:
-            log.warn(f"toolchain check skipped: {go_label} may build a MOSN that crashes")
-        else:
-            toolchain_rules.check(checkout.path, checkout.go_directive, go_label, go_minor, where)
+        skip = settings.skip_toolchain_check
+        toolchain_rules.check(checkout.path, checkout.go_directive, go_label, go_minor, where, skip)
         log.info(f"    MOSN {version}, Istio {settings.istio_version}, {go_label} ({where})")
     template = Dist(
         root=out,

@@ -91,3 +91,11 @@ def checkout(path, directive=(1, 14)) -> Checkout:
 def test_in_docker_image_comes_from_the_makefile(tmp_path, makefile, image):
     (tmp_path / "Makefile").write_text(makefile)
     assert makefile_build_image(checkout(tmp_path)) == image
+
+
+def test_skipping_the_check_warns_about_the_rule_but_not_about_go_mod(tmp_path, capsys):
+    (tmp_path / "go.sum").write_text(V100_SUM)
+    toolchain.check(tmp_path, (1, 14), "go1.19.8", (1, 19), "the host's go", skip_rules=True)
+    assert "go1.19.8 breaks github.com/modern-go/reflect2 v1.0.1" in capsys.readouterr().err
+    with pytest.raises(UserError, match="older than go 1.20 that go.mod asks for"):
+        toolchain.check(tmp_path, (1, 20), "go1.19.8", (1, 19), "the host's go", skip_rules=True)
