@@ -139,6 +139,10 @@ IMAGE_HELP = {
     "istio-repo": "full mode: repository to shallow-clone --istio-version from",
     "wasm": "full mode: placeholder (ISTIO_ENVOY_BASE_URL from DIST/istio.env) or patch",
     "cache-dir": "where full mode keeps its Istio clone (default ~/.cache/mosn-proxyv2)",
+    "host-build": "full mode: Istio's make with the host's Go and docker (BUILD_WITH_CONTAINER=0)",
+    "istio-go": "full mode, --host-build: the go binary to build Istio with (default: go on PATH)",
+    "build-image": "full mode: Istio's build-tools image (its IMG) instead of Istio's default",
+    "istio-base": "full mode: an image to build on, tagged as the base Istio's Dockerfile names",
     "quiet": "print only warnings and errors",
 }
 
@@ -161,6 +165,10 @@ def image(
     istio_repo=None,
     wasm=None,
     cache_dir=None,
+    host_build=False,
+    istio_go=None,
+    build_image=None,
+    istio_base=None,
     quiet=False,
 ):
     """Build the proxyv2 image with the dist's MOSN, verify it, tag it and optionally push it."""
@@ -181,6 +189,10 @@ def image(
             istio_repo=istio_repo,
             wasm=wasm,
             cache_dir=cache_dir,
+            host_build=host_build or None,
+            istio_go=istio_go,
+            build_image=build_image,
+            istio_base=istio_base,
             quiet=quiet or None,
         )
     )
@@ -198,6 +210,8 @@ E2E_HELP = {
     "wait-timeout": "seconds to wait for rollouts and for routing to settle (default 300)",
     "pull-image": "let the cluster pull --image from its registry instead of kind load",
     "cache-dir": "where kind, kubectl and the Istio release are cached",
+    "summarize": "print one table of the matrix cells' results under this folder (one subfolder"
+    " per cell; also to the job summary) and exit; exit 1 if a cell failed or left no result",
     "quiet": "print only warnings and errors",
 }
 
@@ -217,10 +231,16 @@ def e2e(
     wait_timeout=None,
     pull_image=False,
     cache_dir=None,
+    summarize=None,
     quiet=False,
 ):
     """Prove a proxyv2 image on kind: Istio, Bookinfo, version/weight/header routing."""
     import ci.e2e
+
+    if summarize:
+        if not ci.e2e.summarize(summarize):
+            raise Exit(code=1)
+        return
 
     # Boolean flags default to False in invoke; only a given flag may override the layers below.
     s = settings(
@@ -247,7 +267,10 @@ SERVE_HELP = {
     "root": "directory to serve and store into (default: server_root, .artifacts)",
     "bind": "HOST:PORT to listen on (default: host and port of server_url, 127.0.0.1:8080)",
     "workers": "gunicorn worker processes (default: 2 per CPU core)",
-    "threads": "threads per worker (default 32)",
+    "connections": "connections held at once per worker (default 1000)",
+    "header-timeout": "seconds a request head or an idle keep-alive may take (default 10)",
+    "send-timeout": "seconds a send or body read may stall before the client is dropped (default 60)",
+    "trusted-proxies": "comma-separated proxy addresses whose X-Forwarded-* headers are believed (default none)",
     "token-file": "file of write tokens, one a line (also env ARTIFACT_TOKENS, comma-separated)",
     "read-token": "require this bearer token for reads (prefer env ARTIFACT_READ_TOKEN: argv shows in ps)",
     "read-token-file": "file whose first line is the read token",
@@ -266,7 +289,10 @@ def serve(
     root=None,
     bind=None,
     workers=None,
-    threads=None,
+    connections=None,
+    header_timeout=None,
+    send_timeout=None,
+    trusted_proxies=None,
     token_file=None,
     read_token=None,
     read_token_file=None,
@@ -286,7 +312,10 @@ def serve(
         bind=bind,
         stop_requested=stop,
         workers=int(workers) if workers else None,
-        threads=int(threads) if threads else None,
+        connections=int(connections) if connections else None,
+        header_timeout=float(header_timeout) if header_timeout else None,
+        send_timeout=float(send_timeout) if send_timeout else None,
+        trusted_proxies=trusted_proxies,
         access_log=access_log,
         token_file=token_file,
         read_token=read_token,

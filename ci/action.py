@@ -5,8 +5,16 @@ already read (`MOSN_PROXYV2_<SETTING>`), so the invoke tasks it calls see exactl
 running them by hand with those variables would. This module only adds what a task cannot
 know: the action's input names (for messages) and the GitHub step outputs and summary.
 
-    python -m ci.action validate   # ::error:: annotations and exit 1 when inputs are wrong
-    python -m ci.action report     # outputs mosn-version, image, digest; the job summary
+    python -m ci.action validate       # ::error:: annotations and exit 1 when inputs are wrong
+    python -m ci.action server-state   # output running-before: a bundled server already up?
+    python -m ci.action report         # outputs mosn-version, image, digest; the job summary
+    python -m ci.action stop-server    # stop the bundled server this run started (keep-server)
+
+`store: server` with a free loopback server-url makes publish start the bundled server in
+the background. On a self-hosted runner that gunicorn, holding a write token, would outlive
+the job, so the action's last step (run even after a failure) stops a server it started
+itself: one running from server-root now that did not run before the pipeline. A server
+that was already up (the user's, or one a later step needs: `keep-server: true`) is left.
 """
 
 from __future__ import annotations
@@ -47,8 +55,17 @@ INPUT_SETTINGS: dict[str, str] = {
     "push": "push",
     "registry-username": "registry_username",
     "registry-password": "registry_password",
+    # -- MOSN source and toolchain: `invoke build`'s real-MOSN options (issue 10) --
+    "mosn-module": "mosn_module",
+    "in-docker": "in_docker",
+    "go-image": "go_image",
+    "skip-toolchain-check": "skip_toolchain_check",
+    "skip-smoke": "skip_smoke",
 }
-BOOLEAN_INPUTS = ("push",)
+BOOLEAN_INPUTS = ("push", "in-docker", "skip-toolchain-check", "skip-smoke")
+# Inputs of the action itself, passed to its steps under these names.
+KEEP_SERVER_ENV = "KEEP_SERVER"
+RUNNING_BEFORE_ENV = "SERVER_RUNNING_BEFORE"
 # pyproject.toml's dependencies and the module each provides. Checked first, so that a runner
 # lacking one (system-site-packages: true) gets a sentence instead of an ImportError.
 DEPENDENCY_MODULES = {
@@ -99,8 +116,9 @@ def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
     from ci import build, image, publish
 
     found: list[str] = []
-    for name in BOOLEAN_INPUTS:
-        raw = environ.get(env_name(INPUT_SETTINGS[name]), "").strip().lower()
+    booleans = {name: env_name(INPUT_SETTINGS[name]) for name in BOOLEAN_INPUTS}
+    for name, var in {**booleans, "keep-server": KEEP_SERVER_ENV}.items():
+        raw = environ.get(var, "").strip().lower()
         if raw not in ("", "true", "false"):
             found.append(f"{name} must be true or false, got '{raw}'")
     if found:
@@ -277,8 +295,58 @@ def report(environ: Mapping[str, str], cwd: Path) -> int:
     return 0
 
 
+def bundled_server_root(s: config.Settings, cwd: Path) -> Path | None:
+    """Where publish would run the bundled server from, or None when it would not start one."""
+    from urllib.parse import urlsplit
+
+    from ci.local_server import LOCAL_HOSTS
+
+    if s.to != "server" or urlsplit(s.server_url).hostname not in LOCAL_HOSTS:
+        return None
+    return (cwd / s.path("server_root")).resolve()
+
+
+def server_state(environ: Mapping[str, str], cwd: Path) -> int:
+    from server import background
+
+    root = bundled_server_root(load_settings(environ), cwd)
+    pid = background.running(root) if root else None
+    if environ.get("GITHUB_OUTPUT"):
+        log.write_outputs({"running-before": str(pid or "")}, environ["GITHUB_OUTPUT"])
+    return 0
+
+
+def stop_server(environ: Mapping[str, str], cwd: Path) -> int:
+    from server import background
+
+    root = bundled_server_root(load_settings(environ), cwd)
+    pid = background.running(root) if root else None
+    if pid is None:
+        return 0
+    if environ.get(RUNNING_BEFORE_ENV):
+        print(f"the artifact server from {root} (pid {pid}) ran before this step: left running")
+        return 0
+    if environ.get(KEEP_SERVER_ENV, "").strip().lower() == "true":
+        print(
+            f"keep-server: true, so the artifact server this step started (pid {pid}, storage "
+            f"{root}) keeps running; stop it with `invoke serve --stop --root {root}`"
+        )
+        return 0
+    background.stop(root)
+    print(
+        f"stopped the artifact server this step started (pid {pid}, storage {root}); "
+        "set `keep-server: true` to keep it for later steps"
+    )
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    commands = {"validate": validate, "report": report}
+    commands = {
+        "validate": validate,
+        "report": report,
+        "server-state": server_state,
+        "stop-server": stop_server,
+    }
     if len(argv) != 1 or argv[0] not in commands:
         print(f"usage: python -m ci.action {'|'.join(commands)}", file=sys.stderr)
         return 2

@@ -85,6 +85,10 @@ class Settings:
     registry_password: str = field(default="", repr=False)
     istio_src: str = ""
     istio_repo: str = "https://github.com/istio/istio.git"
+    host_build: bool = False
+    istio_go: str = ""
+    build_image: str = ""
+    istio_base: str = ""
     # e2e
     cluster_name: str = "mosn-proxyv2"
     keep_cluster: bool = False

@@ -483,7 +483,10 @@ def image(settings: Settings) -> ImageResult:
         from ci import istio_build
 
         if settings.base:
-            log.warn("--base is for quick mode; full mode builds FROM Istio's own base image")
+            log.warn(
+                "--base is for quick mode; full mode builds FROM Istio's own base image"
+                " (--istio-base IMAGE stands in for it)"
+            )
         istio_version = settings.istio_version
         if istio_version != dist.istio_version:
             raise UserError(
@@ -534,7 +537,7 @@ def _build_verify_tag(
     labels: dict[str, str],
     dist: Dist,
     binary: bytes | None,
-    prepare_full: Callable[[str, str], str] | None,
+    prepare_full: Callable[[Any, str, str], str] | None,
     auth: dict[str, str] | None,
 ) -> ImageResult:
     if auth:
@@ -547,7 +550,7 @@ def _build_verify_tag(
         else:
             make_tag = UNVERIFIED_PREFIX + secrets.token_hex(6)
             cleanup.append(f"{name.hub}/proxyv2:{make_tag}")
-            base = prepare_full(name.hub, make_tag)
+            base = prepare_full(client, name.hub, make_tag)
             if not image_exists(client, base):
                 raise UserError(
                     f"make docker.proxyv2 succeeded but left no image {base}; check that the"

@@ -1,8 +1,8 @@
 """The bundled artifact server started on demand, so `invoke build publish` works out of the box.
 
 When --server-url names this host and nothing listens there, publish starts the bundled server
-(server.background) with its storage in `server_root`, its pid file there (`invoke serve --stop`
-stops it), and a write token generated once and kept in `<server_root>/.write-token` (mode 0600;
+(server.background) with its storage in `server_root`, its pid file there (`stop(root)` below,
+or `invoke serve --stop`, stops it), and a write token generated once and kept in `<server_root>/.write-token` (mode 0600;
 the server never serves names starting with a dot). Later runs find the token there.
 """
 
@@ -91,3 +91,16 @@ def start(root: Path, host: str, port: int, token: str) -> int:
         " stop it with `invoke serve --stop`"
     )
     return pid
+
+
+def stop(root: Path) -> int | None:
+    """Stop the bundled server running from `root` (its `<root>/.server.pid`).
+
+    Returns the pid it stopped, or None when none ran (so it is safe to call whether or not
+    publish started one). SIGTERM, up to 15 s for transfers in flight, then SIGKILL; the
+    master removes the partial uploads of its workers. This is what a job that started the
+    server calls when it ends; from a shell the same is `python -m server --root <root> --stop`.
+    """
+    from server import background
+
+    return background.stop(Path(root).resolve())

@@ -50,7 +50,10 @@ def start(
     tokens: Sequence[str] = (),
     *,
     workers: int = 2,
-    threads: int | None = None,
+    connections: int | None = None,
+    header_timeout: float | None = None,
+    send_timeout: float | None = None,
+    trusted_proxies: str | None = None,
     read_token: str | None = None,
     max_upload_size: str | int | None = None,
     overwrite: str | None = None,
@@ -81,8 +84,14 @@ def start(
         "--workers",
         str(workers),
     ]
-    if threads:
-        argv += ["--threads", str(threads)]
+    for flag, value in (
+        ("--connections", connections),
+        ("--header-timeout", header_timeout),
+        ("--send-timeout", send_timeout),
+        ("--trusted-proxies", trusted_proxies),
+    ):
+        if value:
+            argv += [flag, str(value)]
     if max_upload_size is not None:
         argv += ["--max-upload-size", str(max_upload_size)]
     if overwrite:

@@ -29,6 +29,7 @@ ENV_WORKERS = "ARTIFACT_WORKERS"
 ENV_MAX_UPLOAD = "ARTIFACT_MAX_UPLOAD_SIZE"
 ENV_OVERWRITE = "ARTIFACT_OVERWRITE"
 ENV_READ_ONLY = "ARTIFACT_READ_ONLY"
+ENV_TRUSTED_PROXIES = "ARTIFACT_TRUSTED_PROXIES"
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
@@ -57,9 +58,16 @@ class ServeOptions:
 
     bind: str = DEFAULT_BIND
     workers: int = 0  # 0: two per CPU core
-    # Enough threads that connections a worker accepted never wait behind each other: a
-    # blocked sendfile costs a thread, not CPU.
-    threads: int = 32
+    # Connections one (gevent) worker holds at once; a slow client costs a greenlet, not a
+    # thread, so this can be large.
+    connections: int = 1000
+    # A request head must arrive within header_timeout seconds (also the keep-alive idle
+    # limit); each send or body read must progress within send_timeout.
+    header_timeout: float = 10.0
+    send_timeout: float = 60.0
+    # Addresses whose X-Forwarded-Proto / X-Forwarded-For are believed (comma-separated);
+    # none by default, so a client cannot make the server build https:// URLs.
+    trusted_proxies: str = ""
     access_log: str = "-"
     timeout: int = 120
 
@@ -154,10 +162,26 @@ def argument_parser() -> argparse.ArgumentParser:
         help=f"gunicorn worker processes (default 2 per core; env {ENV_WORKERS})",
     )
     parser.add_argument(
-        "--threads",
+        "--connections",
         type=int,
-        default=ServeOptions.threads,
-        help=f"threads per worker (default {ServeOptions.threads})",
+        default=ServeOptions.connections,
+        help=f"connections held at once per worker (default {ServeOptions.connections})",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=ServeOptions.header_timeout,
+        help=f"seconds a request head (or an idle keep-alive) may take (default {ServeOptions.header_timeout:g})",
+    )
+    parser.add_argument(
+        "--send-timeout",
+        type=float,
+        default=ServeOptions.send_timeout,
+        help=f"seconds a send or body read may stall before the client is dropped (default {ServeOptions.send_timeout:g})",
+    )
+    parser.add_argument(
+        "--trusted-proxies",
+        help=f"comma-separated proxy addresses whose X-Forwarded-* headers are believed (default none; env {ENV_TRUSTED_PROXIES})",
     )
     parser.add_argument(
         "--token-file",
@@ -217,7 +241,10 @@ def from_args(
     options = ServeOptions(
         bind=args.bind or env.get(ENV_BIND) or DEFAULT_BIND,
         workers=workers,
-        threads=args.threads,
+        connections=args.connections,
+        header_timeout=args.header_timeout,
+        send_timeout=args.send_timeout,
+        trusted_proxies=args.trusted_proxies or env.get(ENV_TRUSTED_PROXIES, ""),
         access_log=args.access_log,
     )
     return config, options, args.stop

@@ -9,7 +9,9 @@ error) goes to the Flask app, which answers it in full; both use download_header
 
 from __future__ import annotations
 
+import json
 import mimetypes
+import re
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 
@@ -31,6 +33,14 @@ _SLOW_HEADERS = (
 _COMPRESSED = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "xz": "application/x-xz"}
 SEND_BUFFER = 256 * 1024
 INLINE_LIMIT = 64 * 1024
+# RFC 3986 host (an IP literal in brackets, or reg-name characters) and an optional port.
+_HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::(\d{0,5}))?$")
+
+
+def valid_host(host: str) -> bool:
+    """Response URLs are built from the Host header: it must be one werkzeug can parse."""
+    match = _HOST.match(host)
+    return bool(match) and int(match.group(1) or 0) <= 65535
 
 
 @lru_cache(maxsize=1024)
@@ -79,6 +89,10 @@ class FastDownloads:
         self.enabled = anonymous_reads
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        host = environ.get("HTTP_HOST")
+        if host is not None and not valid_host(host):
+            # Refused before any route runs: a PUT must not store and then fail on its URL.
+            return self._bad_request(start_response, "the Host header is not a valid host[:port]")
         method = environ["REQUEST_METHOD"]
         raw = environ.get("PATH_INFO", "")
         if (
@@ -108,3 +122,16 @@ class FastDownloads:
             with handle:
                 return [handle.readall()]
         return wrap_file(environ, handle, SEND_BUFFER)
+
+    def _bad_request(self, start_response: Callable, message: str) -> list[bytes]:
+        body = json.dumps({"error": message, "reason": "bad_request", "status": 400}).encode()
+        start_response(
+            "400 BAD REQUEST",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("X-Content-Type-Options", "nosniff"),
+            ],
+        )
+        self.metrics.served(400, len(body))
+        return [body]

@@ -36,10 +36,13 @@ _PATH_PARAM = {
     "in": "path",
     "required": True,
     "description": (
-        "Artifact path relative to the root, segments separated by '/'. Refused: '..', '.', "
-        "empty segments, names starting with a dot, backslashes, control characters, more than "
-        f"{paths.MAX_PATH_BYTES} bytes or {paths.MAX_SEGMENT_BYTES} bytes per segment, and the "
-        "reserved first segment '-'."
+        "Artifact path relative to the root, segments separated by '/'. Refused with 400: '..', "
+        "'.', empty segments, names starting with a dot, backslashes, control characters, more "
+        f"than {paths.MAX_PATH_BYTES} bytes in all, a segment of more than "
+        f"{paths.MAX_SEGMENT_BYTES} bytes (UTF-8), an artifact name (the last segment) of more "
+        f"than {paths.MAX_NAME_BYTES} bytes (its checksum sidecar adds "
+        f"{paths.SIDECAR_EXTRA_BYTES}), and the reserved first segment '-'. A request line "
+        "longer than 4094 bytes gets 414."
     ),
     "schema": {
         "type": "string",
@@ -218,13 +221,44 @@ def document(server_url: str = "") -> dict:
                         "required": False,
                         "schema": {"type": "string"},
                         "description": "plain string prefix of the path, e.g. mosn/v1/",
-                    }
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 10000,
+                            "default": 1000,
+                        },
+                        "description": "most artifacts in one page",
+                    },
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "list only artifacts after this path (the X-Next-Cursor of the previous page)",
+                    },
                 ],
                 "responses": {
-                    "200": _json(
-                        {"type": "array", "items": {"$ref": "#/components/schemas/Artifact"}},
-                        "the artifacts, sorted by path",
-                    ),
+                    "200": {
+                        **_json(
+                            {"type": "array", "items": {"$ref": "#/components/schemas/Artifact"}},
+                            "one page of the artifacts, in path order (segment by segment)",
+                        ),
+                        "headers": {
+                            "Link": {
+                                "description": 'the next page, as `<url>; rel="next"`, when more follow',
+                                "schema": {"type": "string"},
+                            },
+                            "X-Next-Cursor": {
+                                "description": "the cursor of the next page, when more follow",
+                                "schema": {"type": "string"},
+                            },
+                        },
+                    },
                     **_errors(400, 401, 403),
                 },
             }

@@ -13,6 +13,10 @@ from pathlib import Path
 
 MAX_PATH_BYTES = 1024
 MAX_SEGMENT_BYTES = 255
+# An artifact's checksum sidecar is `.<name>.meta`, 6 bytes longer than its name, and must fit
+# the filesystem's 255-byte limit too.
+SIDECAR_EXTRA_BYTES = len(".") + len(".meta")
+MAX_NAME_BYTES = MAX_SEGMENT_BYTES - SIDECAR_EXTRA_BYTES
 # The first segment "-" is the server's own namespace (/-/healthz, /-/api/...).
 RESERVED_FIRST_SEGMENT = "-"
 # The same rules as check() minus the byte lengths, as a regular expression for the OpenAPI
@@ -27,11 +31,12 @@ class BadPath(ValueError):
     """The path breaks a naming rule; the message says which."""
 
 
-def check(path: str, *, allow_root: bool = False) -> str:
+def check(path: str, *, allow_root: bool = False, directory: bool = False) -> str:
     """Return `path` as a clean relative artifact path (`a/b/c`), or raise BadPath.
 
     A trailing slash is allowed only for directories, so callers that store files pass the
-    raw path; `allow_root` accepts "" (the root directory itself).
+    raw path; `allow_root` accepts "" (the root directory itself). The last segment of a file
+    path may have at most MAX_NAME_BYTES (its sidecar must fit), a directory's 255.
     """
     if path == "":
         if allow_root:
@@ -59,6 +64,10 @@ def check(path: str, *, allow_root: bool = False) -> str:
             raise BadPath("names starting with a dot are reserved")
         if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
             raise BadPath(f"a path segment is longer than {MAX_SEGMENT_BYTES} bytes")
+    if not directory and len(segments[-1].encode("utf-8")) > MAX_NAME_BYTES:
+        raise BadPath(
+            f"an artifact's name (the last path segment) is longer than {MAX_NAME_BYTES} bytes"
+        )
     if segments[0] == RESERVED_FIRST_SEGMENT:
         raise BadPath("the /-/ prefix is reserved for the server's own endpoints")
     return path
@@ -66,7 +75,7 @@ def check(path: str, *, allow_root: bool = False) -> str:
 
 def check_directory(path: str) -> str:
     """A directory URL may end with one slash: `a/b/` and `a/b` name the same directory."""
-    return check(path[:-1] if path.endswith("/") else path, allow_root=True)
+    return check(path[:-1] if path.endswith("/") else path, allow_root=True, directory=True)
 
 
 def inside(root: Path, candidate: Path) -> bool:

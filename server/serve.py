@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import resource
 import signal
 import time
 import traceback
@@ -14,6 +16,7 @@ from gunicorn.app.base import BaseApplication
 
 from ci.errors import UserError
 from server.config import ServeOptions, ServerConfig
+from server.store import TMP_DIR
 
 PID_FILE = ".server.pid"
 
@@ -29,17 +32,20 @@ class AccessLogger(glogging.Logger):
         if not self.access_log_enabled:
             return
         try:
+            # Client-chosen text is written JSON-escaped: a quote or a newline in it cannot
+            # end its field or forge another line.
             self.access_log.info(
-                '%s %s "%s %s %s" %s %s %dms "%s"',
+                "%s %s %s %s %s %dms %s",
                 environ.get("REMOTE_ADDR", "-"),
                 self.now(),
-                environ.get("REQUEST_METHOD", "-"),
-                environ.get("RAW_URI", "-"),
-                environ.get("SERVER_PROTOCOL", "-"),
+                json.dumps(
+                    f"{environ.get('REQUEST_METHOD', '-')} {environ.get('RAW_URI', '-')}"
+                    f" {environ.get('SERVER_PROTOCOL', '-')}"
+                ),
                 getattr(resp, "status_code", "-"),
                 getattr(resp, "sent", 0),
                 request_time.total_seconds() * 1000,
-                environ.get("HTTP_USER_AGENT", "-"),
+                json.dumps(environ.get("HTTP_USER_AGENT", "-")),
             )
         except Exception:  # a log line must never fail a request
             self.error(traceback.format_exc())
@@ -78,12 +84,26 @@ def default_workers() -> int:
 
 
 def gunicorn_options(config: ServerConfig, options: ServeOptions) -> dict:
+    uploads = config.root / TMP_DIR / "uploads"
+
+    def child_exit(_arbiter, worker) -> None:
+        # A worker killed mid-upload (kill -9, OOM) cannot clean up after itself; its
+        # temporary files carry its pid, and the master, which lives on, removes them.
+        for leftover in uploads.glob(f"{worker.pid}-*"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
     return {
         "bind": options.bind,
         "workers": options.workers or default_workers(),
-        # Threads keep connections alive and let one worker stream several transfers at once.
-        "worker_class": "gthread",
-        "threads": options.threads,
+        # Event-driven workers with header and send timeouts (server/worker.py): slow
+        # clients cost a greenlet each, and the stuck ones are dropped.
+        "worker_class": "server.worker.HardenedWorker",
+        "worker_connections": options.connections,
+        # No X-Forwarded-* header is believed unless --trusted-proxies names the sender
+        # (gunicorn's default trusts loopback, where any local user can send them).
+        "forwarded_allow_ips": options.trusted_proxies,
+        "child_exit": child_exit,
         # sendfile is on by default. Do not set it: gunicorn reads *any* value of its
         # "sendfile" setting, True included, as --no-sendfile.
         # The app is created once in the master: that is where leftover uploads are removed,
@@ -95,7 +115,8 @@ def gunicorn_options(config: ServerConfig, options: ServeOptions) -> dict:
         "errorlog": "-",
         "timeout": options.timeout,
         "graceful_timeout": 10,
-        "keepalive": 5,
+        # Non-zero: keep-alive on (the worker bounds idle connections by header_timeout).
+        "keepalive": max(1, int(options.header_timeout)),
         "proc_name": "artifact-server",
         # gunicorn's control socket lives at one fixed path per user: two servers would fight.
         "control_socket_disable": True,
@@ -137,7 +158,20 @@ def serve(config: ServerConfig, options: ServeOptions) -> None:
             "warning: no write tokens configured (--token-file or ARTIFACT_TOKENS): every upload will get 401",
             flush=True,
         )
+    _raise_file_limit()
+    from server import worker
+
+    worker.configure(options.header_timeout, options.send_timeout)
     _Gunicorn(config, gunicorn_options(config, options)).run()
+
+
+def _raise_file_limit() -> None:
+    # Each held download is two descriptors (socket and file): the usual soft limit of 1024
+    # would cap the server at a few hundred slow clients.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def stop(root: Path, timeout: float = 15.0) -> int | None:
@@ -195,7 +229,10 @@ def run_task(
     bind: str | None = None,
     stop_requested: bool = False,
     workers: int | None = None,
-    threads: int | None = None,
+    connections: int | None = None,
+    header_timeout: float | None = None,
+    send_timeout: float | None = None,
+    trusted_proxies: str | None = None,
     access_log: str | None = None,
     **config_flags,
 ) -> None:
@@ -214,7 +251,10 @@ def run_task(
     options = ServeOptions(
         bind=bind or bind_from_url(server_url),
         workers=workers or 0,
-        threads=threads or ServeOptions.threads,
+        connections=connections or ServeOptions.connections,
+        header_timeout=header_timeout or ServeOptions.header_timeout,
+        send_timeout=send_timeout or ServeOptions.send_timeout,
+        trusted_proxies=trusted_proxies or "",
         access_log="-" if access_log is None else access_log,
     )
     serve(config, options)

@@ -19,10 +19,14 @@ import errno
 import fcntl
 import hashlib
 import io
+import itertools
 import json
 import os
 import stat
+import sys
 import tempfile
+import threading
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -123,6 +127,20 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _off_loop(function, *args):
+    """Run a call that may block on the disk for long (fsync, hashing a large file).
+
+    Under the gevent worker one thread serves every connection of the process: such a call
+    goes to gevent's thread pool, so the others go on meanwhile.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("socket"):
+        import gevent
+
+        return gevent.get_hub().threadpool.apply(function, args)
+    return function(*args)
+
+
 def _hash_fd(fd: int) -> str:
     digest = hashlib.sha256()
     offset = 0
@@ -141,6 +159,7 @@ class Store:
         self._real_root = os.path.realpath(self.root)
         # Per process: file path -> (inode fingerprint, Artifact) of sidecars already read.
         self._known: dict[str, tuple[tuple[int, int, int, int], Artifact]] = {}
+        self._hashing: dict[str, threading.Lock] = {}
         self.uploads = self.root / TMP_DIR / "uploads"
         self.locks = self.root / TMP_DIR / "locks"
 
@@ -186,7 +205,14 @@ class Store:
         # worker as well as separate worker processes.
         bucket = zlib.crc32(rel.encode()) % LOCK_BUCKETS
         with open(self.locks / str(bucket), "a+b") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            # Polled, never a blocking flock: under gevent the holder may be another greenlet
+            # of this very thread, which a blocking call would never let finish.
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    time.sleep(0.002)
             try:
                 yield
             finally:
@@ -261,14 +287,28 @@ class Store:
                 if not rehash:
                     handle.close()
                     return None
-                found = Artifact(rel, st.st_size, _hash_fd(fd), st.st_mtime)
-                self._remember(target, st, found)
-                with contextlib.suppress(OSError):
-                    self._write_sidecar(Path(target), found.sha256, st)
+                found = self._rehash(rel, target, fd, st)
             return handle, found
         except BaseException:
             handle.close()
             raise
+
+    def _rehash(self, rel: str, target: str, fd: int, st: os.stat_result) -> Artifact:
+        # One hash per file at a time in this process: a thousand readers of a file whose
+        # sidecar is missing wait for the first one's result instead of hashing it each.
+        # (Locks are made here, in the worker, so under gevent they are gevent's.)
+        lock = self._hashing.setdefault(target, threading.Lock())
+        try:
+            with lock:
+                found = self._recorded(rel, target, st)
+                if found is None:
+                    found = Artifact(rel, st.st_size, _off_loop(_hash_fd, fd), st.st_mtime)
+                    self._remember(target, st, found)
+                    with contextlib.suppress(OSError):
+                        self._write_sidecar(Path(target), found.sha256, st)
+        finally:
+            self._hashing.pop(target, None)
+        return found
 
     def _fd_inside_root(self, fd: int, target: str) -> bool:
         try:
@@ -313,28 +353,62 @@ class Store:
                     files.append(Entry(item.name, child, artifact))
         return dirs + files
 
-    def walk(self, prefix: str = "") -> list[Artifact]:
-        """Every artifact whose path starts with `prefix` (a plain string prefix, like S3)."""
+    def walk(
+        self, prefix: str = "", *, after: str | None = None, limit: int | None = None
+    ) -> tuple[list[Artifact], bool]:
+        """Artifacts whose path starts with `prefix` (a plain string prefix, like S3).
+
+        In path order, segment by segment; only those after the path `after`, at most
+        `limit`; and whether more follow. A page reads the artifacts it returns and the
+        directories on the way to them, never the whole tree, however large it is.
+        """
         start = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         try:
             base = self.locate_directory(start)
         except BadRequestPath:
-            return []
-        found = []
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.startswith("."):
-                    continue
-                full = os.path.join(dirpath, name)
-                rel = os.path.relpath(full, self.root)
-                if not (
-                    rel.startswith(prefix) and _valid(rel) and paths.inside(self.root, Path(full))
-                ):
-                    continue
-                if artifact := self.info(rel):
-                    found.append(artifact)
-        return found
+            return [], False
+        cursor = tuple(after.split("/")) if after else None
+        found = list(
+            itertools.islice(
+                self._artifacts_under(
+                    base, tuple(start.split("/")) if start else (), prefix, cursor
+                ),
+                None if limit is None else limit + 1,
+            )
+        )
+        more = limit is not None and len(found) > limit
+        return found[:limit] if more else found, more
+
+    def _artifacts_under(
+        self, directory: Path, parts: tuple[str, ...], prefix: str, cursor: tuple[str, ...] | None
+    ) -> Iterator[Artifact]:
+        try:
+            scanned = sorted(os.scandir(directory), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            return
+        for item in scanned:
+            if item.name.startswith("."):
+                continue
+            here = (*parts, item.name)
+            if cursor is not None and here < cursor[: len(here)]:
+                continue  # this name, and all below it, comes before the cursor
+            rel = "/".join(here)
+            if item.is_dir(follow_symlinks=False):
+                if (
+                    prefix.startswith(rel + "/") or (rel + "/").startswith(prefix)
+                ) and paths.inside(self.root, Path(item.path)):
+                    yield from self._artifacts_under(Path(item.path), here, prefix, cursor)
+            elif (
+                item.is_file()
+                and (cursor is None or here > cursor)
+                and (
+                    rel.startswith(prefix)
+                    and _valid(rel)
+                    and paths.inside(self.root, Path(item.path))
+                    and (artifact := self.info(rel))
+                )
+            ):
+                yield artifact
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -427,7 +501,7 @@ class Store:
                 view = view[written:]
         # Artifacts are public to every reader of the root (mkstemp made it 0600).
         os.fchmod(fd, 0o644)
-        os.fsync(fd)
+        _off_loop(os.fsync, fd)
         return digest.hexdigest(), size
 
     def _make_parents(self, rel: str, target: Path) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hmac
 import re
 from datetime import datetime, timezone
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException, RequestedRangeNotSatisfiable
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import is_resource_modified
 from werkzeug.routing import BaseConverter
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
@@ -17,19 +18,25 @@ from server import openapi
 from server.config import ServerConfig
 from server.fastpath import SEND_BUFFER, download_headers
 from server.metrics import Metrics
+from server.ranges import Unsatisfiable, effective_range
 from server.store import Artifact, Store, StoreError
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 WRITE_METHODS = ("PUT", "DELETE")
+LIST_LIMIT = 1000
+MAX_LIST_LIMIT = 10_000
+READ_ONLY_ALLOW = "GET, HEAD, OPTIONS"
 
 artifacts = Blueprint("artifacts", __name__)
 internal = Blueprint("internal", __name__, url_prefix="/-")
 
 
 class AnyPath(BaseConverter):
-    """Everything after the first slash, unchanged: the store, not the router, judges paths."""
+    """Everything after the first slash, unchanged (newlines too): the store, not the router,
+    judges paths. Not the root and not the server's own `/-/` namespace, which have routes
+    of their own that cannot be written (and OPTIONS says so)."""
 
-    regex = ".*"
+    regex = r"(?!-(?:/|$))(?s:.+)"
     part_isolating = False
     weight = 300
 
@@ -145,20 +152,12 @@ def _wants_json() -> bool:
 # -- artifact namespace ----------------------------------------------------------------------
 
 
-@artifacts.route("/", defaults={"path": ""}, methods=["GET", "HEAD", "PUT", "DELETE"])
+@artifacts.route("/", defaults={"path": ""}, methods=["GET", "HEAD"])
 @artifacts.route("/<anypath:path>", methods=["GET", "HEAD", "PUT", "DELETE"])
 def artifact(path: str):
     # The router collapses leading slashes; the raw PATH_INFO decides, so `//etc/passwd` is
     # judged as the absolute path it is.
     path = _raw_path()
-    if request.method in WRITE_METHODS and (path == "" or path.split("/", 1)[0] == "-"):
-        # The root and the server's own endpoints exist but cannot be written.
-        raise Refused(
-            405,
-            "method_not_allowed",
-            f"{request.method} is not allowed on /{path}",
-            {"Allow": "GET, HEAD"},
-        )
     if request.method == "PUT":
         return upload(path)
     if request.method == "DELETE":
@@ -183,23 +182,27 @@ def download(path: str) -> Response:
     opened = _store().open(path)
     assert opened is not None  # rehash=True: a stale sidecar is rebuilt, never None
     handle, found = opened
+    headers = download_headers(found)
+    environ = {k: v for k, v in request.environ.items() if k not in ("HTTP_RANGE", "HTTP_IF_RANGE")}
+    # The conditionals decide first: a client that has these bytes gets its 304 (or 412)
+    # whatever range it asked for; werkzeug gets only a range judged by server.ranges.
+    if is_resource_modified(environ, f'"{found.sha256}"', None, dict(headers)["Last-Modified"]):
+        try:
+            wanted = effective_range(request.environ, found)
+        except Unsatisfiable:
+            handle.close()
+            return error_response(
+                416,
+                "range_not_satisfiable",
+                f"the range is outside the artifact's {found.size} bytes",
+                {"Content-Range": f"bytes */{found.size}"},
+            )
+        if wanted is not None:
+            environ["HTTP_RANGE"] = wanted
     response = Response(
-        wrap_file(request.environ, handle, SEND_BUFFER),
-        headers=download_headers(found),
-        direct_passthrough=True,
+        wrap_file(request.environ, handle, SEND_BUFFER), headers=headers, direct_passthrough=True
     )
-    try:
-        return response.make_conditional(
-            request.environ, accept_ranges=True, complete_length=found.size
-        )
-    except RequestedRangeNotSatisfiable:
-        handle.close()
-        return error_response(
-            416,
-            "range_not_satisfiable",
-            f"the range is outside the artifact's {found.size} bytes",
-            {"Content-Range": f"bytes */{found.size}"},
-        )
+    return response.make_conditional(environ, accept_ranges=True, complete_length=found.size)
 
 
 def browse(path: str):
@@ -284,9 +287,24 @@ def metrics():
 
 @internal.route("/api/artifacts", methods=["GET", "HEAD"])
 def list_artifacts():
+    """One page of the listing; `Link: <...>; rel="next"` (and X-Next-Cursor) when more follow."""
     require_read()
     prefix = request.args.get("prefix", "")
-    return jsonify([artifact_json(a) for a in _store().walk(prefix)])
+    cursor = request.args.get("cursor") or None
+    text = request.args.get("limit", str(LIST_LIMIT))
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIST_LIMIT:
+        raise Refused(
+            400, "bad_request", f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}"
+        )
+    limit = int(text)
+    page, more = _store().walk(prefix, after=cursor, limit=limit)
+    response = jsonify([artifact_json(a) for a in page])
+    if more:
+        following = page[-1].path
+        query = urlencode({"prefix": prefix, "limit": limit, "cursor": following})
+        response.headers["Link"] = f'<{request.base_url}?{query}>; rel="next"'
+        response.headers["X-Next-Cursor"] = following
+    return response
 
 
 @internal.route("/openapi.json", methods=["GET", "HEAD"])
@@ -332,4 +350,6 @@ def register(app: Flask) -> None:
         if request.method != "HEAD" and response.status_code not in (204, 304):
             metrics.bytes_out(response.content_length or 0)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if request.method == "OPTIONS" and _config().read_only:
+            response.headers["Allow"] = READ_ONLY_ALLOW
         return response

@@ -18,12 +18,13 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import yaml
 
 from ci import log, proc
 from ci.config import Settings
-from ci.e2e import bookinfo, inject, stats
+from ci.e2e import bookinfo, images, inject, sidecars, stats
 from ci.e2e.istioctl import (
     download,
     ensure_istio,
@@ -33,7 +34,7 @@ from ci.e2e.istioctl import (
     published_sha256,
 )
 from ci.e2e.plan import CLUSTER, INGRESS_NODE_PORT, OWNED, Action, Command, Item, Plan, Step
-from ci.e2e.report import FAILED, SKIPPED, Check, Report
+from ci.e2e.report import FAILED, SKIPPED, Check, Report, matrix_markdown
 from ci.e2e.versions import kind_sha256
 from ci.errors import UserError
 from ci.fsutil import atomic_write
@@ -48,8 +49,44 @@ NO_RULES_LIMIT = 60
 POLL_SECONDS = 2.0
 
 
+def summarize(folder: str) -> bool:
+    """Print the matrix table (and append it to the job summary); whether every cell passed."""
+    table, passed = matrix_markdown(Path(folder))
+    print(table, end="")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(table + "\n")
+    return passed
+
+
 def plan_lines(settings: Settings, arch: str | None = None) -> list[str]:
-    return Plan(settings, arch or host_arch()).lines()
+    plan = Plan(settings, arch or host_arch())
+    lines = plan.lines()
+    # The list goes right under the action that derives it.
+    at = next(i for i, line in enumerate(lines) if line.startswith("# images to preload:")) + 1
+    return [*lines[:at], *preview_images(plan), *lines[at:]]
+
+
+def preview_images(plan: Plan) -> list[str]:
+    """The preload list as `#` lines: derived now when the Istio release is cached."""
+    head = "#   the list:"
+    if not plan.tools.istioctl.is_file():
+        return [
+            f"{head} derived at run time; Istio {plan.settings.istio_version} is not in "
+            f"{plan.tools.istio_home} yet"
+        ]
+    generated = proc.run(
+        plan.manifest_generate().argv, stream=False, separate_stderr=True, what="istioctl"
+    )
+    return [head, *(f"#   {image}" for image in preload_list(plan, generated))]
+
+
+def preload_list(plan: Plan, istio_manifest: str) -> list[str]:
+    bookinfo_yaml = (plan.bookinfo / "platform" / "kube" / "bookinfo.yaml").read_text()
+    found = images.derive([istio_manifest, bookinfo_yaml])
+    # The image under test is loaded from this host's engine (or pulled by the cluster).
+    return [image for image in found if image != plan.image]
 
 
 def run(settings: Settings, arch: str | None = None) -> Report:
@@ -71,6 +108,7 @@ class Runner:
         self.clock = clock
         self.owned = False
         self.created = False
+        self.preload: list[str] = []
         self.client = bookinfo.Client(f"http://127.0.0.1:{self.settings.ingress_port}")
         self.design = (
             stats.design(self.settings.samples) if self.settings.samples else stats.choose_n()
@@ -103,6 +141,10 @@ class Runner:
             if first_failure is not None and self.created:
                 for step in self.plan.diagnostics_steps():
                     self.step(step)
+                if self.report.sidecars:
+                    first_failure.detail += f"; {self.report.sidecars[0]}"
+                    if len(self.report.sidecars) > 1:
+                        first_failure.detail += f" (and {len(self.report.sidecars) - 1} more)"
         finally:
             for step in self.plan.cleanup_steps():
                 if (step.requires == CLUSTER and not self.created) or (
@@ -163,14 +205,18 @@ class Runner:
                 check=cmd.check and not cmd.poll,
                 hint=cmd.hint,
                 # Output that is parsed (JSON, manifests) must not carry stderr's warnings;
-                # diagnostics (check=False) keep both streams.
-                separate_stderr=cmd.expect is not None or (cmd.save is not None and cmd.check),
+                # diagnostics (check=False) keep both streams, except the JSON ones, which
+                # are parsed too (pods.json for the sidecar verdict).
+                separate_stderr=cmd.expect is not None
+                or (cmd.save is not None and (cmd.check or cmd.save.suffix == ".json")),
             )
             if cmd.save is not None:
                 cmd.save.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(cmd.save, output)
             reason = cmd.expect(output) if cmd.expect else None
             if reason is None:
+                if cmd.record and not getattr(self.report, cmd.record):
+                    setattr(self.report, cmd.record, output.strip())
                 return f"held after {attempts} tries" if cmd.poll and attempts > 1 else None
             if not cmd.poll or self.clock() >= deadline:
                 waited = f" after {self.settings.wait_timeout}s" if cmd.poll else ""
@@ -197,6 +243,46 @@ class Runner:
 
     def cluster_created(self) -> None:
         self.created = True
+
+    def derive_images(self) -> str:
+        self.preload = preload_list(self.plan, self.plan.istio_manifest.read_text())
+        atomic_write(self.plan.images_list, "".join(f"{image}\n" for image in self.preload))
+        return f"{len(self.preload)} images: {', '.join(self.preload)}"
+
+    def pull_images(self) -> str:
+        pulled = images.pull(self.preload)
+        return f"pulled {len(pulled)}, {len(self.preload) - len(pulled)} already present"
+
+    def load_images(self) -> str:
+        wanted = self.preload if self.settings.pull_image else [self.plan.image, *self.preload]
+        fallbacks = []
+        for image in wanted:
+            note = images.load(
+                self.plan.tools.kind,
+                self.settings.cluster_name,
+                image,
+                self.plan.scratch,
+                self.plan.platform,
+            )
+            if note:
+                fallbacks.append(note)
+        if fallbacks:
+            self.report.notes.append(
+                "kind load docker-image failed, so these were loaded as one-platform archives "
+                f"(kind#3795): {'; '.join(fallbacks)}"
+            )
+        return f"loaded {len(wanted)} images" + (
+            f", {len(fallbacks)} through docker image save + kind load image-archive"
+            if fallbacks
+            else ""
+        )
+
+    def diagnose_sidecars(self) -> str:
+        pods = self.plan.diagnostics / "pods.json"
+        found = sidecars.not_ready(pods.read_text() if pods.is_file() else "")
+        atomic_write(self.plan.diagnostics / "sidecars.txt", "".join(f"{s}\n" for s in found))
+        self.report.sidecars = found
+        return "; ".join(found) or "every istio-proxy container is Ready"
 
     def write_kind_config(self) -> None:
         atomic_write(self.plan.kind_config, kind_config(self.settings.ingress_port))

@@ -1,10 +1,12 @@
 """Bookinfo as seen from outside: which reviews version answered, and logging in as a user.
 
-Facts from Bookinfo's productpage (Istio 1.10): reviews v1 shows no stars, v2 shows its stars
-inside `<font color="black">`, v3 inside `<font color="red">`. Logging in is a form POST to
-/login (`username`, `passwd`, any password) that answers with a redirect to the Referer and
-sets Flask's `session` cookie; productpage then sends `end-user: <user>` to reviews, which is
-what the reviews-test-v2 rule matches on.
+Facts from Bookinfo's productpage (Istio 1.10.6, run for real with its pinned Flask 1.0.2):
+reviews v1 shows no stars, v2 shows its stars inside `<font color="black">`, v3 inside
+`<font color="red">`; without ratings, v2 and v3 show "Ratings service is currently
+unavailable" instead; without reviews, "Error fetching product reviews!". Logging in is a form
+POST to /login (`username`, `passwd`, any password) that sets Flask's `session` cookie and
+answers 302 to the Referer (to /None when there is none); productpage then sends
+`end-user: <user>` to reviews, which is what the reviews-test-v2 rule matches on.
 """
 
 from __future__ import annotations
@@ -98,8 +100,8 @@ class Client:
         http = requests.Session()
         if user is None:
             return http
-        # productpage answers the login with redirect(request.referrer): without a Referer
-        # that redirect has no target and the login fails, so send one like a browser would.
+        # productpage answers the login with redirect(request.referrer): without a Referer it
+        # points at /None, a 404 for a client that follows it; send one as a browser does.
         response = http.post(
             f"{self.base_url}/login",
             data={"username": user, "passwd": "password"},

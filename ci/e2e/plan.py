@@ -43,6 +43,16 @@ GATEWAY_DEPLOYMENT = "istio-ingressgateway"
 SIDECAR = "istio-proxy"
 # Every process's command line in the sidecar, one per line: the proxyv2 base has no `ps`.
 PROCESS_LIST = 'for f in /proc/[0-9]*/cmdline; do tr "\\000" " " < "$f"; echo; done'
+# MOSN's own log files: it puts them in `logs/` beside its config folder's parent
+# (/etc/istio/logs for pilot-agent's /etc/istio/proxy/envoy-rev0.json; MOSN v1.0.0
+# pkg/types/config.go InitDefaultPath), else under /home/admin/mosn/logs. The sidecar's
+# root filesystem is read-only except /etc/istio/proxy (an emptyDir), so that folder is
+# listed too: the bootstrap MOSN was given, and whatever MOSN managed to write.
+MOSN_LOG_DIRS = ("/etc/istio/logs", "/home/admin/mosn/logs", "/etc/istio/proxy")
+MOSN_LOGS = (
+    f"for f in {' '.join(d + '/*' for d in MOSN_LOG_DIRS)}; do "
+    '[ -f "$f" ] || continue; echo "==> $f <=="; tail -n 500 "$f"; done'
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,8 @@ class Command:
     # Repeat until `expect` holds, for at most the wait timeout.
     poll: bool = False
     hint: str = ""
+    # A report field that keeps the (stripped) output once `expect` holds.
+    record: str = ""
 
     def line(self) -> str:
         prefix = [f"{key}={shlex.quote(value)}" for key, value in self.env]
@@ -140,6 +152,9 @@ class Plan:
         self.injected = self.artifacts / "bookinfo-injected.yaml"
         self.rewritten = self.artifacts / "bookinfo-mosn.yaml"
         self.istio_manifest = self.artifacts / "istio-manifest.yaml"
+        self.images_list = self.artifacts / "images.txt"
+        # Image archives of the kind-load fallback: large, so never in the uploaded artifacts.
+        self.scratch = self.state / "images"
         self.bookinfo = self.tools.samples / "bookinfo"
         if not _CLUSTER_NAME.fullmatch(settings.cluster_name):
             raise UserError(
@@ -188,6 +203,7 @@ class Plan:
     def main(self) -> list[Step]:
         return [
             Step("tools", list(self._tools()), requires=NOTHING),
+            Step("images", list(self._images()), requires=NOTHING),
             Step("cluster", list(self._cluster()), requires=NOTHING),
             Step("istio", list(self._istio())),
             Step("gateway runs MOSN", list(self._sidecar_checks(GATEWAY_DEPLOYMENT))),
@@ -255,8 +271,42 @@ class Plan:
         yield Action(
             f"cluster {name} exists: cleanup uninstalls what this run installs", "cluster_created"
         )
-        if not self.settings.pull_image:
-            yield self.kind("load", "docker-image", "--name", name, self.image)
+        # kind's --wait covers the control plane only; pods need a Ready node and the
+        # namespace's default service account ("serviceaccount default not found" otherwise).
+        yield self.kubectl(
+            "wait", "--for=condition=Ready", "node", "--all", self.timeout(), namespace=None
+        )
+        yield self.kubectl(
+            "get", "serviceaccount", "default", "-o", "name", expect=default_account, poll=True
+        )
+        loaded = "" if self.settings.pull_image else f"{self.image} and "
+        yield Action(
+            f"kind load docker-image --name {name} <each of {loaded}the images in "
+            f"{self.images_list}>; when that fails, docker image save --platform "
+            f"{self.platform} + kind load image-archive (Docker's containerd store, kind#3795)",
+            "load_images",
+        )
+
+    @property
+    def platform(self) -> str:
+        return f"linux/{self.arch}"
+
+    def manifest_generate(self) -> Command:
+        return self.istioctl("manifest", "generate", *self.istio_sets(), save=self.istio_manifest)
+
+    def _images(self) -> Iterator[Item]:
+        yield self.manifest_generate()
+        yield Action(
+            f"images to preload: every container image in {self.istio_manifest} and "
+            f"{self.sample('platform/kube/bookinfo.yaml')}, plus the sidecar injector's "
+            f"istio-proxy and istio-init images -> {self.images_list}",
+            "derive_images",
+        )
+        yield Action(
+            "docker pull each image the engine lacks (once, on this host; logged in when the "
+            "workflow was given Docker Hub credentials)",
+            "pull_images",
+        )
 
     def _istio(self) -> Iterator[Item]:
         yield self.istioctl(
@@ -310,6 +360,7 @@ class Plan:
             "--version",
             namespace=namespace,
             expect=mosn_version,
+            record="mosn_version",
         )
         yield self.kubectl(
             *exec_, "sh", "-c", PROCESS_LIST, namespace=namespace, expect=mosn_running
@@ -399,6 +450,12 @@ class Plan:
 
         items: list[Item] = [
             self.kubectl("get", "all", "-A", "-o", "wide", namespace=None, **save("all.txt")),
+            self.kubectl("get", "pods", "-A", "-o", "json", namespace=None, **save("pods.json")),
+            Action(
+                f"each istio-proxy's state, restarts and last termination from {d / 'pods.json'}"
+                f" -> {d / 'sidecars.txt'}; the report names every pod whose sidecar is not Ready",
+                "diagnose_sidecars",
+            ),
             self.kubectl("describe", "pods", "-A", namespace=None, **save("pods-describe.txt")),
             self.kubectl(
                 "get",
@@ -412,17 +469,68 @@ class Plan:
                 "proxy-status", "--kubeconfig", str(self.kubeconfig), **save("proxy-status.txt")
             ),
         ]
+        if not self.settings.pull_image:
+            # The binary as the image holds it, even when no sidecar stays up to exec into.
+            items.append(
+                Command(
+                    (
+                        "docker",
+                        "run",
+                        "--rm",
+                        "--network",
+                        "none",
+                        "--entrypoint",
+                        names.BINARY_PATH_IN_IMAGE,
+                        self.image,
+                        "--version",
+                    ),
+                    **save("mosn-version-image.txt"),
+                )
+            )
         for deployment in (*BOOKINFO_DEPLOYMENTS, GATEWAY_DEPLOYMENT):
             namespace = ISTIO_NAMESPACE if deployment == GATEWAY_DEPLOYMENT else NAMESPACE
+            target = (f"deploy/{deployment}", "-c", SIDECAR)
+            # The istio-proxy container's log is pilot-agent's, MOSN's stdout included.
             items.append(
                 self.kubectl(
                     "logs",
-                    f"deploy/{deployment}",
-                    "-c",
-                    SIDECAR,
+                    *target,
                     "--tail=2000",
                     namespace=namespace,
                     **save(f"sidecar-{deployment}.log"),
+                )
+            )
+            items.append(
+                self.kubectl(
+                    "logs",
+                    *target,
+                    "--previous",
+                    "--tail=2000",
+                    namespace=namespace,
+                    **save(f"sidecar-{deployment}-previous.log"),
+                )
+            )
+            items.append(
+                self.kubectl(
+                    "exec",
+                    *target,
+                    "--",
+                    names.BINARY_PATH_IN_IMAGE,
+                    "--version",
+                    namespace=namespace,
+                    **save(f"mosn-version-{deployment}.txt"),
+                )
+            )
+            items.append(
+                self.kubectl(
+                    "exec",
+                    *target,
+                    "--",
+                    "sh",
+                    "-c",
+                    MOSN_LOGS,
+                    namespace=namespace,
+                    **save(f"mosn-logs-{deployment}.txt"),
                 )
             )
         items.append(
@@ -456,9 +564,7 @@ class Plan:
             Step(
                 "uninstall istio",
                 [
-                    self.istioctl(
-                        "manifest", "generate", *self.istio_sets(), save=self.istio_manifest
-                    ),
+                    self.manifest_generate(),
                     # Deleting the CRDs first takes their resources with them, so kubectl
                     # may complain about kinds it no longer knows: the verdict is "nothing
                     # left" below, not this exit code.
@@ -588,6 +694,12 @@ def pods_ready(count: int, containers: int, image: str, container: str = SIDECAR
         return None
 
     return check
+
+
+def default_account(output: str) -> str | None:
+    if "serviceaccount/default" in output.split():
+        return None
+    return "the default service account does not exist yet"
 
 
 def services_present(expected: tuple[str, ...]) -> Expect:

@@ -7,6 +7,7 @@ bars per scenario. In GitHub Actions the Markdown is appended to $GITHUB_STEP_SU
 
 from __future__ import annotations
 
+import json
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -27,6 +28,14 @@ COLORS = {
 JUNIT = "junit.xml"
 MARKDOWN = "report.md"
 CHART = "routing.svg"
+# One matrix cell's outcome, for the summary job that makes one table of all cells.
+RESULT = "result.json"
+# What the workflow names the cell before anything runs (.github/workflows/e2e.yml).
+CELL = "cell.json"
+CELL_HEADER = (
+    "| Istio | MOSN | image | result | first failed check | seconds |",
+    "| --- | --- | --- | --- | --- | ---: |",
+)
 
 
 @dataclass
@@ -49,10 +58,27 @@ class Report:
     # scenario -> (lowest, highest) count of the checked version that passes
     bands: dict[str, tuple[int, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # What `mosn --version` printed in the first sidecar that answered it.
+    mosn_version: str = ""
+    # One sentence per pod whose istio-proxy is not Ready (diagnostics only).
+    sidecars: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[Check]:
         return [c for c in self.checks if c.status == FAILED]
+
+    def result(self) -> dict:
+        first = self.failed[0] if self.failed else None
+        return {
+            "istio_version": self.istio_version,
+            "mosn_version": self.mosn_version,
+            "image": self.image,
+            "passed": first is None,
+            "failed_check": first.name if first else "",
+            "failure": first.detail if first else "",
+            "seconds": round(sum(c.seconds for c in self.checks), 1),
+            "sidecars_not_ready": self.sidecars,
+        }
 
     def write(self, folder: Path) -> dict[str, Path]:
         folder.mkdir(parents=True, exist_ok=True)
@@ -64,6 +90,8 @@ class Report:
         atomic_write(paths["junit"], junit_xml(self))
         atomic_write(paths["markdown"], markdown(self, chart_name=CHART))
         atomic_write(paths["chart"], svg_chart(self.counts, self.bands))
+        paths["result"] = folder / RESULT
+        atomic_write(paths["result"], json.dumps(self.result(), indent=2) + "\n")
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
             with open(summary, "a", encoding="utf-8") as handle:
@@ -123,10 +151,64 @@ def _text_bars(counts: dict[str, dict[str, int]]) -> list[str]:
     return lines
 
 
+def cell_row(result: dict, label: str = "") -> str:
+    """A matrix cell as one table row (CELL_HEADER's columns)."""
+    mosn = result.get("mosn_version", "").removeprefix("mosn version ") or label or "?"
+    verdict = "passed" if result.get("passed") else "**FAILED**"
+    failed = result.get("failed_check", "")
+    if result.get("failure"):
+        failed += f": {result['failure'][:300]}"
+    return (
+        f"| {_cell(str(result.get('istio_version', '?')))} | {_cell(mosn)} | "
+        f"`{_cell(str(result.get('image', '')))}` | {verdict} | {_cell(failed)} | "
+        f"{result.get('seconds', 0)} |"
+    )
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def matrix_markdown(folder: Path) -> tuple[str, bool]:
+    """One row per matrix cell found under `folder` (each cell's artifacts in a subfolder).
+
+    A cell whose job stopped before the kind run wrote no result.json: it is a row too,
+    with the cell's name (the subfolder) and no result. Returns the table and whether
+    every cell passed.
+    """
+    lines = ["## MOSN proxyv2 on kind: every matrix cell", "", *CELL_HEADER]
+    all_passed = True
+    cells = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    for cell in cells:
+        named = _read_json(cell / CELL)
+        result = _read_json(cell / RESULT)
+        if result:
+            all_passed &= bool(result.get("passed"))
+            lines.append(cell_row(result, label=named.get("mosn", "")))
+        else:
+            all_passed = False
+            lines.append(
+                f"| {_cell(named.get('istio_version', '?'))} | "
+                f"{_cell(named.get('mosn', cell.name))} | | **no result** | the job stopped "
+                "before the kind run wrote its report (see its log) | |"
+            )
+    if not cells:
+        all_passed = False
+        lines.append("| | | | **no result** | no cell uploaded its artifacts | |")
+    return "\n".join(lines) + "\n", all_passed
+
+
 def markdown(report: Report, chart_name: str | None) -> str:
     verdict = "FAILED" if report.failed else "passed"
     lines = [
         f"## MOSN proxyv2 on kind: {verdict}",
+        "",
+        *CELL_HEADER,
+        cell_row(report.result()),
         "",
         f"- image: `{report.image}`",
         f"- Istio {report.istio_version}, kind {report.kind_release}, node `{report.node_image}`",
@@ -138,6 +220,8 @@ def markdown(report: Report, chart_name: str | None) -> str:
         lines.append(
             f"| {_cell(check.name)} | {check.status} | {check.seconds:.1f} | {_cell(check.detail)} |"
         )
+    if report.sidecars:
+        lines += ["", "### Sidecars not Ready", "", *[f"- {_cell(s)}" for s in report.sidecars]]
     if report.counts:
         lines += [
             "",

@@ -35,6 +35,8 @@ def test_defaults_are_valid(tmp_path):
         ({"mode": "fast"}, "mode must be one of quick, full, got 'fast'"),
         ({"push": "true"}, "push: true needs image; set `image: <registry>/<repository>`"),
         ({"push": "yes please"}, "push must be true or false, got 'yes please'"),
+        ({"in_docker": "maybe"}, "in-docker must be true or false, got 'maybe'"),
+        ({"skip_smoke": "1"}, "skip-smoke must be true or false, got '1'"),
         ({"tags": "a,b"}, "tags are given but image is not"),
         ({"image": "127.0.0.1:5000/x"}, "mode: quick needs base-image"),
         ({"registry_username": "bot"}, "registry-username and registry-password go together"),
@@ -112,7 +114,9 @@ def test_usage_on_an_unknown_command():
         timeout=60,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "usage: python -m ci.action validate|report"
+    assert (
+        proc.stderr.strip() == "usage: python -m ci.action validate|report|server-state|stop-server"
+    )
 
 
 def test_report_writes_outputs_and_a_summary_table(built_dist, tmp_path):
@@ -214,3 +218,57 @@ def test_report_of_an_image_not_pushed(built_dist, tmp_path):
         (built_dist.root / names.IMAGE_JSON).unlink()
     assert outputs.read_text().splitlines()[1:] == [f"image={repo}:e2e", "digest="]
     assert f"| `{repo}:e2e` | `not pushed` |" in summary.read_text()
+
+
+def test_keep_server_must_be_a_boolean(tmp_path):
+    env = {**inputs(), action.KEEP_SERVER_ENV: "sometimes"}
+    assert action.problems(env, tmp_path) == ["keep-server must be true or false, got 'sometimes'"]
+
+
+@pytest.fixture
+def bundled(tmp_path):
+    """A real bundled server started from server-root the way publish starts it."""
+    from server import background
+    from tests.helpers.net import free_port
+
+    root = tmp_path / "artifacts"
+    url = f"http://127.0.0.1:{free_port()}"
+    pid = background.start(root, url.removeprefix("http://"), tokens=["t0ken-for-tests"])
+    env = {**inputs(server_url=url), "MOSN_PROXYV2_SERVER_ROOT": str(root)}
+    yield env, root, pid
+    background.stop(root)
+
+
+def test_stop_server_stops_the_server_this_step_started(bundled, tmp_path, capsys):
+    from server import background
+
+    env, root, pid = bundled
+    assert action.stop_server(env, tmp_path) == 0
+    assert background.running(root) is None
+    assert f"stopped the artifact server this step started (pid {pid}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        ({action.KEEP_SERVER_ENV: "true"}, "keep-server: true, so the artifact server"),
+        ({action.RUNNING_BEFORE_ENV: "4242"}, "ran before this step: left running"),
+    ],
+)
+def test_stop_server_leaves_a_kept_or_earlier_server(bundled, tmp_path, capsys, extra, said):
+    from server import background
+
+    env, root, pid = bundled
+    assert action.stop_server({**env, **extra}, tmp_path) == 0
+    assert background.running(root) == pid
+    assert said in capsys.readouterr().out
+
+
+def test_server_state_records_a_server_already_up(bundled, tmp_path):
+    env, _root, pid = bundled
+    out = tmp_path / "github-output"
+    assert action.server_state({**env, "GITHUB_OUTPUT": str(out)}, tmp_path) == 0
+    assert f"running-before={pid}" in out.read_text()
+    # Another store, or a server elsewhere: nothing of ours to look for.
+    elsewhere = {**env, "MOSN_PROXYV2_SERVER_URL": "https://artifacts.example.com"}
+    assert action.bundled_server_root(action.load_settings(elsewhere), tmp_path) is None

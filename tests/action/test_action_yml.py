@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 ACTION = ROOT / "action.yml"
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 # Inputs that configure the action itself rather than a pipeline setting.
-ACTION_ONLY_INPUTS = {"working-directory", "system-site-packages"}
+ACTION_ONLY_INPUTS = {"working-directory", "system-site-packages", "keep-server"}
 SHA_PIN = re.compile(r"^\s*-?\s*uses:\s*[\w.-]+/[\w./-]+@[0-9a-f]{40}\s+#\s*v\d+(\.\d+)*\s*$")
 
 

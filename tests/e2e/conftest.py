@@ -16,6 +16,14 @@ from tests.helpers import e2e as standin
 from tests.helpers.net import free_port
 
 TOOLS_SCRIPT = Path(__file__).resolve().parents[1] / "helpers" / "e2e_tools.py"
+REPO = Path(__file__).resolve().parents[2]
+# Unmodified Istio 1.10.6 Bookinfo YAML kept beside the project (never copied into it): beside
+# the main checkout, or two levels up from a worktree under wt/.
+UPSTREAM_CANDIDATES = [
+    REPO.parent / "shared" / "upstream" / "istio-1.10.6",
+    REPO.parents[1] / "shared" / "upstream" / "istio-1.10.6",
+]
+UPSTREAM_ISTIO = next((p for p in UPSTREAM_CANDIDATES if p.is_dir()), None)
 IMAGE = "mosnio/proxyv2:v1.0.0-1.10.6"
 FULL_IMAGE = "docker.io/mosnio/proxyv2:v1.0.0-1.10.6"
 
@@ -24,6 +32,20 @@ CLEANUP_SH = """#!/bin/bash
 # NAMESPACE is set, and calls kubectl by name from PATH.
 if [[ -z "${NAMESPACE}" ]]; then read -r -p "namespace ? [default] " NAMESPACE; fi
 kubectl delete -n "${NAMESPACE}" -f "$(dirname "$0")/bookinfo.yaml"
+"""
+
+
+# Used only where Istio's own bookinfo.yaml is not beside the project.
+STANDIN_BOOKINFO = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: details-v1
+spec:
+  template:
+    spec:
+      containers:
+      - name: details
+        image: docker.io/istio/examples-bookinfo-details-v1:1.16.2
 """
 
 
@@ -62,7 +84,10 @@ def standin_cluster(tmp_path, monkeypatch):
     _wrapper(bin_dir / "docker", "docker")
     kube = tools.samples / "bookinfo" / "platform" / "kube"
     kube.mkdir(parents=True)
-    (kube / "bookinfo.yaml").write_text("# stand-in\n")
+    real = (
+        UPSTREAM_ISTIO / "samples/bookinfo/platform/kube/bookinfo.yaml" if UPSTREAM_ISTIO else None
+    )
+    (kube / "bookinfo.yaml").write_text(real.read_text() if real else STANDIN_BOOKINFO)
     (kube / "cleanup.sh").write_text(CLEANUP_SH)
     (tools.samples / "bookinfo" / "networking").mkdir()
     monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")

@@ -116,3 +116,76 @@ def test_a_sidecar_naming_envoy_elsewhere_is_refused():
         UserError, match="Deployment/details-v1: the istio-proxy container still names"
     ):
         inject.rewrite(manifest)
+
+
+# A sidecar as real `istioctl kube-inject` wrote it: istioctl built from Istio 1.10.6
+# (fd053c6165d21105d66dac6e3d0649db2dde5b86, 2021-11-24), run on 2026-12-01 offline on
+# samples/bookinfo/platform/kube/bookinfo.yaml with --injectConfigFile, --meshConfigFile and
+# --valuesFile from `istioctl manifest generate` with the plan's --set flags. Its 6 sidecars
+# all had `PROXY_CONFIG: |` + `{"binaryPath":"/usr/local/bin/mosn"}`; generated without the
+# binaryPath flag, `{}`. The proxy image appeared verbatim; istio-init (not a sidecar) kept
+# Istio's own proxyv2 image and named no binary. Shortened to the fields the rewrite reads.
+REAL_SHAPE = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  creationTimestamp: null
+  labels: {{app: ratings, version: v1}}
+  name: ratings-v1
+spec:
+  template:
+    metadata:
+      annotations:
+        sidecar.istio.io/status: '{{"initContainers":["istio-init"],"containers":["istio-proxy"]}}'
+    spec:
+      containers:
+      - image: docker.io/istio/examples-bookinfo-ratings-v1:1.16.2
+        name: ratings
+      - args:
+        - proxy
+        - sidecar
+        - --domain
+        - $(POD_NAMESPACE).svc.cluster.local
+        - --serviceCluster
+        - ratings.$(POD_NAMESPACE)
+        - --proxyLogLevel=warning
+        - --proxyComponentLogLevel=misc:error
+        - --log_output_level=default:info
+        - --concurrency
+        - "2"
+        env:
+        - name: PROXY_CONFIG
+          value: |
+            {proxy_config}
+        - name: ISTIO_META_CLUSTER_ID
+          value: Kubernetes
+        image: registry.example/mesh/proxyv2:v1.0.0-1.10.6
+        name: istio-proxy
+        volumeMounts:
+        - mountPath: /etc/istio/proxy
+          name: istio-envoy
+      initContainers:
+      - args: [istio-iptables, -p, "15001", -z, "15006", -u, "1337", -m, REDIRECT]
+        image: gcr.io/istio-testing/proxyv2:latest
+        name: istio-init
+      volumes:
+      - emptyDir: {{medium: Memory}}
+        name: istio-envoy
+"""
+
+
+def test_real_kube_inject_output_after_a_mosn_install_is_left_as_it_is():
+    text = REAL_SHAPE.format(proxy_config='{"binaryPath":"/usr/local/bin/mosn"}')
+    result = inject.rewrite(text)
+    assert (result.sidecars, result.rewritten, result.changes) == (1, 0, [])
+    assert _containers(result.text) == _containers(text)
+
+
+def test_real_kube_inject_output_without_binary_path_gets_mosn_in_the_same_json_form():
+    result = inject.rewrite(REAL_SHAPE.format(proxy_config="{}"))
+    assert result.changes == ["Deployment/ratings-v1: PROXY_CONFIG binaryPath"]
+    after = _containers(result.text)
+    sidecar = after[("ratings-v1", "istio-proxy")]
+    value = next(e["value"] for e in sidecar["env"] if e["name"] == "PROXY_CONFIG")
+    assert json.loads(value) == {"binaryPath": "/usr/local/bin/mosn"}
+    assert sidecar["image"] == "registry.example/mesh/proxyv2:v1.0.0-1.10.6"
+    assert after[("ratings-v1", "istio-init")]["image"] == "gcr.io/istio-testing/proxyv2:latest"

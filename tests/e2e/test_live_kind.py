@@ -9,7 +9,11 @@ pytest-kind 22.11.1's defects, worked around here: KindCluster makes `.pytest-ki
 working directory (we chdir to a temporary folder); it would download kind and kubectl (we
 give it the pinned, checksum-verified ones); its fixture deletes a cluster it merely reused
 (we use the class, refuse a name that already exists and delete only what we created); its
-port_forward keeps retrying after success and runs kubectl without PATH/HOME (not used).
+port_forward keeps retrying after success and runs kubectl without PATH/HOME (not used); its
+create() returns before the node is Ready and before the default service account exists, so
+a `kubectl run` straight after can fail with "serviceaccount default not found" (we wait for
+both); its load_docker_image is `kind load docker-image`, which fails on Docker's containerd
+image store (we use the run's loader, with its one-platform archive fallback).
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from ci import config
-from ci.e2e.istioctl import Tools
+from ci.e2e import images
+from ci.e2e.istioctl import Tools, host_arch
 from ci.e2e.plan import full_image
 from ci.e2e.versions import for_istio
 
@@ -79,6 +85,9 @@ def live(tmp_path, monkeypatch):
     )
     try:
         cluster.create()
+        cluster.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=300s")
+        wait_for_default_account(cluster)
+        images.load(Path(kind), CLUSTER_NAME, image, tmp_path / "images", f"linux/{host_arch()}")
         yield cluster, image, row
     finally:
         if (
@@ -90,13 +99,24 @@ def live(tmp_path, monkeypatch):
             cluster.delete()
 
 
+def wait_for_default_account(cluster, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            cluster.kubectl("get", "serviceaccount", "default", "-o", "name")
+            return
+        except subprocess.CalledProcessError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
 def test_live_mosn_from_the_image_runs_on_the_pinned_kind_node(live):
     cluster, image, row = live
     kubelet = cluster.kubectl(
         "get", "nodes", "-o", "jsonpath={.items[0].status.nodeInfo.kubeletVersion}"
     )
     assert kubelet == row.kubernetes
-    cluster.load_docker_image(image)
     cluster.kubectl(
         "run",
         "mp-e2e-mosn",

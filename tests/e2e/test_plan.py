@@ -70,9 +70,14 @@ def test_keep_cluster_drops_only_the_cluster_deletion():
     ]
 
 
-def test_pull_image_skips_docker_and_kind_load_and_keeps_the_pull_policy():
+def test_pull_image_leaves_the_image_to_the_cluster_and_keeps_the_pull_policy():
     lines = plan_lines(GOLDEN_SETTINGS.replace(pull_image=True), arch="amd64")
-    assert not any("docker image inspect" in line or "load docker-image" in line for line in lines)
+    image = "docker.io/mosnio/proxyv2:v1.0.0-1.10.6"
+    # Neither inspected nor loaded from this host: only the preloaded images are.
+    assert not any("docker image inspect" in line for line in lines)
+    load = next(line for line in lines if line.startswith("# kind load docker-image"))
+    assert image not in load and "the images in /art/images.txt" in load
+    assert not any(line.startswith("docker run") for line in lines)
     assert not any("imagePullPolicy" in line for line in lines)
 
 

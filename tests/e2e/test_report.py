@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
 from ci.e2e.report import FAILED, SKIPPED, Check, Report
+from tests.helpers.cli import clean_environ, run_invoke
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _report() -> Report:
@@ -85,3 +90,53 @@ def test_an_empty_report_still_writes_valid_files(tmp_path):
     paths = Report("i", "1.10.6", "n", "k").write(tmp_path)
     ET.parse(paths["chart"])  # noqa: S314 - our own file
     assert "passed" in paths["markdown"].read_text()
+
+
+def _cell(root, name: str, mosn: str, report: Report | None, istio: str = "1.10.6") -> None:
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "cell.json").write_text(json.dumps({"istio_version": istio, "mosn": mosn}))
+    if report is not None:
+        report.write(folder)
+
+
+def _summarize(folder, **env):
+    base = {k: v for k, v in clean_environ().items() if k != "GITHUB_STEP_SUMMARY"}
+    return run_invoke("e2e", "--summarize", str(folder), env={**base, **env}, cwd=REPO, timeout=60)
+
+
+def test_each_matrix_cell_is_a_row_of_the_report_and_of_the_summary_table(tmp_path, monkeypatch):
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    passing = Report("localhost/mp/proxyv2:e2e-v1.6.1", "1.10.6", "node", "v0.17.0")
+    passing.checks.append(Check("istio", seconds=3.0))
+    passing.mosn_version = "mosn version v1.6.1(4f9c2d1)"
+    cells = tmp_path / "cells"
+    _cell(cells, "kind-e2e-istio-1.10.6-mosn-v1.0.0-1", "v1.0.0", _report())
+    _cell(cells, "kind-e2e-istio-1.10.6-mosn-v1.6.1-1", "v1.6.1", passing)
+    _cell(cells, "kind-e2e-istio-1.10.7-mosn-v1.0.0-1", "v1.0.0", None, istio="1.10.7")
+    # The cell's own report (and its job summary) opens with its row.
+    own = (cells / "kind-e2e-istio-1.10.6-mosn-v1.6.1-1" / "report.md").read_text()
+    assert "| 1.10.6 | v1.6.1(4f9c2d1) | `localhost/mp/proxyv2:e2e-v1.6.1` | passed |" in own
+
+    summary.write_text("")
+    result = _summarize(cells, GITHUB_STEP_SUMMARY=str(summary))
+    assert result.returncode == 1, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| 1.10.")]
+    assert len(rows) == 3
+    assert rows[0].startswith(
+        "| 1.10.6 | v1.0.0 | `docker.io/mosnio/proxyv2:v1.0.0-1.10.6` | **FAILED** | reviews 50/50 v1/v3: v3 80/100"
+    )
+    assert rows[1].startswith("| 1.10.6 | v1.6.1(4f9c2d1) |") and "| passed |" in rows[1]
+    assert rows[2].startswith("| 1.10.7 | v1.0.0 | | **no result** |")
+    assert summary.read_text().strip() == result.stdout.strip()
+
+
+def test_summarize_passes_only_when_every_cell_passed(tmp_path):
+    passing = Report("localhost/mp/proxyv2:e2e", "1.10.6", "node", "v0.17.0")
+    passing.checks.append(Check("istio"))
+    _cell(tmp_path / "cells", "one", "v1.0.0", passing)
+    result = _summarize(tmp_path / "cells")
+    assert result.returncode == 0, result.stderr
+    empty = _summarize(tmp_path / "none")
+    assert empty.returncode == 1 and "no cell uploaded its artifacts" in empty.stdout

@@ -53,6 +53,101 @@ def test_the_image_comes_from_this_repositorys_action_and_feeds_the_kind_job(wor
     assert live["env"]["MOSN_PROXYV2_REQUIRE_CLUSTER"] == "1"
 
 
+def test_a_matrix_of_istio_and_mosn_on_ubuntu_24_04(workflow):
+    job = workflow["jobs"]["kind"]
+    assert job["runs-on"] == "ubuntu-24.04"
+    assert workflow["jobs"]["summary"]["runs-on"] == "ubuntu-24.04"
+    matrix = job["strategy"]["matrix"]
+    assert job["strategy"]["fail-fast"] is False
+    assert matrix["istio"] == ["1.10.6"]
+    assert matrix["mosn"][0] == "v1.0.0" and len(matrix["mosn"]) == 2
+    assert re.fullmatch(r"v1\.6\.\d+", matrix["mosn"][1])
+    # The one line to change when a newer MOSN is proven.
+    assert WORKFLOW.read_text().count(f"mosn: [v1.0.0, {matrix['mosn'][1]}]") == 1
+
+
+def test_mosn_is_built_from_the_module_proxy_in_mosns_own_golang_image(workflow):
+    build = next(s for s in _steps(workflow) if s.get("uses") == "./")
+    assert build["with"]["mosn-module"] == "${{ matrix.mosn }}"
+    assert build["with"]["in-docker"] == "true"
+    # No go-image: the build takes the one the checkout's Makefile names (golang:1.14.13 for
+    # v1.0.0), not a Go picked here. No remote setup-go either: the runner's Go is not used.
+    assert "go-image" not in build["with"]
+    assert not any("setup-go" in s.get("uses", "") for s in _steps(workflow))
+
+
+def _login_step(workflow) -> dict:
+    return next(s for s in _steps(workflow) if "docker login" in s.get("run", ""))
+
+
+def _run_login(tmp_path, workflow, **env) -> tuple[subprocess.CompletedProcess, Path]:
+    """The login step's script, with a stand-in docker that records argv and stdin."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    calls = tmp_path / "docker-calls.txt"
+    docker = bin_dir / "docker"
+    docker.write_text(f'#!/bin/sh\necho "argv: $*" >>{calls}\necho "stdin: $(cat)" >>{calls}\n')
+    docker.chmod(0o755)
+    result = subprocess.run(
+        ["bash", "-e", "-c", _login_step(workflow)["run"]],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return result, calls
+
+
+def test_docker_login_runs_only_with_both_secrets_and_never_puts_the_token_in_argv(
+    workflow, tmp_path
+):
+    step = _login_step(workflow)
+    assert step["env"] == {
+        "DOCKERHUB_USERNAME": "${{ secrets.DOCKERHUB_USERNAME }}",
+        "DOCKERHUB_TOKEN": "${{ secrets.DOCKERHUB_TOKEN }}",
+    }
+    steps = _steps(workflow)
+    build = next(s for s in steps if s.get("uses") == "./")
+    assert steps.index(step) < steps.index(build)  # the base image pull is logged in too
+
+    for env in ({}, {"DOCKERHUB_USERNAME": "mp"}, {"DOCKERHUB_TOKEN": "t"}):
+        result, calls = _run_login(tmp_path, workflow, **env)
+        assert result.returncode == 0, result.stderr
+        assert "pulling from Docker Hub anonymously" in result.stdout
+        assert not calls.exists()
+
+    result, calls = _run_login(
+        tmp_path, workflow, DOCKERHUB_USERNAME="mp", DOCKERHUB_TOKEN="s3cr3t-token"
+    )
+    assert result.returncode == 0, result.stderr
+    recorded = calls.read_text().splitlines()
+    assert recorded[0] == "argv: login --username mp --password-stdin docker.io"
+    assert recorded[1] == "stdin: s3cr3t-token"
+    assert "s3cr3t-token" not in result.stdout + result.stderr
+
+
+def test_every_cell_uploads_a_named_artifact_and_the_summary_reads_them_all(workflow):
+    steps = _steps(workflow)
+    cell = next(s for s in steps if "cell.json" in s.get("run", ""))
+    build = next(s for s in steps if s.get("uses") == "./")
+    assert steps.index(cell) < steps.index(build)
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert upload["with"]["name"] == "kind-e2e-${{ env.CELL }}-${{ github.run_attempt }}"
+    summary = workflow["jobs"]["summary"]
+    assert summary["needs"] == "kind" and summary["if"] == "always()"
+    download = next(
+        s for s in summary["steps"] if s.get("uses", "").startswith("actions/download-artifact@")
+    )
+    assert download["with"]["pattern"] == "kind-e2e-*-${{ github.run_attempt }}"
+    table = next(s for s in summary["steps"] if "--summarize" in s.get("run", ""))
+    assert f"--summarize {download['with']['path']}" in table["run"]
+    for job in workflow["jobs"].values():
+        for step in job["steps"]:
+            uses = step.get("uses")
+            if uses and not uses.startswith("./"):
+                assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", uses), uses
+
+
 def test_report_upload_and_cleanup_run_even_after_a_failure(workflow):
     steps = _steps(workflow)
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))

@@ -7,6 +7,7 @@ this checkout's files plus one test workflow, and `uses: ./` is the action under
 
 from __future__ import annotations
 
+import copy
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from tests.helpers.mosn import git
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 WORKFLOW = ".github/workflows/act-test.yml"
+SELFTEST = REPO_ROOT / ".github" / "workflows" / "action-selftest.yml"
 # The SHA action-selftest.yml pins; act recognises a checkout of the running repository and
 # copies the local files instead of fetching anything.
 CHECKOUT = "actions/checkout@11d5960a326750d5838078e36cf38b85af677262"  # v4.4.0
@@ -35,13 +37,7 @@ ACT_FLAGS = (
 
 # The stand-in MOSN as a git repository under the workspace, the way a workflow would check
 # MOSN out next to its own files (the same step action-selftest.yml runs).
-MAKE_MOSN_CHECKOUT = """\
-mkdir -p work
-cp -r tests/fixtures/mosn-mini work/mosn
-git -C work/mosn init -q
-git -C work/mosn add -A
-git -C work/mosn -c user.name=ci -c user.email=ci@example.invalid commit -qm mosn-mini
-"""
+MAKE_MOSN_CHECKOUT = "bash tests/fixtures/mosn-checkout.sh work/mosn\n"
 
 
 @dataclass
@@ -125,6 +121,36 @@ def action_workflow(with_: dict, after: list[dict] | None = None) -> dict:
             }
         },
     }
+
+
+def selftest_job(
+    job: str, env: dict[str, str], replace: dict[str, dict | None] | None = None
+) -> dict:
+    """One job of action-selftest.yml as a one-job workflow act can run on this machine.
+
+    Its `services:` are dropped (the test starts local ones and points the job's env at
+    them), remote actions other than the checkout are dropped (setup-python: this machine's
+    python3 serves), and the steps whose id is in `replace` are swapped for the step given
+    (None drops it). Everything else, the action step and the assertion steps above all,
+    runs as GitHub runs it.
+    """
+    doc = yaml.safe_load(SELFTEST.read_text())
+    spec = copy.deepcopy(doc["jobs"][job])
+    spec.pop("services", None)
+    spec["env"] = {**doc.get("env", {}), **spec.get("env", {}), **env}
+    replace = replace or {}
+    steps = []
+    for step in spec["steps"]:
+        uses = step.get("uses", "")
+        if step.get("id") in replace:
+            if replace[step["id"]] is not None:
+                steps.append(replace[step["id"]])
+        elif uses and not uses.startswith("./") and uses != CHECKOUT:
+            continue
+        else:
+            steps.append(step)
+    spec["steps"] = steps
+    return {"name": "act-selftest", "on": "push", "permissions": {}, "jobs": {job: spec}}
 
 
 def run_act(

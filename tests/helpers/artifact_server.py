@@ -6,7 +6,8 @@
 `base_url` is a str (`http://127.0.0.1:PORT`) that also carries `.pid` (gunicorn master),
 `.root`, `.log` (its log file) and `.workers()` (the worker pids), for tests that kill or
 measure the server. Extra keyword options go to server.background.start (read_token,
-max_upload_size, overwrite, read_only, workers, threads).
+max_upload_size, overwrite, read_only, workers, connections, header_timeout, send_timeout,
+trusted_proxies).
 """
 
 from __future__ import annotations

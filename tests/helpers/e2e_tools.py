@@ -5,6 +5,12 @@ expects the real programs. Each call is logged (JSON lines in $STANDIN_DIR/calls
 answered with what the real tool prints on a healthy cluster. Applying a VirtualService
 switches the productpage stand-in's routing (via $STANDIN_DIR/mode). $STANDIN_FAIL makes any
 call whose command line contains it exit 1. Runs with `python -S` (stdlib only) to start fast.
+
+The stand-in docker holds the image under test and whatever it "pulled" ($STANDIN_DIR/images).
+With STANDIN_SHAPES containing `containerd-store`, `kind load docker-image` fails the way kind
+v0.17.0 does on Docker 29's containerd image store (kind#3795, #4066: the ctr import error
+below is the one those issues quote); `quiet-mosn` makes reviews-v2's sidecar a MOSN that
+exited 0 three times, the way MOSN v1.0.0 ends when it fails to start.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-STATE = Path(os.environ["STANDIN_DIR"])
+STATE = Path(os.environ.get("STANDIN_DIR", "."))
 IMAGE = os.environ.get("STANDIN_IMAGE", "")
 MODES = {
     "virtual-service-all-v1.yaml": "all-v1",
@@ -22,6 +28,108 @@ MODES = {
     "virtual-service-reviews-test-v2.yaml": "test-v2",
 }
 SHAPES = os.environ.get("STANDIN_SHAPES", "")
+PULLED = STATE / "images"
+CTR_ERROR = (
+    'ERROR: failed to load image: command "docker exec --privileged -i mosn-proxyv2-control-plane'
+    ' ctr --namespace=k8s.io images import --all-platforms --digests --snapshotter=overlayfs -"'
+    " failed with error: exit status 1\nCommand Output: ctr: content digest sha256:"
+    "82014a3cbf22d2e03382cd9b123f4151d956986e727340a466406a206408b7a2: not found"
+)
+
+
+def istio_manifest(proxy_image: str) -> str:
+    """`istioctl manifest generate` reduced to what names images, in Istio 1.10.6's shapes:
+    istiod's and the gateway's Deployments, and the injector ConfigMap whose `values` JSON
+    holds the hub, tag and injected images (istio-discovery chart's configmap.yaml)."""
+    values = {
+        "global": {
+            "hub": "docker.io/istio",
+            "tag": "1.10.6",
+            "proxy": {"image": proxy_image},
+            "proxy_init": {"image": "proxyv2"},
+        }
+    }
+    injector = json.dumps({"data": {"values": json.dumps(values, indent=2)}})[1:-1]
+    return f"""apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: istiod
+  namespace: istio-system
+spec:
+  template:
+    spec:
+      containers:
+      - name: discovery
+        image: "docker.io/istio/pilot:1.10.6"
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: istio-ingressgateway
+  namespace: istio-system
+spec:
+  template:
+    spec:
+      containers:
+      - name: istio-proxy
+        image: "{proxy_image}"
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: istio-sidecar-injector
+  namespace: istio-system
+{injector.replace('"data": ', "data: ")}
+"""
+
+
+def has_image(image: str) -> bool:
+    pulled = PULLED.read_text().split() if PULLED.exists() else []
+    return image == IMAGE or image in pulled
+
+
+def docker(args: list[str]) -> int:
+    if args[:2] == ["image", "inspect"]:
+        if not has_image(args[-1]):
+            print(f"Error: No such image: {args[-1]}", file=sys.stderr)
+            return 1
+        print("sha256:" + "ab" * 32)
+    elif args[:1] == ["pull"]:
+        with open(PULLED, "a") as handle:
+            handle.write(args[1] + "\n")
+        print(f"{args[1]}: Pull complete")
+    elif args[:2] == ["image", "save"]:
+        Path(args[args.index("--output") + 1]).write_bytes(b"stand-in image archive")
+    elif args[:1] == ["run"]:
+        print("mosn version v1.0.0")
+    else:
+        print("sha256:" + "ab" * 32)
+    return 0
+
+
+def kind(args: list[str]) -> int:
+    if args[:2] == ["get", "clusters"]:
+        print(os.environ.get("STANDIN_EXISTING_CLUSTER") or "No kind clusters found.")
+    elif args[:2] == ["create", "cluster"]:
+        config = Path(args[args.index("--config") + 1])
+        assert "extraPortMappings" in config.read_text()
+        Path(args[args.index("--kubeconfig") + 1]).write_text("apiVersion: v1\nkind: Config\n")
+        print("Creating cluster ...")
+    elif args[:2] == ["load", "docker-image"]:
+        if not has_image(args[-1]):
+            print(f"ERROR: image: {args[-1]!r} not present locally", file=sys.stderr)
+            return 1
+        if "containerd-store" in SHAPES:
+            print(CTR_ERROR, file=sys.stderr)
+            return 1
+    elif args[:2] == ["load", "image-archive"]:
+        archive = Path(args[-1])
+        if not archive.is_file():
+            print(f"ERROR: failed to open archive {archive}", file=sys.stderr)
+            return 1
+        with open(STATE / "archives.jsonl", "a") as handle:
+            handle.write(json.dumps([str(archive), archive.read_text()]) + "\n")
+    return 0
 
 
 def pod(name: str, containers: list[str]) -> dict:
@@ -49,15 +157,9 @@ def main(tool: str, args: list[str]) -> int:
         # Like the real tools: warnings go to stderr and must not reach parsed output.
         print("Warning: stand-in API deprecation notice", file=sys.stderr)
     if tool == "docker":
-        print("sha256:" + "ab" * 32)
+        return docker(args)
     elif tool == "kind":
-        if args[:2] == ["get", "clusters"]:
-            print(os.environ.get("STANDIN_EXISTING_CLUSTER") or "No kind clusters found.")
-        elif args[:2] == ["create", "cluster"]:
-            config = Path(args[args.index("--config") + 1])
-            assert "extraPortMappings" in config.read_text()
-            Path(args[args.index("--kubeconfig") + 1]).write_text("apiVersion: v1\nkind: Config\n")
-            print("Creating cluster ...")
+        return kind(args)
     elif tool == "istioctl":
         if args[0] == "kube-inject":
             from tests.helpers.e2e import INJECTED_BOOKINFO
@@ -69,7 +171,10 @@ def main(tool: str, args: list[str]) -> int:
                 return 1
             print("Installation complete")
         elif args[:2] == ["manifest", "generate"]:
-            print("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: istiod\n")
+            proxy = next(
+                a.split("=", 1)[1] for a in args if a.startswith("values.global.proxy.image=")
+            )
+            print(istio_manifest(proxy))
         else:
             print("NAME CDS LDS EDS RDS ISTIOD VERSION")
     elif tool == "kubectl":
@@ -91,6 +196,23 @@ def kubectl(args: list[str]) -> int:
         print(f"applied {target}")
     elif verb == "get" and rest[1] == "pods" and "app=istio-ingressgateway" in rest:
         print(json.dumps({"items": [pod("istio-ingressgateway-x", ["istio-proxy"])]}))
+    elif verb == "get" and rest[1] == "serviceaccount":
+        print("serviceaccount/default")
+    elif verb == "get" and rest[1:3] == ["pods", "-A"]:
+        deployments = os.environ["STANDIN_DEPLOYMENTS"].split(",")
+        pods = [pod(f"{n}-x", [n.split("-")[0], "istio-proxy"]) for n in deployments]
+        if "quiet-mosn" in SHAPES:
+            # Rebuilt after each restart: pilot-agent restarts MOSN, MOSN "completes".
+            quiet = next(p for p in pods if p["metadata"]["name"] == "reviews-v2-x")
+            completed = {"reason": "Completed", "exitCode": 0}
+            quiet["status"]["containerStatuses"][1] = {
+                "name": "istio-proxy",
+                "ready": False,
+                "restartCount": 3,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                "lastState": {"terminated": completed},
+            }
+        print(json.dumps({"items": pods}))
     elif verb == "get" and rest[1] == "pods":
         deployments = os.environ["STANDIN_DEPLOYMENTS"].split(",")
         pods = [pod(f"{n}-x", [n.split("-")[0], "istio-proxy"]) for n in deployments]

@@ -164,5 +164,19 @@ def test_gunicorn_settings_keep_sendfile_on_and_preload(tmp_path):
     assert launcher.cfg.sendfile is True
     assert launcher.cfg.preload_app is True
     assert launcher.cfg.workers == 3
-    assert launcher.cfg.worker_class_str == "gthread"
+    assert launcher.cfg.worker_class_str == "server.worker.HardenedWorker"
+    assert launcher.cfg.forwarded_allow_ips == []
     assert launcher.cfg.logger_class is AccessLogger
+
+
+def test_local_server_stop_stops_what_publish_started_and_is_safe_to_repeat(tmp_path):
+    from ci import local_server
+
+    root = tmp_path / "root"
+    port = free_port()
+    pid = local_server.start(root, "127.0.0.1", port, TOKEN)
+    assert requests.get(f"http://127.0.0.1:{port}/-/healthz", timeout=10).status_code == 200
+    assert local_server.stop(root) == pid
+    assert background.running(root) is None
+    assert not local_server.answering("127.0.0.1", port)
+    assert local_server.stop(root) is None

@@ -176,7 +176,7 @@ def _upload_all(url: str, bodies: list[bytes]) -> list[int]:
 
 def test_32_concurrent_uploads_to_one_path_end_with_one_whole_body(tmp_path):
     bodies = [bytes([i]) * 1_500_000 + os.urandom(16) for i in range(32)]
-    with running_server(tmp_path / "root", overwrite="allow", workers=2, threads=16) as url:
+    with running_server(tmp_path / "root", overwrite="allow", workers=2, connections=16) as url:
         statuses = _upload_all(f"{url}/race/mosn.tar.gz", bodies)
         assert statuses.count(201) >= 1
         assert set(statuses) <= {200, 201}
@@ -188,7 +188,7 @@ def test_32_concurrent_uploads_to_one_path_end_with_one_whole_body(tmp_path):
 
 def test_32_concurrent_uploads_with_overwrite_denied_store_exactly_one(tmp_path):
     bodies = [os.urandom(500_000) for _ in range(32)]
-    with running_server(tmp_path / "root", workers=2, threads=16) as url:
+    with running_server(tmp_path / "root", workers=2, connections=16) as url:
         statuses = _upload_all(f"{url}/race/mosn.tar.gz", bodies)
         assert sorted(statuses) == [201] + [409] * 31
         winner = bodies[statuses.index(201)]

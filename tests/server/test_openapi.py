@@ -70,7 +70,7 @@ def test_served_document_is_valid_openapi(live_server):
 
 
 @pytest.mark.slow
-def test_schemathesis_finds_no_server_error_and_no_schema_violation(tmp_path):
+def test_schemathesis_all_checks_find_no_conformance_failure(tmp_path):
     cli = shutil.which("schemathesis") or shutil.which("st")
     assert cli, "schemathesis is not installed (pip install schemathesis)"
     with running_server(tmp_path / "root", tokens=[TOKEN], max_upload_size="1M") as url:
@@ -79,9 +79,14 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(tmp_path):
                 cli,
                 "run",
                 f"{url}/-/openapi.json",
+                # Every check but the two that judge whether the schema alone predicts
+                # acceptance: JSON Schema counts characters, the path rules count UTF-8 bytes
+                # (255 a segment), and a Range outside the file is a legitimate 416; both
+                # are described in the document, which the conformance checks hold it to.
                 "--checks",
-                "not_a_server_error,status_code_conformance,content_type_conformance,"
-                "response_headers_conformance,response_schema_conformance,unsupported_method",
+                "all",
+                "--exclude-checks",
+                "positive_data_acceptance,negative_data_rejection",
                 "--header",
                 f"Authorization: Bearer {TOKEN}",
                 "--max-examples",

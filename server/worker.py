@@ -1,0 +1,110 @@
+"""gunicorn's gevent worker, hardened against slow and hostile clients.
+
+One worker holds thousands of connections as greenlets, so slow clients cost memory, not the
+threads everyone else waits for. On top of gunicorn's gevent worker:
+
+- a request head (request line and headers) must arrive within HEADER_TIMEOUT, the same
+  limit that closes an idle keep-alive connection: slowloris connections are closed;
+- every send and every body read must make progress within SEND_TIMEOUT: a client that
+  stops reading (or stops sending its upload) is dropped;
+- files go out with the kernel's sendfile, cooperatively (gevent's own socket.sendfile
+  copies 8 KiB at a time through Python);
+- `Expect: 100-continue` is answered only when the app first reads the body, so a PUT
+  without a valid token gets its 401 without being invited to send gigabytes first.
+
+The timeouts are set by `configure()` in the master before it forks the workers.
+"""
+
+from __future__ import annotations
+
+import os
+
+import gevent
+from gevent import socket as gsocket
+from gunicorn.workers.base_async import AsyncWorker
+from gunicorn.workers.ggevent import GeventWorker
+
+HEADER_TIMEOUT = 10.0
+SEND_TIMEOUT = 60.0
+_SENDFILE_CHUNK = 4 * 1024 * 1024
+
+
+def configure(header_timeout: float, send_timeout: float) -> None:
+    global HEADER_TIMEOUT, SEND_TIMEOUT
+    HEADER_TIMEOUT, SEND_TIMEOUT = header_timeout, send_timeout
+
+
+class _Socket(gsocket.socket):
+    __slots__ = ()
+
+    def sendfile(self, file, offset: int = 0, count: int | None = None) -> int:
+        out, source = self.fileno(), file.fileno()
+        remaining = count if count is not None else os.fstat(source).st_size - offset
+        sent = 0
+        while remaining > 0:
+            try:
+                n = os.sendfile(out, source, offset, min(remaining, _SENDFILE_CHUNK))
+            except BlockingIOError:
+                gsocket.wait_write(
+                    out, timeout=self.gettimeout(), timeout_exc=TimeoutError("send timed out")
+                )
+                continue
+            if n == 0:  # the file is shorter than announced
+                break
+            offset += n
+            sent += n
+            remaining -= n
+        return sent
+
+
+class _ContinueOnRead:
+    """The request body; sends `100 Continue` before the first read, and only then."""
+
+    def __init__(self, body, sock) -> None:
+        self._body = body
+        self._sock = sock
+        self.invited = False
+
+    def _invite(self) -> None:
+        if not self.invited:
+            self.invited = True
+            self._sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def read(self, size=None):
+        self._invite()
+        return self._body.read(size)
+
+    def readline(self, size=None):
+        self._invite()
+        return self._body.readline(size)
+
+    def readlines(self, size=None):
+        self._invite()
+        return self._body.readlines(size)
+
+    def __iter__(self):
+        self._invite()
+        return iter(self._body)
+
+
+class HardenedWorker(GeventWorker):
+    def timeout_ctx(self):
+        # gunicorn wraps the reading of every request head in this: a silent Timeout ends
+        # the connection.
+        return gevent.Timeout(HEADER_TIMEOUT, False)
+
+    def handle(self, listener, client, addr):
+        client = _Socket(fileno=client.detach())
+        client.settimeout(SEND_TIMEOUT)
+        AsyncWorker.handle(self, listener, client, addr)
+
+    def handle_request(self, listener_name, req, sock, addr):
+        gate = None
+        if req._expected_100_continue:
+            req._expected_100_continue = False  # gunicorn would send it straight away
+            gate = req.body = _ContinueOnRead(req.body, sock)
+        super().handle_request(listener_name, req, sock, addr)
+        if gate is not None and not gate.invited:
+            # The client still holds the body it never was invited to send: the connection
+            # cannot carry another request.
+            raise StopIteration()
