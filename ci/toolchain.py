@@ -47,13 +47,17 @@ RULES = (
 def parse_go_version(out: str) -> tuple[str, tuple[int, int]]:
     """`go version` output ("go version go1.15.15 linux/amd64") -> ("go1.15.15", (1, 15)).
 
-    `go version` rather than `go env GOVERSION`, which Go before 1.16 does not know.
+    `go version` rather than `go env GOVERSION`, which Go before 1.16 does not know; a bare
+    label is accepted too.
     """
-    match = re.search(r"\bgo version (go(\d+)\.(\d+)\S*)", out)
+    # Also a bare label ("go1.19.8", as `go env GOVERSION` prints it on Go 1.16+).
+    match = re.search(r"\b(go(\d+)\.(\d+)[^\s,;]*)", out)
     if not match:
         line = out.strip().splitlines()[-1] if out.strip() else out
         raise UserError(f"could not read the Go version from {line!r}; check your Go installation")
-    return match.group(1), (int(match.group(2)), int(match.group(3)))
+    # A bare label is kept whole, as `go env GOVERSION` callers print it.
+    label = match.group(1) if "go version" in out else out.strip()
+    return label, (int(match.group(2)), int(match.group(3)))
 
 
 def pinned_modules(go_sum: str) -> dict[str, set[str]]:
