@@ -44,14 +44,19 @@ BUILD_HELP = {
     "mosn-ref": "tag, branch or full commit to shallow-clone from --mosn-repo and build"
     " (with neither this nor --mosn-src, MOSN v1.0.0 is cloned)",
     "mosn-repo": "repository to clone --mosn-ref from (default: MOSN's GitHub repository)",
+    "mosn-module": "[mosn.io/mosn@]VERSION (tag, branch or commit) to download through the Go"
+    " module proxy (GOPROXY, GONOSUMDB, GOPRIVATE, GOFLAGS apply) instead of cloning",
     "version": "version to stamp instead of VERSION(<git short hash>)",
     "istio-version": "Istio version stamped into MOSN and used downstream (default 1.10.6)",
     "platforms": "comma-separated from linux/amd64, darwin/amd64, linux/arm64"
     " (default: the first two)",
     "out": "output folder for tarballs, SHA256SUMS and manifest.json (default dist/)",
     "in-docker": "compile inside a golang container (Docker SDK) instead of with the host's go",
-    "go-image": "golang image for --in-docker (default golang:1.19)",
+    "go-image": "golang image for --in-docker (default: the BUILD_IMAGE of the checkout's"
+    " Makefile, golang:1.14.13 for MOSN v1.0.0)",
     "cgo": "enable CGO for Linux builds (default off: a static binary)",
+    "skip-toolchain-check": "compile even with a Go release known to break a pinned dependency",
+    "skip-smoke": "do not start the built binary on an Envoy-format listener (cross-only builds)",
     "quiet": "print only warnings and errors",
 }
 
@@ -65,6 +70,7 @@ def build(
     mosn_src=None,
     mosn_ref=None,
     mosn_repo=None,
+    mosn_module=None,
     version=None,
     istio_version=None,
     platforms=None,
@@ -72,20 +78,25 @@ def build(
     in_docker=False,
     go_image=None,
     cgo=False,
+    skip_toolchain_check=False,
+    skip_smoke=False,
     quiet=False,
 ):
     """Build MOSN tarballs (mosn.tar.gz, mosn-centos.tar.gz, mosn-macos.tar.gz, ...) with manifest."""
     from ci.build import build as run_build
 
-    if mosn_ref is not None and mosn_src is None:
-        # --mosn-ref on the command line beats a mosn_src from invoke.yaml or MOSN_SRC.
+    if (mosn_ref is not None or mosn_module is not None) and mosn_src is None:
+        # --mosn-ref/--mosn-module on the command line beat a mosn_src from invoke.yaml or MOSN_SRC.
         mosn_src = ""
+    if mosn_ref is not None and mosn_module is None:
+        mosn_module = ""
     run_build(
         settings(
             ctx,
             mosn_src=mosn_src,
             mosn_ref=mosn_ref,
             mosn_repo=mosn_repo,
+            mosn_module=mosn_module,
             version=version,
             istio_version=istio_version,
             platforms=_csv(platforms),
@@ -93,6 +104,8 @@ def build(
             in_docker=in_docker or None,
             go_image=go_image,
             cgo=cgo or None,
+            skip_toolchain_check=skip_toolchain_check or None,
+            skip_smoke=skip_smoke or None,
             quiet=quiet or None,
         )
     )

@@ -1,6 +1,10 @@
 """Time packaging a ~100 MB Go binary into all three tarballs against one `tar -czf`.
 
     python3 bench/bench_package.py [--mib 100] [--rounds 3]
+    python3 bench/bench_package.py --linux dist-linux/mosn --darwin dist-darwin/mosn
+
+With --linux (and optionally --darwin) the inputs are real MOSN binaries, as they are;
+without --darwin the Linux binary, rotated, stands in for the macOS one.
 
 The inputs are real Go machine code: the `go` tool padded with its own bytes to the size
 asked for. The darwin input uses a different padding so that nothing can be shared between
@@ -60,18 +64,30 @@ def main() -> None:
     parser.add_argument(
         "--level", type=int, default=package.GZIP_LEVEL, help="gzip level to try (default: ours)"
     )
+    parser.add_argument("--linux", type=Path, help="a real linux MOSN binary to pack as is")
+    parser.add_argument("--darwin", type=Path, help="a real darwin MOSN binary (with --linux)")
     args = parser.parse_args()
     package.GZIP_LEVEL = args.level
     size = args.mib << 20
+    if args.darwin and not args.linux:
+        sys.exit("bench_package: --darwin needs --linux")
 
     with tempfile.TemporaryDirectory(prefix="mp-build-bench-") as tmp:
         work = Path(tmp)
-        source = go_tool().read_bytes()
+        source = (args.linux or go_tool()).read_bytes()
         linux, darwin = work / "linux" / "mosn", work / "darwin" / "mosn"
         linux.parent.mkdir()
         darwin.parent.mkdir()
-        padded_binary(source, linux, size, rotate=0)
-        padded_binary(source, darwin, size, rotate=len(source) // 3)
+        if args.linux:
+            size = len(source)
+            linux.write_bytes(source)
+        else:
+            padded_binary(source, linux, size, rotate=0)
+        if args.darwin:
+            darwin.write_bytes(args.darwin.read_bytes())
+        else:
+            padded_binary(source, darwin, size, rotate=len(source) // 3)
+        what = f"real MOSN {args.linux}" if args.linux else "padded `go` tool"
         template = Dist(
             root=work,
             mosn_version="bench",
@@ -107,7 +123,7 @@ def main() -> None:
 
     best_tar, best_ours = min(tar_times), min(ours_times)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"input: {args.mib} MiB per platform (padded `go` tool), {args.rounds} rounds")
+    print(f"input: {size / 2**20:.1f} MiB linux ({what}), {args.rounds} rounds")
     print(
         f"cores: {package.compress_workers()}, gzip level {package.GZIP_LEVEL}, "
         f"block {package.BLOCK_SIZE >> 10} KiB"
@@ -133,7 +149,7 @@ def main() -> None:
     )
     print(f"size ratio (ours / tar -czf): {ours_size / tar_size:.3f}  target <= 1.05")
     print(f"byte-identical across rounds: {'yes' if len(digests) == 1 else 'NO'}")
-    print(f"peak RSS of this process: {peak_mib:.0f} MiB (input files are {args.mib} MiB each)")
+    print(f"peak RSS of this process: {peak_mib:.0f} MiB (linux input {size / 2**20:.1f} MiB)")
     if len(digests) != 1:
         sys.exit(1)
 

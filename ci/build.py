@@ -9,10 +9,12 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci import log, names, package, proc
+from ci import log, names, package, proc, smoke
+from ci import toolchain as toolchain_rules
 from ci.config import Settings
 from ci.dist import Dist
 from ci.errors import UserError
+from ci.toolchain import parse_go_version  # noqa: F401 - ci.istio_build imports it from here
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,12 @@ class Checkout:
     downloads_modules: bool
 
 
-def inspect_checkout(path: Path) -> Checkout:
-    """Check `path` is a MOSN checkout and read what the build stamps from it."""
+def inspect_checkout(path: Path, origin: tuple[str, str, int] | None = None) -> Checkout:
+    """Check `path` is a MOSN checkout and read what the build stamps from it.
+
+    `origin` (commit, short commit, commit time) stands in for git's HEAD when the source
+    is a module from the Go module proxy rather than a git checkout.
+    """
     if not path.is_dir():
         raise UserError(
             f"MOSN source {path} is not a directory; pass --mosn-src DIR or --mosn-ref REF"
@@ -52,7 +58,7 @@ def inspect_checkout(path: Path) -> Checkout:
     version_file = version_path.read_text().strip()
     directive = re.search(r"^go\s+(\d+)\.(\d+)", text, re.M)
     go_directive = (int(directive.group(1)), int(directive.group(2))) if directive else (1, 0)
-    commit, short, when = _git_head(path)
+    commit, short, when = origin or _git_head(path)
     vendored = (path / "vendor" / "modules.txt").is_file()
     return Checkout(
         path=path,
@@ -95,32 +101,24 @@ def stamped_version(checkout: Checkout, override: str) -> str:
     return version
 
 
-def parse_go_version(out: str) -> tuple[str, tuple[int, int]]:
-    """`go env GOVERSION` output -> ("go1.19.8", (1, 19))."""
-    label = out.strip()
-    match = re.match(r"go(\d+)\.(\d+)", label)
-    if not match:
-        raise UserError(f"could not read the Go version from {label!r}; check your Go installation")
-    return label, (int(match.group(1)), int(match.group(2)))
-
-
 def go_version(go: str = "go") -> tuple[str, tuple[int, int]]:
     out = proc.run(
-        [go, "env", "GOVERSION"],
+        [go, "version"],
         stream=False,
-        what="go env",
+        what="go version",
         hint="install Go (Debian: apt-get install golang-go) or use --in-docker",
     )
-    return parse_go_version(out)
+    return toolchain_rules.parse_go_version(out)
 
 
-def check_go_version(label: str, minor: tuple[int, int], checkout: Checkout, where: str) -> None:
-    if minor < checkout.go_directive:
-        need = ".".join(map(str, checkout.go_directive))
-        raise UserError(
-            f"{label} ({where}) is older than go {need} that go.mod asks for;"
-            " install a newer Go or use --in-docker --go-image golang:" + need
-        )
+def makefile_build_image(checkout: Checkout) -> str:
+    """The golang image MOSN's own `make build` uses (its Makefile's BUILD_IMAGE)."""
+    makefile = checkout.path / "Makefile"
+    text = makefile.read_text(errors="replace") if makefile.is_file() else ""
+    match = re.search(r"^BUILD_IMAGE\s*[?:]?=\s*(\S+)", text, re.M)
+    if match:
+        return match.group(1)
+    return "golang:" + ".".join(map(str, checkout.go_directive))
 
 
 def ldflags(version: str, istio_version: str) -> str:
@@ -156,7 +154,6 @@ def go_build_env(platform: names.Platform, settings: Settings) -> dict[str, str]
         "GOOS": platform.goos,
         "GOARCH": platform.goarch,
         "CGO_ENABLED": "1" if cgo else "0",
-        "GOFLAGS": "",
     }
 
 
@@ -212,22 +209,33 @@ def source_date_epoch(checkout: Checkout) -> int:
     return int(raw)
 
 
-def resolve_source(settings: Settings) -> Path:
+def resolve_source(settings: Settings) -> Checkout:
     if settings.mosn_src:
-        return settings.path("mosn_src")
-    from ci import source  # only needed when cloning
+        return inspect_checkout(settings.path("mosn_src"))
+    from ci import source  # only needed when cloning or downloading
 
+    if settings.mosn_module:
+        with log.stage(f"download MOSN {settings.mosn_module} from the Go module proxy"):
+            module = source.download_module(settings.mosn_module, settings.path("cache_dir"))
+        return inspect_checkout(module.path, module.origin)
     ref = settings.mosn_ref or settings.default_mosn_ref
     with log.stage(f"clone MOSN {ref}"):
-        return source.clone(settings.mosn_repo, ref, settings.path("cache_dir"))
+        path = source.clone(
+            settings.mosn_repo,
+            ref,
+            settings.path("cache_dir"),
+            hint="check --mosn-repo and the ref, or build from the Go module proxy"
+            " with --mosn-module VERSION",
+        )
+    return inspect_checkout(path)
 
 
-def toolchain(settings: Settings):
+def toolchain(settings: Settings, checkout: Checkout):
     """The Go that compiles: the host's, or a golang container's (--in-docker)."""
     if settings.in_docker:
         from ci.docker_go import DockerGo
 
-        return DockerGo(settings)
+        return DockerGo(settings.go_image or makefile_build_image(checkout), settings)
     return HostGo()
 
 
@@ -242,15 +250,15 @@ def build(settings: Settings) -> Dist:
     platforms = check_platforms(settings.platforms)
     out = settings.path("dist")
     check_writable(out)
-    source_path = resolve_source(settings)
+    checkout = resolve_source(settings)
     with log.stage("inspect source"):
-        checkout = inspect_checkout(source_path)
         version = stamped_version(checkout, settings.version)
         epoch = source_date_epoch(checkout)
-        go = toolchain(settings)
+        go = toolchain(settings, checkout)
         go_label, go_minor = go.version()
-        where = f"in {settings.go_image}" if settings.in_docker else "the host's go"
-        check_go_version(go_label, go_minor, checkout, where)
+        where = f"in {go.image}" if settings.in_docker else "the host's go"
+        skip = settings.skip_toolchain_check
+        toolchain_rules.check(checkout.path, checkout.go_directive, go_label, go_minor, where, skip)
         log.info(f"    MOSN {version}, Istio {settings.istio_version}, {go_label} ({where})")
     template = Dist(
         root=out,
@@ -270,6 +278,12 @@ def build(settings: Settings) -> Dist:
                 binary.parent.mkdir(parents=True)
                 go.compile(checkout, platform, binary, version, settings, go_minor)
                 binaries[platform.name] = binary
+        runnable = smoke.host_platform() if not settings.skip_smoke else None
+        if runnable in binaries:
+            with log.stage(f"smoke run {runnable}"):
+                smoke.run_host(binaries[runnable])
+        elif not settings.skip_smoke:
+            log.warn(f"no smoke run: no {smoke.host_platform()} binary was built for this host")
         with log.stage("package"):
             # The bytes depend on the zlib release: say which, for whoever compares digests.
             log.info(

@@ -49,14 +49,19 @@ class Settings:
     mosn_src: str = ""
     mosn_ref: str = ""
     mosn_repo: str = "https://github.com/mosn/mosn.git"
+    # [mosn.io/mosn@]VERSION from the Go module proxy (GOPROXY) instead of git.
+    mosn_module: str = ""
     default_mosn_ref: str = "v1.0.0"
     version: str = ""
     istio_version: str = "1.10.6"
     platforms: tuple[str, ...] = ("linux/amd64", "darwin/amd64")
     in_docker: bool = False
-    go_image: str = "golang:1.19"
+    # Empty: the BUILD_IMAGE the checkout's Makefile names (MOSN's own `make build`).
+    go_image: str = ""
     go_cache_volume: str = "mosn-proxyv2-gomod"
     cgo: bool = False
+    skip_toolchain_check: bool = False
+    skip_smoke: bool = False
     # publish
     to: str = "server"
     server_url: str = "http://127.0.0.1:8080"

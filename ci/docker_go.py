@@ -34,14 +34,17 @@ LABEL = "mosn-proxyv2.build"
 PING_TIMEOUT = 30
 BUILD_TIMEOUT = 3 * 3600
 # Passed through from the host when set, so private module proxies keep working.
-GO_NETWORK_ENV = ("GOPROXY", "GOPRIVATE", "GONOPROXY", "GONOSUMDB", "GOSUMDB", "GOINSECURE")
+GO_NETWORK_ENV = (
+    "GOPROXY", "GOPRIVATE", "GONOPROXY", "GONOSUMDB", "GOSUMDB", "GOINSECURE", "GOFLAGS",
+    "GOTOOLCHAIN",
+)  # fmt: skip
 
 
 class DockerGo:
-    """The Go toolchain inside `settings.go_image`."""
+    """The Go toolchain inside a golang image (--go-image, else the Makefile's BUILD_IMAGE)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.image = settings.go_image
+    def __init__(self, image: str, settings: Settings) -> None:
+        self.image = image
         self.volume = settings.go_cache_volume
         self.client = _client()
         self._ensure_image()
@@ -66,16 +69,16 @@ class DockerGo:
             ) from None
 
     def version(self) -> tuple[str, tuple[int, int]]:
-        from ci.build import parse_go_version
+        from ci.toolchain import parse_go_version
 
         out = self._run(
-            ["go", "env", "GOVERSION"],
+            ["go", "version"],
             {},
             f"go env in {self.image}",
             hint="is it a golang image? pass another --go-image",
             network=False,
         )
-        return parse_go_version(out.strip().splitlines()[-1] if out.strip() else out)
+        return parse_go_version(out)
 
     def compile(
         self,

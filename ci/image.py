@@ -320,7 +320,11 @@ def verify(client, reference: str, expected_version: str) -> None:
     except BaseException:
         remove_quietly(client, reference)
         raise
-    first_line = output.splitlines()[0] if output else ""
+    # Real MOSN logs its package init to stderr before printing the version on stdout.
+    lines = output.splitlines()
+    first_line = next(
+        (x for x in lines if x.startswith("mosn version ")), lines[0] if lines else ""
+    )
     if code != 0 or first_line != expected:
         remove_quietly(client, reference)
         got = f"exit code {code}: {first_line!r}" if code != 0 else repr(first_line)
@@ -330,6 +334,17 @@ def verify(client, reference: str, expected_version: str) -> None:
             detail=output,
         )
     log.info(f"    {names.BINARY_PATH_IN_IMAGE} --version: {first_line}")
+
+
+def smoke_in_image(client, reference: str) -> None:
+    """Quick mode: ci/smoke inside the image; on failure the image is removed, nothing tagged."""
+    from ci import smoke
+
+    try:
+        smoke.run_in_image(client, reference, names.BINARY_PATH_IN_IMAGE)
+    except BaseException:
+        remove_quietly(client, reference)
+        raise
 
 
 def apply_tags(client, unverified: str, image_id: str, repository: str, tags: list[str]) -> None:
@@ -547,6 +562,9 @@ def _build_verify_tag(
             )
         with log.stage("verify"):
             verify(client, unverified, dist.mosn_version)
+        if prepare_full is None and not settings.skip_smoke:
+            with log.stage("smoke run in the image"):
+                smoke_in_image(client, unverified)
         apply_tags(client, unverified, image_id, name.repository, tags)
     finally:
         for reference in cleanup:

@@ -1,4 +1,4 @@
-"""Sources from git (MOSN to build, Istio to build proxyv2 from): shallow clones in a cache.
+"""Sources: shallow git clones in a cache (MOSN, Istio), or MOSN from the Go module proxy.
 
 Each clone lands in a folder named after the commit it resolved to
 (`<cache>/<project>/<repository>/<commit>`), made in a temporary folder and renamed into
@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from ci import log, proc
 from ci.errors import UserError
 from ci.fsutil import atomic_write
+from ci.names import MOSN_MODULE
 
 FULL_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -68,14 +72,7 @@ def clone(repo: str, ref: str, cache_dir: Path, *, project: str = "mosn", hint: 
         log.info(f"    using cached {said} from {home / commit}")
         atomic_write(pointer, commit + "\n")
         return home / commit
-    try:
-        (home / "refs").mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".clone-", dir=home))
-    except OSError as exc:
-        raise UserError(
-            f"cannot write the clone cache {cache_dir}: {exc.strerror};"
-            " set cache_dir (MOSN_PROXYV2_CACHE_DIR) to a writable folder"
-        ) from None
+    work = _scratch(home / "refs", home, cache_dir)
     try:
         try:
             _fetch(repo, ref, work, hint)
@@ -98,6 +95,18 @@ def clone(repo: str, ref: str, cache_dir: Path, *, project: str = "mosn", hint: 
         return final
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _scratch(folder: Path, home: Path, cache_dir: Path) -> Path:
+    """Make `folder`; return a new temporary folder in `home` to build a cache entry in."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".new-", dir=home))
+    except OSError as exc:
+        raise UserError(
+            f"cannot write the cache {cache_dir}: {exc.strerror};"
+            " set cache_dir (MOSN_PROXYV2_CACHE_DIR) to a writable folder"
+        ) from None
 
 
 def _resolve(repo: str, ref: str) -> str:
@@ -141,3 +150,97 @@ def _previous(home: Path, pointer: Path) -> Path | None:
         if FULL_COMMIT.fullmatch(commit) and (home / commit / ".git").is_dir():
             return home / commit
     return None
+
+
+@dataclass(frozen=True)
+class Module:
+    path: Path
+    version: str
+    # (commit, short commit, commit time) for the build's stamp, as git's HEAD would give.
+    origin: tuple[str, str, int]
+
+
+_PSEUDO_COMMIT = re.compile(r"-(?:\d+\.)?\d{14}-([0-9a-f]{12})(?:\+incompatible)?$")
+
+
+def download_module(spec: str, cache_dir: Path) -> Module:
+    """`go mod download` MOSN at `spec` ([mosn.io/mosn@]VERSION) and copy it out of the cache.
+
+    The go command does the download, so GOPROXY, GONOSUMDB, GOPRIVATE and GOFLAGS apply
+    as for any module. The copy is writable (the module cache is not) and lands in
+    `<cache>/mosn-module/<version>` whole or not at all.
+    """
+    path, _, version = spec.rpartition("@")
+    if path and path != MOSN_MODULE:
+        raise UserError(f"--mosn-module {spec!r} names {path}, not {MOSN_MODULE}; pass a version")
+    if not version or version.startswith("-") or re.search(r"[\s@]", version):
+        raise UserError(
+            f"--mosn-module {spec!r} is not a version; pass e.g. v1.0.0, a branch or a commit"
+        )
+    with tempfile.TemporaryDirectory(prefix="mosn-module-") as empty:
+        # Outside any module, so the caller's go.mod (if any) plays no part.
+        out = proc.run(
+            ["go", "mod", "download", "-json", f"{MOSN_MODULE}@{version}"],
+            cwd=empty, env={"GO111MODULE": "on"}, stream=False, check=False,
+            separate_stderr=True,
+        )  # fmt: skip
+    try:
+        info = json.loads(out)
+    except ValueError:
+        raise UserError(
+            f"`go mod download {MOSN_MODULE}@{version}` failed: {' '.join(out.split())[-300:]};"
+            " install Go or check GOPROXY"
+        ) from None
+    if info.get("Error") or not info.get("Dir"):
+        reason = " ".join(str(info.get("Error", "no module directory")).split())
+        raise UserError(
+            f"the Go module proxy has no {MOSN_MODULE}@{version}: {reason};"
+            " check the version and GOPROXY (a private proxy may need GONOSUMDB or GOPRIVATE)"
+        )
+    resolved = info["Version"]
+    commit = (info.get("Origin") or {}).get("Hash", "")
+    pseudo = _PSEUDO_COMMIT.search(resolved)
+    when = _timestamp(info.get("Time", ""))
+    if FULL_COMMIT.fullmatch(commit):
+        origin = (commit, commit[:7], when)
+    elif pseudo:
+        origin = ("", pseudo.group(1)[:7], when)
+    else:
+        log.warn(
+            f"the module proxy records no commit for {MOSN_MODULE}@{resolved};"
+            f" the stamp says {resolved} in its place (pass --version to choose another)"
+        )
+        origin = ("", resolved, when)
+    said = f"commit {origin[0] or origin[1]}" if origin[0] or pseudo else "no commit recorded"
+    log.info(f"    {MOSN_MODULE}@{version} is {resolved}, {said}")
+    return Module(_copy_module(Path(info["Dir"]), cache_dir, resolved), resolved, origin)
+
+
+def _timestamp(text: str) -> int:
+    with contextlib.suppress(ValueError):
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+    return 0
+
+
+def _copy_module(source: Path, cache_dir: Path, version: str) -> Path:
+    home = cache_dir / "mosn-module"
+    final = home / _slug(version)
+    if (final / "go.mod").is_file():
+        return final
+    work = _scratch(home, home, cache_dir)
+    try:
+        tree = work / "mosn"
+        # The module cache is read-only; the copy must let go write go.sum and build.
+        shutil.copytree(source, tree, copy_function=shutil.copyfile)
+        os.chmod(tree, 0o700)
+        for folder, dirs, _ in os.walk(tree):
+            for name in dirs:
+                os.chmod(os.path.join(folder, name), 0o700)
+        try:
+            os.rename(tree, final)
+        except OSError:
+            if not (final / "go.mod").is_file():
+                raise
+        return final
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -16,12 +16,14 @@ from ci import names
 from ci.docker_go import LABEL
 from tests.helpers.build import (
     GO_CACHE_VOLUME,
+    GOROOT_119,
     import_golang_image,
     isolated_env,
     snapshot,
+    with_go,
 )
 from tests.helpers.build import invoke_build as build
-from tests.helpers.mosn import make_checkout
+from tests.helpers.mosn import git, make_checkout
 from tests.helpers.net import serving
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -40,7 +42,8 @@ def test_in_docker_build_matches_the_host_build_byte_for_byte(go_image, docker_c
     )
     assert in_docker.returncode == 0, in_docker.stderr
     assert f"in {go_image}, network none, Go caches on volume {GO_CACHE_VOLUME}" in in_docker.stdout
-    host = build(src, tmp_path / "host", tmp_path, *platforms, "--quiet")
+    env = with_go(isolated_env(tmp_path), GOROOT_119)
+    host = build(src, tmp_path / "host", tmp_path, *platforms, "--quiet", env=env)
     assert host.returncode == 0, host.stderr
     # Same Go release, same flags, -trimpath: where it ran leaves no trace in the bytes.
     for name in ("mosn.tar.gz", "mosn-centos.tar.gz", "mosn-macos.tar.gz", names.SHA256SUMS):
@@ -49,6 +52,16 @@ def test_in_docker_build_matches_the_host_build_byte_for_byte(go_image, docker_c
     assert manifest["go_version"].startswith("go1.19")
     docker_client.volumes.get(GO_CACHE_VOLUME)  # the module and build caches persist
     assert docker_client.containers.list(all=True, filters={"label": LABEL}) == []
+
+
+def test_in_docker_defaults_to_the_build_image_the_makefile_names(go_image, tmp_path):
+    src = make_checkout(tmp_path / "src")
+    (src / "Makefile").write_text(f"BUILD_IMAGE     ?= {go_image}\n\nbuild:\n\tdocker run\n")
+    git(src, "add", "-A")
+    git(src, "commit", "-q", "-m", "Makefile")
+    result = build(src, tmp_path / "dist", tmp_path, "--in-docker", "--platforms", "linux/amd64")
+    assert result.returncode == 0, result.stderr
+    assert f"in {go_image}, network none" in result.stdout
 
 
 def test_go_directive_is_checked_against_the_image_go(go_image, tmp_path):

@@ -174,8 +174,13 @@ def test_unknown_ref_names_the_ref_and_shows_git(tmp_path, out):
     )
     stderr = assert_fails(result, "git clone of v0.0.0-nope", out, before)
     assert "v0.0.0-nope not found" in stderr
+    assert (
+        stderr.strip()
+        .splitlines()[-1]
+        .endswith("or build from the Go module proxy with --mosn-module VERSION")
+    )
     # Nothing half-cloned stays in the cache.
-    assert not [p for p in (tmp_path / "cache").rglob(".clone-*")]
+    assert not [p for p in (tmp_path / "cache").rglob(".new-*")]
 
 
 def test_ctrl_c_while_compiling_leaves_out_and_temp_clean(tmp_path, out):
@@ -229,3 +234,25 @@ def test_password_in_the_repository_url_never_shows(tmp_path, out):
     assert_fails(result, "git clone of v1.0.0 from http://builder:***@127.0.0.1", out, before)
     assert secret not in result.stdout + result.stderr
     assert not [p for p in (tmp_path / "cache").rglob("*") if secret in str(p)]
+
+
+@pytest.mark.parametrize(
+    "spec, says",
+    [
+        ("github.com/other/mosn@v1.0.0", "names github.com/other/mosn, not mosn.io/mosn"),
+        ("mosn.io/mosn@", "is not a version; pass e.g. v1.0.0, a branch or a commit"),
+        ("v1 .0", "is not a version"),
+    ],
+)
+def test_bad_module_spec_is_refused_before_any_download(tmp_path, out, spec, says):
+    before = snapshot(out)
+    result = invoke("build", "--mosn-module", spec, "--out", str(out), env=isolated_env(tmp_path))
+    assert_fails(result, says, out, before)
+
+
+def test_module_version_the_proxy_does_not_have_is_one_line(tmp_path, out):
+    before = snapshot(out)
+    env = isolated_env(tmp_path, GONOSUMDB="mosn.io")
+    result = invoke("build", "--mosn-module", "v0.0.99", "--out", str(out), env=env)
+    stderr = assert_fails(result, "the Go module proxy has no mosn.io/mosn@v0.0.99", out, before)
+    assert "check the version and GOPROXY" in stderr

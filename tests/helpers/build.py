@@ -1,4 +1,5 @@
-"""A golang image for `--in-docker` tests, made from the host's Go because nothing can be pulled."""
+"""Golang images for `--in-docker` tests, made from Debian's Go packages (nothing can be pulled),
+and the environment the build tests run `invoke build` in."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ from pathlib import Path
 from tests.helpers.cli import run_invoke
 from tests.helpers.images import add_busybox, import_rootfs
 
+# Debian's Go releases: bookworm's golang-go, bullseye's golang-1.15 (.ci/run installs both).
+GOROOT_119 = Path("/usr/lib/go-1.19")
+GOROOT_115 = Path("/usr/lib/go-1.15")
 GO_IMAGE = "mp-build-golang:1.19"
+GO_IMAGE_115 = "mp-build-golang:1.15"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 GO_CACHE_VOLUME = "mp-build-gomod-test"
 # Enough of GOROOT to compile: the go command, the compiler, linker and assembler, the
 # standard library's source (the build caches what it compiles on the volume).
@@ -24,6 +30,12 @@ def host_goroot() -> Path:
     if go is None:
         raise RuntimeError("go not on PATH: install Debian's golang-go (.ci/run does)")
     return Path(go).resolve().parent.parent
+
+
+def goroot(path: Path) -> Path:
+    if not (path / "bin" / "go").is_file():
+        raise RuntimeError(f"no Go at {path}: install Debian's golang-go and golang-1.15 (.ci/run)")
+    return path
 
 
 def _skip_in_src(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
@@ -40,28 +52,41 @@ def shared_libraries(binary: Path) -> list[Path]:
     return [Path(p) for p in found]
 
 
-def golang_rootfs(dest: Path) -> None:
-    """Write a root filesystem tar: busybox for a shell and Go at /usr/local/go."""
-    goroot = host_goroot()
+def golang_rootfs(dest: Path, root: Path) -> None:
+    """Write a root filesystem tar: busybox for a shell and the Go at `root`, at the same path.
+
+    The same path, because Go before 1.19 or so hashes GOROOT into the build ID even with
+    -trimpath: a container's binary equals the host's only with GOROOT equal too."""
+    goroot = root
+    inside = str(root).lstrip("/")
     with tarfile.open(dest, "w", dereference=True) as tar:
-        add_busybox(tar, "usr/local/go")
+        add_busybox(tar, str(Path(inside).parent), inside)
         for library in shared_libraries(goroot / "bin" / "go"):
             tar.add(str(library), arcname=str(library).lstrip("/"))
-        tar.add(goroot / "VERSION", arcname="usr/local/go/VERSION")
-        tar.add(goroot / "bin" / "go", arcname="usr/local/go/bin/go")
+        # The real module proxy is https: the container needs the host's CA bundle.
+        tar.add(CA_BUNDLE, arcname=CA_BUNDLE.lstrip("/"))
+        tar.add(goroot / "VERSION", arcname=f"{inside}/VERSION")
+        tar.add(goroot / "bin" / "go", arcname=f"{inside}/bin/go")
         for tool in TOOLS:
             tar.add(
                 goroot / "pkg" / "tool" / "linux_amd64" / tool,
-                arcname=f"usr/local/go/pkg/tool/linux_amd64/{tool}",
+                arcname=f"{inside}/pkg/tool/linux_amd64/{tool}",
             )
-        tar.add(goroot / "pkg" / "include", arcname="usr/local/go/pkg/include")
-        tar.add(goroot / "src", arcname="usr/local/go/src", filter=_skip_in_src)
+        tar.add(goroot / "pkg" / "include", arcname=f"{inside}/pkg/include")
+        tar.add(goroot / "src", arcname=f"{inside}/src", filter=_skip_in_src)
 
 
-def import_golang_image(client, reference: str = GO_IMAGE) -> str:
-    """The host's Go, at /usr/local/go, as the image `reference`."""
-    changes = ["ENV PATH=/usr/local/go/bin:/bin", 'CMD ["go", "version"]']
-    return import_rootfs(client, reference, golang_rootfs, changes)
+def import_golang_image(client, root: Path = GOROOT_119, reference: str = GO_IMAGE) -> str:
+    """The Go at `root` (at the same path) as the image `reference`."""
+    root = goroot(root)
+    changes = [f"ENV PATH={root}/bin:/bin", 'CMD ["go", "version"]']
+    return import_rootfs(client, reference, lambda dest: golang_rootfs(dest, root), changes)
+
+
+def with_go(env: dict[str, str], root: Path) -> dict[str, str]:
+    """`env` with the Go at `root` first on PATH (the machine's newest Go is /usr/local/go)."""
+    # A user go env file (`go env -w GOFLAGS=-buildvcs=false`) stops Go before 1.18.
+    return {**env, "PATH": f"{goroot(root)}/bin:{env['PATH']}", "GOENV": "off"}
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent

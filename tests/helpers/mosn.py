@@ -1,7 +1,8 @@
-"""Make MOSN-like checkouts from the Go module under tests/fixtures/mosn-mini."""
+"""MOSN checkouts for the tests: the stand-in under tests/fixtures/mosn-mini, and real MOSN."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -33,4 +34,83 @@ def make_checkout(dest: Path, version: str = "v1.0.0") -> Path:
     git(dest, "init", "-q", "-b", "main")
     git(dest, "add", "-A")
     git(dest, "commit", "-q", "-m", "mosn-mini")
+    return dest
+
+
+# Real MOSN from the Go module proxy. This machine's proxy refuses the host
+# vimagination.zapto.org ("Go module fetches are limited to the module-host allowlist",
+# HTTP 403), and MOSN's seata filter imports vimagination.zapto.org/byteio (its go.mod also
+# requires .../memio). So the checkouts below replace those two modules with stand-ins of
+# the same API (seata's context.go uses BigEndianWriter/Reader with WriteUint32, ReadUint32,
+# Write and Read); every other module is the real one, verified against MOSN's go.sum.
+# The smoke run never touches seata. `invoke build --mosn-module` itself is tested up to the
+# toolchain check, which comes before any dependency is needed.
+MODULE_ENV = {"GONOSUMDB": "mosn.io"}  # the checksum database is not reachable here
+BLOCKED_HOST = "vimagination.zapto.org"
+BYTEIO_STANDIN = """// Stand-in for vimagination.zapto.org/byteio: only what MOSN's seata filter calls.
+package byteio
+
+import (
+	"encoding/binary"
+	"io"
+)
+
+type BigEndianWriter struct{ Writer io.Writer }
+
+func (w BigEndianWriter) Write(p []byte) (int, error) { return w.Writer.Write(p) }
+
+func (w BigEndianWriter) WriteUint32(v uint32) (int, error) {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], v)
+	return w.Writer.Write(b[:])
+}
+
+type BigEndianReader struct{ Reader io.Reader }
+
+func (r BigEndianReader) Read(p []byte) (int, error) { return r.Reader.Read(p) }
+
+func (r BigEndianReader) ReadUint32() (uint32, int, error) {
+	var b [4]byte
+	n, err := io.ReadFull(r.Reader, b[:])
+	return binary.BigEndian.Uint32(b[:]), n, err
+}
+"""
+
+
+def module_dir(version: str, env: dict[str, str]) -> Path:
+    """`go mod download` mosn.io/mosn@version; its folder in the module cache."""
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", f"mosn.io/mosn@{version}"],
+        env={**env, **MODULE_ENV, "GO111MODULE": "on"},
+        cwd="/",
+        capture_output=True,
+        text=True,
+    ).stdout
+    info = json.loads(out)
+    if info.get("Error"):
+        raise RuntimeError(f"go mod download mosn.io/mosn@{version}: {info['Error']}")
+    return Path(info["Dir"])
+
+
+def real_mosn_checkout(version: str, dest: Path, env: dict[str, str]) -> Path:
+    """A git checkout of real MOSN `version` with the two blocked modules stood in for."""
+    shutil.copytree(module_dir(version, env), dest, copy_function=shutil.copyfile)
+    for folder, dirs, _ in os.walk(dest):
+        for name in [".", *dirs]:
+            os.chmod(os.path.join(folder, name), 0o700)
+    standin = dest / "_standin"
+    for name, source in (("byteio", BYTEIO_STANDIN), ("memio", "")):
+        module = standin / name
+        module.mkdir(parents=True)
+        (module / "go.mod").write_text(f"module {BLOCKED_HOST}/{name}\n")
+        if source:
+            (module / f"{name}.go").write_text(source)
+        with open(dest / "go.mod", "a") as gomod:
+            gomod.write(f"\nreplace {BLOCKED_HOST}/{name} => ./_standin/{name}\n")
+    gosum = dest / "go.sum"
+    lines = gosum.read_text().splitlines(keepends=True)
+    gosum.write_text("".join(line for line in lines if not line.startswith(BLOCKED_HOST)))
+    git(dest, "init", "-q", "-b", "main")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m", f"MOSN {version} with stand-ins for {BLOCKED_HOST}")
     return dest
