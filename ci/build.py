@@ -14,7 +14,6 @@ from ci import toolchain as toolchain_rules
 from ci.config import Settings
 from ci.dist import Dist
 from ci.errors import UserError
-from ci.toolchain import parse_go_version  # noqa: F401 - ci.istio_build imports it from here
 
 
 @dataclass(frozen=True)

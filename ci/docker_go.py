@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ci import log, proc
+from ci import log, proc, toolchain
 from ci.errors import UserError
 
 if TYPE_CHECKING:
@@ -69,8 +69,6 @@ class DockerGo:
             ) from None
 
     def version(self) -> tuple[str, tuple[int, int]]:
-        from ci.toolchain import parse_go_version
-
         out = self._run(
             ["go", "version"],
             {},
@@ -78,7 +76,7 @@ class DockerGo:
             hint="is it a golang image? pass another --go-image",
             network=False,
         )
-        return parse_go_version(out)
+        return toolchain.parse_go_version(out)
 
     def compile(
         self,

@@ -10,8 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ci import istio_env, istio_patch, log, names, proc, source
-from ci.build import parse_go_version
+from ci import istio_env, istio_patch, log, names, proc, source, toolchain
 from ci.config import Settings
 from ci.dist import Dist
 from ci.errors import UserError
@@ -106,12 +105,6 @@ def make_arguments(
 
 # ---- --host-build: Istio's make with the host's Go and docker (BUILD_WITH_CONTAINER=0) ------
 
-# Go releases Istio 1.10's proxyv2 build works with: from go.mod's `go` line (1.16, what its
-# build-tools image ships) to 1.17. Newer ones compile it (Go 1.19 did), but pilot-agent links
-# json-iterator v1.1.10 with modern-go/reflect2 v1.0.1, the pair that breaks at run time from
-# Go 1.18 on (see MISSION.md on MOSN v1.0.0, which pins the same pair).
-ISTIO_GO_NEWEST = (1, 17)
-
 
 def _release(version: tuple[int, int]) -> str:
     return f"{version[0]}.{version[1]}"
@@ -143,10 +136,16 @@ def check_host_go(source: Path, env: dict[str, str]) -> dict[str, str]:
     most checkouts), so a host build would fill a module cache there.
     """
     path = env.get("PATH", os.environ.get("PATH", ""))
+    # From go.mod's `go` line (1.16 at Istio 1.10, what its build-tools image ships) to the
+    # newest Go the toolchain table allows: Istio 1.10.6's pilot-agent links reflect2 v1.0.1,
+    # the version that crashes at run time from Go 1.18 on (the same rule as MOSN v1.0.0).
     oldest = read_go_directive(source)
+    newest = toolchain.newest_working(source)
     wanted = f"Go {_release(oldest)}"
-    if oldest != ISTIO_GO_NEWEST:
-        wanted += f" to {_release(ISTIO_GO_NEWEST)}"
+    if newest is None:
+        wanted += " or newer"
+    elif oldest != newest:
+        wanted += f" to {_release(newest)}"
     fix = (
         f"put {wanted} first on PATH or pass --istio-go PATH/TO/go, or drop --host-build"
         " to use Istio's build container"
@@ -164,8 +163,8 @@ def check_host_go(source: Path, env: dict[str, str]) -> dict[str, str]:
     )
     lines = out.strip().splitlines()
     # GOVERSION is new in Go 1.16: older releases print an empty line for it.
-    label, minor = parse_go_version(lines[0] if len(lines) == 2 else "go1.15 or older")
-    if not oldest <= minor <= ISTIO_GO_NEWEST:
+    label, minor = toolchain.parse_go_version(lines[0] if len(lines) == 2 else "go1.15 or older")
+    if minor < oldest or (newest is not None and minor > newest):
         raise UserError(f"the host Go is {label}, but this Istio checkout needs {wanted}; {fix}")
     log.info(f"    host build with {label} (BUILD_WITH_CONTAINER=0)")
     return {} if os.environ.get("GOPATH") else {"GOPATH": lines[1]}

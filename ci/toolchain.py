@@ -74,6 +74,22 @@ def _release(minor: tuple[int, int]) -> str:
     return ".".join(map(str, minor))
 
 
+def breaking_rules(source: Path) -> list[Rule]:
+    """The rules whose module version the checkout's go.sum pins."""
+    go_sum = source / "go.sum"
+    pinned = pinned_modules(go_sum.read_text(errors="replace")) if go_sum.is_file() else {}
+    return [rule for rule in RULES if rule.version in pinned.get(rule.module, ())]
+
+
+def newest_working(source: Path) -> tuple[int, int] | None:
+    """The newest Go release no rule refuses for this checkout (None: the table sets no limit)."""
+    firsts = [rule.first_bad for rule in breaking_rules(source)]
+    if not firsts:
+        return None
+    major, minor = min(firsts)
+    return major, minor - 1
+
+
 def check(
     source: Path,
     go_directive: tuple[int, int],
@@ -95,10 +111,8 @@ def check(
             f"{label} ({where}) is older than go {need} that go.mod asks for;"
             f" install a newer Go{fetch} or use --in-docker --go-image golang:{need}"
         )
-    go_sum = source / "go.sum"
-    pinned = pinned_modules(go_sum.read_text(errors="replace")) if go_sum.is_file() else {}
-    for rule in RULES:
-        if rule.version in pinned.get(rule.module, ()) and minor >= rule.first_bad:
+    for rule in breaking_rules(source):
+        if minor >= rule.first_bad:
             floor = _release(go_directive)
             newest = f"{rule.first_bad[0]}.{rule.first_bad[1] - 1}"
             fixes = ["--in-docker (the golang image the checkout's Makefile names)"]

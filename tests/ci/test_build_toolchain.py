@@ -99,3 +99,10 @@ def test_skipping_the_check_warns_about_the_rule_but_not_about_go_mod(tmp_path, 
     assert "go1.19.8 breaks github.com/modern-go/reflect2 v1.0.1" in capsys.readouterr().err
     with pytest.raises(UserError, match="older than go 1.20 that go.mod asks for"):
         toolchain.check(tmp_path, (1, 20), "go1.19.8", (1, 19), "the host's go", skip_rules=True)
+
+
+@pytest.mark.parametrize("go_sum, newest", [(V100_SUM, (1, 17)), (V161_SUM, None), ("", None)])
+def test_newest_working_go_comes_from_the_table(tmp_path, go_sum, newest):
+    """What `invoke image --host-build` allows Istio's checkout: the same table as MOSN's."""
+    (tmp_path / "go.sum").write_text(go_sum)
+    assert toolchain.newest_working(tmp_path) == newest
