@@ -320,11 +320,7 @@ def verify(client, reference: str, expected_version: str) -> None:
     except BaseException:
         remove_quietly(client, reference)
         raise
-    # Real MOSN logs its package init to stderr before printing the version on stdout.
-    lines = output.splitlines()
-    first_line = next(
-        (x for x in lines if x.startswith("mosn version ")), lines[0] if lines else ""
-    )
+    first_line = names.mosn_version_line(output)
     if code != 0 or first_line != expected:
         remove_quietly(client, reference)
         got = f"exit code {code}: {first_line!r}" if code != 0 else repr(first_line)

@@ -7,6 +7,18 @@ from dataclasses import dataclass
 
 BINARY_PATH_IN_TARBALL = "usr/local/bin/mosn"
 BINARY_PATH_IN_IMAGE = "/usr/local/bin/mosn"
+
+
+def mosn_version_line(output: str) -> str:
+    """The `mosn version ...` line of `mosn --version` output, else its first line.
+
+    Real MOSN logs its package init (to stderr) before it prints the version on stdout, and
+    callers often see both streams together.
+    """
+    lines = output.strip().splitlines()
+    return next((x for x in lines if x.startswith("mosn version ")), lines[0] if lines else "")
+
+
 ENVOY_BINARY_PATH = "/usr/local/bin/envoy"
 SIDECAR = "mosn"
 MOSN_MODULE = "mosn.io/mosn"

@@ -715,7 +715,7 @@ def services_present(expected: tuple[str, ...]) -> Expect:
 
 
 def mosn_version(output: str) -> str | None:
-    if output.strip().startswith("mosn version "):
+    if names.mosn_version_line(output).startswith("mosn version "):
         return None
     return f"{names.BINARY_PATH_IN_IMAGE} --version printed {output.strip()[:200]!r}, not 'mosn version ...'"
 

@@ -183,6 +183,10 @@ def test_expectations_read_real_shaped_outputs():
 
     assert plan_module.mosn_version("mosn version v1.0.0(abc1234)\n") is None
     assert plan_module.mosn_version("OCI runtime exec failed: not found") is not None
+    # Real MOSN logs its package init before the version line; this log line is made up.
+    init_log = "2026-12-01 21:02:11,385 [INFO] [network] [ebpf] ebpf disabled\n"
+    assert plan_module.mosn_version(init_log + "mosn version v1.0.0(v1.0.0)\n") is None
+    assert plan_module.mosn_version(init_log) is not None
     assert (
         plan_module.mosn_running("/usr/local/bin/pilot-agent proxy\n/usr/local/bin/mosn start\n")
         is None
