@@ -70,8 +70,8 @@ http {{
     send_timeout {send_timeout}s;
     large_client_header_buffers 4 8k;
     # No user, no Authorization, no other header: nothing secret reaches the log; nginx
-    # escapes a quote in the user agent as \\x22, so no field can be forged.
-    log_format artifact '$remote_addr [$time_local] "$request" $status $body_bytes_sent '
+    # escapes a quote in the user agent as JSON does, so no field can be forged.
+    log_format artifact escape=json '$remote_addr [$time_local] "$request" $status $body_bytes_sent '
                         '${{request_time}}s "$http_user_agent"';
     access_log {access_log};
     client_body_temp_path {front}/tmp/body;
@@ -341,6 +341,8 @@ class Front:
         if self.proc is None:
             return None
         code = self.proc.poll()
+        from server.serve import _alive
+
         if code is None and not _alive(self.proc.pid):
             return -1  # reaped by someone else's waitpid(-1): gone, code unknown
         return code
@@ -360,16 +362,6 @@ class Front:
             pass
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def stop_leftover(root: Path) -> int | None:
     """Kill an nginx whose gunicorn master died without stopping it (kill -9); its pid."""
     try:
@@ -380,6 +372,8 @@ def stop_leftover(root: Path) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
+    from server.serve import _alive
+
     if b"nginx" not in cmdline:
         return None  # the pid was reused by something else
     with contextlib.suppress(ProcessLookupError):
