@@ -61,6 +61,9 @@ http {{
     default_type application/octet-stream;
     server_tokens off;
     sendfile on;
+    # Smaller sendfile steps than nginx's 2m default: 64 MiB x16 went from about 0.8x to
+    # about 0.95x Go's FileServer in interleaved runs here.
+    sendfile_max_chunk 512k;
     tcp_nopush on;
     keepalive_requests 10000;
     # Slow clients wait in nginx, not in the app.

@@ -229,9 +229,8 @@ def _accelerated(path: str, found: Artifact, wanted: str | None) -> Response | N
     return Response(headers=accel_headers(found, target))
 
 
-@internal.route("/front/authorize", methods=["GET"])
 def authorize_write():
-    """nginx's auth_request for a PUT/DELETE, before it reads (or invites) the body: 204 when
+    """Behind the front only (clients get nginx's 404 for it): nginx's auth_request for a PUT/DELETE, before it reads (or invites) the body: 204 when
     the token may write, else the 401/403 the write itself would get."""
     if request.headers.get("X-Original-Method") not in WRITE_METHODS or _config().read_only:
         return Response(status=204)  # the request itself gets its answer (405) from the app
@@ -366,6 +365,8 @@ def _count_rejection(reason: str) -> None:
 def register(app: Flask) -> None:
     app.register_blueprint(internal)
     app.register_blueprint(artifacts)
+    if app.config["ARTIFACT_SERVER"].front:
+        app.add_url_rule(front.AUTHORIZE, "authorize_write", authorize_write, methods=["GET"])
 
     @app.errorhandler(StoreError)
     def store_error(exc: StoreError):
