@@ -278,6 +278,8 @@ SERVE_HELP = {
     "overwrite": "deny (default) or allow replacing an artifact with different bytes",
     "read-only": "refuse every PUT and DELETE",
     "access-log": "access log file, '-' for stdout (default), '' for none",
+    "front": "nginx: nginx in front of the app (production mode: the speed targets; env ARTIFACT_FRONT); default none",
+    "front-cache": "seconds nginx may reuse a small download before asking the app again (default 1; 0: off)",
     "stop": "stop the server running from --root (reads <root>/.server.pid) and exit",
 }
 
@@ -300,9 +302,11 @@ def serve(
     overwrite=None,
     read_only=False,
     access_log=None,
+    front=None,
+    front_cache=None,
     stop=False,
 ):
-    """Run the artifact server (gunicorn) in the foreground; --stop stops a running one."""
+    """Run the artifact server (gunicorn, or nginx + gunicorn) in the foreground; --stop stops it."""
     from server.serve import run_task
 
     s = settings(ctx, server_root=root)
@@ -317,6 +321,8 @@ def serve(
         send_timeout=float(send_timeout) if send_timeout else None,
         trusted_proxies=trusted_proxies,
         access_log=access_log,
+        front=front,
+        front_cache=int(front_cache) if front_cache not in (None, "") else None,
         token_file=token_file,
         read_token=read_token,
         read_token_file=read_token_file,

@@ -1,5 +1,8 @@
 """Benchmark the artifact server against Go's http.FileServer, nginx and pypiserver.
 
+The artifact server runs as `invoke serve` runs it (gunicorn alone, once more without its
+access log) and behind its nginx front (`invoke serve --front nginx`, server/front.py).
+
     python3 bench/bench_server.py [--seconds 5] [--rounds 3] [--clients 1000] [--hold 30]
 
 Throughput: a 64 MiB artifact with 16 concurrent connections and a 1 KiB one with 16 (wrk,
@@ -9,7 +12,8 @@ and reads about 1 KiB/s), then --clients slowloris connections (each sends one h
 per second and reconnects when the server closes it), held for --hold seconds while a probe
 GETs /-/healthz (the artifact server only) and the 1 KiB file ten times a second each, on new
 connections with a 5 s timeout: p99 latency, failures, connections the server closed, peak
-RSS of all the server's processes. Then the artifact server's peak RSS during a 1 GiB upload.
+RSS of all the server's processes. Then the artifact server's peak RSS during a 1 GiB upload
+(both modes).
 Targets (issue 11): >= 0.9x Go large, >= 0.5x Go small, p99 < 250 ms and no failures under
 slow clients. Needs wrk (Debian: apt-get install wrk), go, nginx and pypiserver (pip).
 Loopback only; every phase is bounded in time.
@@ -53,6 +57,7 @@ PYPI_LARGE = "packages/big-1.0.tar.gz"
 PYPI_SMALL = "packages/small-1.0.tar.gz"
 OURS = "artifact server"
 NO_LOG = "server, no log"
+FRONT = "server, nginx front"
 NGINX_CONF = """worker_processes auto;
 user root;
 daemon off;
@@ -184,7 +189,9 @@ def pypi_server(root: Path, workers: int):
 
 
 @contextlib.contextmanager
-def artifact_server(name: str, root: Path, workers: int, access_log: str | None = None):
+def artifact_server(
+    name: str, root: Path, workers: int, access_log: str | None = None, front: str | None = None
+):
     port = free_port()
     pid = background.start(
         root,
@@ -192,6 +199,7 @@ def artifact_server(name: str, root: Path, workers: int, access_log: str | None 
         [TOKEN],
         workers=workers,
         access_log=access_log,
+        front=front,
         log_file=root.parent / f"server-{port}.log",
     )
     try:
@@ -211,14 +219,18 @@ def rss_mib(pids: list[int]) -> float:
 
 
 def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
 
 def figures_line(name: str, large_bps: float, small_rps: float) -> str:
-    return f"{name:16s} 64 MiB x16: {large_bps / 1024**2:8.1f} MiB/s   1 KiB x16: {small_rps:8.0f} req/s"
+    return f"{name:20s} 64 MiB x16: {large_bps / 1024**2:8.1f} MiB/s   1 KiB x16: {small_rps:8.0f} req/s"
 
 
 def warm_up(peers: list[Peer]) -> None:
@@ -381,7 +393,7 @@ def hold_line(peer: Peer, kind: str, hold: Hold) -> str:
             f"{label} p99 {p99_ms(latencies)} ms, {hold.failures[target]}/{len(latencies) + hold.failures[target]} failed"
         )
     return (
-        f"{peer.name:16s} {kind:9s} held {hold.held:5d}, server closed {hold.closed:5d}; "
+        f"{peer.name:20s} {kind:9s} held {hold.held:5d}, server closed {hold.closed:5d}; "
         + "; ".join(parts)
         + f"; peak RSS {hold.peak_rss:6.0f} MiB"
     )
@@ -409,8 +421,8 @@ def upload_rss(base: str, root: Path, tmp: Path) -> tuple[float, float]:
     assert response.status_code == 201, response.text
     assert response.json()["sha256"] == digest.hexdigest()
     master = background.running(root)
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    peaks = [peak_rss_mib(int(pid)) for pid in [master, *children]]
+    peer = Peer("", base, master)
+    peaks = [peak_rss_mib(pid) for pid in peer.pids()]
     source.unlink()
     return max(peaks), 1024 / elapsed
 
@@ -484,6 +496,8 @@ def main() -> int:
         # A second artifact server (without access log) needs a root of its own.
         quiet_root = tmp / "quiet-root"
         write_artifacts(quiet_root)
+        front_root = tmp / "front-root"
+        write_artifacts(front_root)
         pypi_artifacts(root, tmp / "pypi")
         print(
             f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}"
@@ -495,48 +509,55 @@ def main() -> int:
             nginx(tmp, root) as ng,
             artifact_server(OURS, root, args.workers) as ours,
             artifact_server(NO_LOG, quiet_root, args.workers, access_log="") as quiet,
+            artifact_server(FRONT, front_root, args.workers, front="nginx") as fronted,
             pypi_server(tmp / "pypi", args.workers) as pypi,
         ):
-            warm_up([go, ng, ours, quiet, pypi])
+            peers = [go, ng, ours, quiet, fronted, pypi]
+            warm_up(peers)
             if not args.skip_throughput:
-                results = measure([go, ng, ours, quiet, pypi], args.seconds, args.rounds)
+                results = measure(peers, args.seconds, args.rounds)
             print("slow clients:", flush=True)
             holds = {}
-            for peer in (ours, go, ng, pypi):
+            for peer in (ours, fronted, go, ng, pypi):
                 for kind in ("reader", "slowloris"):
                     holds[peer.name, kind] = hold = hold_slow_clients(
                         peer, kind, args.clients, args.hold
                     )
                     print(f"  {hold_line(peer, kind, hold)}", flush=True)
             rss, upload_speed = upload_rss(ours.base, root, tmp)
+            front_rss, front_upload = upload_rss(fronted.base, front_root, tmp)
         print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         if not args.skip_throughput:
             print("medians:")
             for name, figures in results.items():
                 print(f"  {figures_line(name, figures['large'], figures['small'])}")
-            go_figures, mine = results["Go FileServer"], results[OURS]
-            large_ratio = mine["large"] / go_figures["large"]
-            small_ratio = mine["small"] / go_figures["small"]
-            print(
-                f"ratio to Go:    large {large_ratio:.2f}x (target >= 0.90)   small {small_ratio:.2f}x (target >= 0.50)"
-            )
+            go_figures = results["Go FileServer"]
+            for name in (OURS, FRONT):
+                mine = results[name]
+                print(
+                    f"{name} to Go: large {mine['large'] / go_figures['large']:.2f}x (target >= 0.90)"
+                    f"   small {mine['small'] / go_figures['small']:.2f}x (target >= 0.50)"
+                )
             for name in ("nginx", "pypiserver", NO_LOG):
                 other = results[name]
                 print(
                     f"{name} to Go: large {other['large'] / go_figures['large']:.2f}x   small {other['small'] / go_figures['small']:.2f}x"
                 )
         print(
-            f"1 GiB upload: {upload_speed:.0f} MiB/s, server peak RSS {rss:.0f} MiB (target < 150)"
+            f"1 GiB upload: {upload_speed:.0f} MiB/s, server peak RSS {rss:.0f} MiB (target < 150);"
+            f" through the front {front_upload:.0f} MiB/s, peak RSS {front_rss:.0f} MiB"
         )
-        slow_ok = all(
-            not any(hold.failures.values())
-            and all(float(p99_ms(v)) < 250 for v in hold.probes.values())
-            for (name, _), hold in holds.items()
-            if name == OURS
-        )
-        print(
-            "slow-client target (p99 < 250 ms, no failures): " + ("met" if slow_ok else "NOT met")
-        )
+        for mode in (OURS, FRONT):
+            slow_ok = all(
+                not any(hold.failures.values())
+                and all(float(p99_ms(v)) < 250 for v in hold.probes.values())
+                for (name, _), hold in holds.items()
+                if name == mode
+            )
+            print(
+                f"{mode}: slow-client target (p99 < 250 ms, no failures): "
+                + ("met" if slow_ok else "NOT met")
+            )
     return 0
 
 

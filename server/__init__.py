@@ -48,5 +48,11 @@ def create_app(config: ServerConfig | Mapping[str, Any]) -> Flask:
     app.extensions["artifact_store"] = store
     app.extensions["artifact_metrics"] = metrics
     views.register(app)
-    app.wsgi_app = FastDownloads(app.wsgi_app, store, metrics, config.anonymous_reads)
+    app.wsgi_app = FastDownloads(
+        app.wsgi_app,
+        store,
+        metrics,
+        config.anonymous_reads,
+        front_cache=config.front_cache if config.front else None,
+    )
     return app

@@ -59,10 +59,14 @@ def start(
     overwrite: str | None = None,
     read_only: bool = False,
     access_log: str | None = None,
+    front: str | None = None,
+    front_cache: int | None = None,
     log_file: str | os.PathLike | None = None,
     timeout: float = 30.0,
 ) -> int:
     """Start a server on `bind` serving `root`; return the gunicorn master's pid once it answers.
+
+    front="nginx" puts nginx on `bind` and the app behind it (server.front); stop(root) stops both.
 
     Raises UserError if one already runs from `root`, or if it exits or stays silent.
     """
@@ -89,9 +93,12 @@ def start(
         ("--header-timeout", header_timeout),
         ("--send-timeout", send_timeout),
         ("--trusted-proxies", trusted_proxies),
+        ("--front", front),
     ):
         if value:
             argv += [flag, str(value)]
+    if front_cache is not None:
+        argv += ["--front-cache", str(front_cache)]
     if max_upload_size is not None:
         argv += ["--max-upload-size", str(max_upload_size)]
     if overwrite:

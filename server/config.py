@@ -30,6 +30,10 @@ ENV_MAX_UPLOAD = "ARTIFACT_MAX_UPLOAD_SIZE"
 ENV_OVERWRITE = "ARTIFACT_OVERWRITE"
 ENV_READ_ONLY = "ARTIFACT_READ_ONLY"
 ENV_TRUSTED_PROXIES = "ARTIFACT_TRUSTED_PROXIES"
+ENV_FRONT = "ARTIFACT_FRONT"
+ENV_FRONT_CACHE = "ARTIFACT_FRONT_CACHE"
+FRONTS = ("none", "nginx")
+DEFAULT_FRONT_CACHE = 1
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
@@ -42,6 +46,10 @@ class ServerConfig:
     max_upload_size: int = DEFAULT_MAX_UPLOAD
     overwrite: str = "deny"
     read_only: bool = False
+    # Behind the nginx front (server/front.py): large downloads go out as X-Accel-Redirect,
+    # small 200s may be cached by nginx for front_cache seconds.
+    front: bool = False
+    front_cache: int = DEFAULT_FRONT_CACHE
 
     @property
     def anonymous_reads(self) -> bool:
@@ -70,6 +78,10 @@ class ServeOptions:
     trusted_proxies: str = ""
     access_log: str = "-"
     timeout: int = 120
+    # "nginx": nginx on `bind`, gunicorn behind it on a socket in <root>/.front (server/front.py).
+    front: str = "none"
+    front_cache: int = DEFAULT_FRONT_CACHE
+    front_workers: int = 0  # 0: one nginx worker per core
 
 
 def parse_size(text: str | int) -> int:
@@ -184,6 +196,16 @@ def argument_parser() -> argparse.ArgumentParser:
         help=f"comma-separated proxy addresses whose X-Forwarded-* headers are believed (default none; env {ENV_TRUSTED_PROXIES})",
     )
     parser.add_argument(
+        "--front",
+        choices=FRONTS,
+        help=f"nginx: put nginx in front (production mode: fastest, slow clients held by nginx); default none; env {ENV_FRONT}",
+    )
+    parser.add_argument(
+        "--front-cache",
+        type=int,
+        help=f"seconds nginx may reuse a small download before asking the app again (default {DEFAULT_FRONT_CACHE}; 0: no cache; env {ENV_FRONT_CACHE})",
+    )
+    parser.add_argument(
         "--token-file",
         help=f"file of write tokens, one a line (also env {ENV_TOKENS}, comma-separated)",
     )
@@ -246,5 +268,24 @@ def from_args(
         send_timeout=args.send_timeout,
         trusted_proxies=args.trusted_proxies or env.get(ENV_TRUSTED_PROXIES, ""),
         access_log=args.access_log,
+        **front_options(args.front, args.front_cache, env),
     )
     return config, options, args.stop
+
+
+def front_options(
+    front: str | None, front_cache: int | None, environ: Mapping[str, str] | None = None
+) -> dict:
+    """The front's ServeOptions fields from flags over the environment, checked."""
+    env = os.environ if environ is None else environ
+    front = (front or env.get(ENV_FRONT) or "none").lower()
+    if front not in FRONTS:
+        raise UserError(f"front {front!r} is unknown; use none or nginx")
+    if front_cache is None:
+        text = env.get(ENV_FRONT_CACHE) or str(DEFAULT_FRONT_CACHE)
+        if not text.strip().isdigit():
+            raise UserError(f"{ENV_FRONT_CACHE}={text!r} is not a number of seconds; give e.g. 1")
+        front_cache = int(text)
+    if front_cache < 0:
+        raise UserError("front cache seconds must be 0 or more; give e.g. 1")
+    return {"front": front, "front_cache": front_cache}

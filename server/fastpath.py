@@ -18,6 +18,7 @@ from functools import lru_cache
 from werkzeug.http import http_date
 from werkzeug.wsgi import wrap_file
 
+from server import front
 from server.metrics import Metrics
 from server.store import Artifact, Store, StoreError
 
@@ -77,16 +78,34 @@ def _download_headers(artifact: Artifact) -> tuple[tuple[str, str], ...]:
     )
 
 
+def cache_for(seconds: int | None) -> list[tuple[str, str]]:
+    """Behind the front: let nginx reuse this 200 for `seconds` (nginx strips the header)."""
+    return [("X-Accel-Expires", str(seconds))] if seconds else []
+
+
+def accel_headers(artifact: Artifact, target: str) -> list[tuple[str, str]]:
+    """Behind the front: the download's headers, with nginx sending the bytes from `target`."""
+    headers = [(k, v) for k, v in _download_headers(artifact) if k != "Content-Length"]
+    return [*headers, ("Content-Length", "0"), ("X-Accel-Redirect", target)]
+
+
 class FastDownloads:
     """WSGI middleware in front of the Flask app for anonymous, unconditional GET/HEAD."""
 
     def __init__(
-        self, app: Callable, store: Store, metrics: Metrics, anonymous_reads: bool
+        self,
+        app: Callable,
+        store: Store,
+        metrics: Metrics,
+        anonymous_reads: bool,
+        front_cache: int | None = None,
     ) -> None:
         self.app = app
         self.store = store
         self.metrics = metrics
         self.enabled = anonymous_reads
+        # Behind the nginx front (None: no front): seconds nginx may cache a small download.
+        self.front_cache = front_cache
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         host = environ.get("HTTP_HOST")
@@ -111,6 +130,8 @@ class FastDownloads:
         if opened is None:
             return self.app(environ, start_response)
         handle, artifact = opened
+        if self.front_cache is not None:
+            return self._via_front(environ, start_response, handle, artifact, rel)
         start_response("200 OK", download_headers(artifact))
         if method == "HEAD":
             handle.close()
@@ -122,6 +143,21 @@ class FastDownloads:
             with handle:
                 return [handle.readall()]
         return wrap_file(environ, handle, SEND_BUFFER)
+
+    def _via_front(self, environ, start_response, handle, artifact: Artifact, rel: str):
+        head = environ["REQUEST_METHOD"] == "HEAD"
+        if artifact.size <= INLINE_LIMIT:
+            start_response("200 OK", download_headers(artifact) + cache_for(self.front_cache))
+            self.metrics.served(200, 0 if head else artifact.size)
+            with handle:
+                return [] if head else [handle.readall()]
+        handle.close()
+        target = front.accel_target(rel, None)
+        if target is None:
+            return self.app(environ, start_response)
+        self.metrics.served(200, 0 if head else artifact.size)
+        start_response("200 OK", accel_headers(artifact, target))
+        return []
 
     def _bad_request(self, start_response: Callable, message: str) -> list[bytes]:
         body = json.dumps({"error": message, "reason": "bad_request", "status": 400}).encode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import resource
@@ -13,6 +14,8 @@ from pathlib import Path
 
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.errors import HaltServer
 
 from ci.errors import UserError
 from server.config import ServeOptions, ServerConfig
@@ -83,7 +86,10 @@ def default_workers() -> int:
     return 2 * (os.cpu_count() or 1)
 
 
-def gunicorn_options(config: ServerConfig, options: ServeOptions) -> dict:
+def gunicorn_options(
+    config: ServerConfig, options: ServeOptions, app_bind: str | None = None
+) -> dict:
+    """gunicorn's settings; `app_bind` is its private address behind the nginx front."""
     uploads = config.root / TMP_DIR / "uploads"
 
     def child_exit(_arbiter, worker) -> None:
@@ -94,7 +100,7 @@ def gunicorn_options(config: ServerConfig, options: ServeOptions) -> dict:
                 leftover.unlink()
 
     return {
-        "bind": options.bind,
+        "bind": app_bind or options.bind,
         "workers": options.workers or default_workers(),
         # Event-driven workers with header and send timeouts (server/worker.py): slow
         # clients cost a greenlet each, and the stuck ones are dropped.
@@ -102,7 +108,9 @@ def gunicorn_options(config: ServerConfig, options: ServeOptions) -> dict:
         "worker_connections": options.connections,
         # No X-Forwarded-* header is believed unless --trusted-proxies names the sender
         # (gunicorn's default trusts loopback, where any local user can send them).
-        "forwarded_allow_ips": options.trusted_proxies,
+        # Behind the front, only nginx (which sets them itself) can reach the app: on a unix
+        # socket gunicorn trusts its peer, on the loopback fallback it is told to.
+        "forwarded_allow_ips": "127.0.0.1" if app_bind else options.trusted_proxies,
         "child_exit": child_exit,
         # sendfile is on by default. Do not set it: gunicorn reads *any* value of its
         # "sendfile" setting, True included, as --no-sendfile.
@@ -123,11 +131,48 @@ def gunicorn_options(config: ServerConfig, options: ServeOptions) -> dict:
     }
 
 
+class _FrontArbiter(Arbiter):
+    """gunicorn's master, which also runs the nginx front as its child: nginx starts once the
+    app listens, stops first on shutdown, and its death stops the server (with the reason
+    in the log) rather than leaving an app nobody can reach."""
+
+    front = None  # server.front.Front, set by _Gunicorn.run
+
+    def start(self):
+        super().start()
+        try:
+            pid = self.front.start()
+        except UserError as exc:
+            self.log.error("error: %s", exc)
+            self.halt(reason="the nginx front did not start", exit_status=1)
+        self.log.info("nginx front started (pid %s), config %s", pid, self.front.conf)
+
+    def murder_workers(self):
+        super().murder_workers()
+        code = self.front.exited()
+        if code is not None:
+            raise HaltServer(
+                f"the nginx front exited (code {code}); see {self.front.dir / 'error.log'}", 1
+            )
+
+    def stop(self, graceful=True):
+        self.front.stop()
+        super().stop(graceful)
+
+
 class _Gunicorn(BaseApplication):
-    def __init__(self, config: ServerConfig, settings: dict) -> None:
+    def __init__(self, config: ServerConfig, settings: dict, front=None) -> None:
         self._config = config
         self._settings = settings
+        self._front = front
         super().__init__()
+
+    def run(self):
+        if self._front is None:
+            return super().run()
+        arbiter = _FrontArbiter(self)
+        arbiter.front = self._front
+        arbiter.run()
 
     def load_config(self) -> None:
         for key, value in self._settings.items():
@@ -162,7 +207,33 @@ def serve(config: ServerConfig, options: ServeOptions) -> None:
     from server import worker
 
     worker.configure(options.header_timeout, options.send_timeout)
-    _Gunicorn(config, gunicorn_options(config, options)).run()
+    if options.front == "nginx":
+        front, app_bind = _prepare_front(config, options)
+        config = dataclasses.replace(config, front=True, front_cache=options.front_cache)
+        _Gunicorn(config, gunicorn_options(config, options, app_bind), front).run()
+    else:
+        _Gunicorn(config, gunicorn_options(config, options)).run()
+
+
+def _prepare_front(config: ServerConfig, options: ServeOptions):
+    """The nginx front's config, written and checked (`nginx -t`) before anything starts."""
+    from server import front
+
+    binary = front.find_nginx()
+    if binary is None:
+        raise UserError(
+            "--front nginx needs nginx on PATH (Debian: apt-get install nginx); or run without --front"
+        )
+    front.stop_leftover(config.root)
+    app_bind = front.app_bind(config.root)
+    nginx = front.Front(config.root, binary)
+    nginx.dir.mkdir(parents=True, exist_ok=True)
+    if app_bind.startswith("unix:"):
+        Path(app_bind.removeprefix("unix:")).unlink(missing_ok=True)
+    nginx.prepare(
+        front.render(config.root, options, read_token=not config.anonymous_reads, upstream=app_bind)
+    )
+    return nginx, app_bind
 
 
 def _raise_file_limit() -> None:
@@ -176,8 +247,11 @@ def _raise_file_limit() -> None:
 
 def stop(root: Path, timeout: float = 15.0) -> int | None:
     """Stop the server whose pid file is in `root`; return its pid, or None if none ran."""
+    from server import front
+
     pid = running_pid(root)
     if pid is None:
+        front.stop_leftover(root)
         return None
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -189,9 +263,10 @@ def stop(root: Path, timeout: float = 15.0) -> int | None:
     else:
         os.kill(pid, signal.SIGKILL)
         _reap(pid)
-    # gunicorn removes its pid file on a clean exit; after SIGKILL it cannot.
+    # gunicorn removes its pid file on a clean exit; after SIGKILL it cannot (nor stop nginx).
     if pid_file(root).exists() and running_pid(root) is None:
         pid_file(root).unlink(missing_ok=True)
+    front.stop_leftover(root)
     return pid
 
 
@@ -234,10 +309,12 @@ def run_task(
     send_timeout: float | None = None,
     trusted_proxies: str | None = None,
     access_log: str | None = None,
+    front: str | None = None,
+    front_cache: int | None = None,
     **config_flags,
 ) -> None:
     """What `invoke serve` does: stop the server from `root`, or serve it in the foreground."""
-    from server.config import build_config
+    from server.config import build_config, front_options
 
     config = build_config(root, **config_flags)
     if stop_requested:
@@ -256,5 +333,6 @@ def run_task(
         send_timeout=send_timeout or ServeOptions.send_timeout,
         trusted_proxies=trusted_proxies or "",
         access_log="-" if access_log is None else access_log,
+        **front_options(front, front_cache),
     )
     serve(config, options)

@@ -14,9 +14,9 @@ from werkzeug.routing import BaseConverter
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import wrap_file
 
-from server import openapi
+from server import front, openapi
 from server.config import ServerConfig
-from server.fastpath import SEND_BUFFER, download_headers
+from server.fastpath import INLINE_LIMIT, SEND_BUFFER, accel_headers, cache_for, download_headers
 from server.metrics import Metrics
 from server.ranges import Unsatisfiable, effective_range
 from server.store import Artifact, Store, StoreError
@@ -84,6 +84,8 @@ def _matches_any(given: str, tokens) -> bool:
     return found
 
 
+WRITE_UNAUTHORIZED = "a write needs 'Authorization: Bearer <token>'"
+WRITE_FORBIDDEN = "the token is not valid for writes"
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="artifacts"'}
 
 
@@ -95,11 +97,9 @@ def require_write() -> None:
         )
     given = _bearer()
     if given is None:
-        raise Refused(
-            401, "unauthorized", "a write needs 'Authorization: Bearer <token>'", _CHALLENGE
-        )
+        raise Refused(401, "unauthorized", WRITE_UNAUTHORIZED, _CHALLENGE)
     if not _matches_any(given, config.tokens):
-        raise Refused(403, "forbidden", "the token is not valid for writes")
+        raise Refused(403, "forbidden", WRITE_FORBIDDEN)
 
 
 def require_read() -> None:
@@ -186,7 +186,11 @@ def download(path: str) -> Response:
     environ = {k: v for k, v in request.environ.items() if k not in ("HTTP_RANGE", "HTTP_IF_RANGE")}
     # The conditionals decide first: a client that has these bytes gets its 304 (or 412)
     # whatever range it asked for; werkzeug gets only a range judged by server.ranges.
-    if is_resource_modified(environ, f'"{found.sha256}"', None, dict(headers)["Last-Modified"]):
+    modified = is_resource_modified(
+        environ, f'"{found.sha256}"', None, dict(headers)["Last-Modified"]
+    )
+    wanted = None
+    if modified:
         try:
             wanted = effective_range(request.environ, found)
         except Unsatisfiable:
@@ -199,10 +203,43 @@ def download(path: str) -> Response:
             )
         if wanted is not None:
             environ["HTTP_RANGE"] = wanted
+        accelerated = _accelerated(path, found, wanted)
+        if accelerated is not None:
+            handle.close()
+            return accelerated
     response = Response(
         wrap_file(request.environ, handle, SEND_BUFFER), headers=headers, direct_passthrough=True
     )
-    return response.make_conditional(environ, accept_ranges=True, complete_length=found.size)
+    response = response.make_conditional(environ, accept_ranges=True, complete_length=found.size)
+    if _config().front and response.status_code == 200 and found.size <= INLINE_LIMIT:
+        response.headers.extend(cache_for(_config().front_cache))
+    return response
+
+
+def _accelerated(path: str, found: Artifact, wanted: str | None) -> Response | None:
+    """Behind the front, a large download nginx sends: the whole file, or the one range
+    judged above (nginx reads the client's own Range header, so only a plain one)."""
+    if not _config().front or found.size <= INLINE_LIMIT:
+        return None
+    if "HTTP_IF_MATCH" in request.environ or "HTTP_IF_UNMODIFIED_SINCE" in request.environ:
+        return None  # nginx would judge these against validators of its own
+    target = front.accel_target(path, request.environ["HTTP_RANGE"] if wanted else None)
+    if target is None:
+        return None
+    return Response(headers=accel_headers(found, target))
+
+
+def authorize_write():
+    """Behind the front only (clients get nginx's 404 for it): nginx's auth_request for a PUT/DELETE, before it reads (or invites) the body: 204 when
+    the token may write, else the 401/403 the write itself would get."""
+    if request.headers.get("X-Original-Method") not in WRITE_METHODS or _config().read_only:
+        return Response(status=204)  # the request itself gets its answer (405) from the app
+    try:
+        require_write()
+    except Refused as exc:
+        _metrics().rejected(exc.reason)
+        raise
+    return Response(status=204)
 
 
 def browse(path: str):
@@ -328,6 +365,8 @@ def _count_rejection(reason: str) -> None:
 def register(app: Flask) -> None:
     app.register_blueprint(internal)
     app.register_blueprint(artifacts)
+    if app.config["ARTIFACT_SERVER"].front:
+        app.add_url_rule(front.AUTHORIZE, "authorize_write", authorize_write, methods=["GET"])
 
     @app.errorhandler(StoreError)
     def store_error(exc: StoreError):

@@ -8,6 +8,7 @@ import uuid
 import pytest
 import requests
 
+from server.front import find_nginx
 from tests.helpers.artifact_server import running_server
 
 TOKEN = "test-token-7f3a"
@@ -19,11 +20,20 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture(scope="session")
-def live_server(tmp_path_factory):
-    """A real server (gunicorn, 2 workers) shared by tests that need no special options."""
+# The two ways the server runs: gunicorn alone (the default) and behind the nginx front.
+FRONTS = ["app", "nginx"]
+
+
+@pytest.fixture(scope="session", params=FRONTS)
+def live_server(request, tmp_path_factory):
+    """A real server (gunicorn, 2 workers; alone, and behind nginx) shared by tests that need
+    no special options."""
+    if request.param == "nginx" and find_nginx() is None:
+        pytest.skip("nginx is not installed (Debian: apt-get install nginx)")
     with running_server(
-        tmp_path_factory.mktemp("live") / "root", tokens=[TOKEN, OTHER_TOKEN]
+        tmp_path_factory.mktemp("live") / "root",
+        tokens=[TOKEN, OTHER_TOKEN],
+        front=None if request.param == "app" else request.param,
     ) as url:
         yield url
 
