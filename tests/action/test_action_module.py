@@ -1,4 +1,4 @@
-"""ci.action outside a runner: which inputs it rejects and with what, what it reports."""
+"""ci.github outside a runner: which inputs it rejects and with what, what it reports."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ci import action, log, names
+from ci import github as action
+from ci import log, names
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -89,7 +90,7 @@ def test_s3_with_a_bucket_and_a_pushed_image_are_valid(tmp_path):
 
 def test_validate_prints_error_annotations_and_fails(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "ci.action", "validate"],
+        [sys.executable, "-m", "ci.github", "validate"],
         env={**inputs(store="s3", push="true"), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
         cwd=tmp_path,
         capture_output=True,
@@ -107,7 +108,7 @@ def test_validate_prints_error_annotations_and_fails(tmp_path):
 
 def test_usage_on_an_unknown_command():
     proc = subprocess.run(
-        [sys.executable, "-m", "ci.action", "deploy"],
+        [sys.executable, "-m", "ci.github", "deploy"],
         env={"PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
@@ -115,7 +116,7 @@ def test_usage_on_an_unknown_command():
     )
     assert proc.returncode == 2
     assert (
-        proc.stderr.strip() == "usage: python -m ci.action validate|report|server-state|stop-server"
+        proc.stderr.strip() == "usage: python -m ci.github validate|report|server-state|stop-server"
     )
 
 
@@ -164,7 +165,7 @@ def test_report_writes_outputs_and_a_summary_table(built_dist, tmp_path):
 def test_report_without_a_build_says_what_to_run(tmp_path):
     env = {**inputs(), "MOSN_PROXYV2_DIST": str(tmp_path / "nothing")}
     proc = subprocess.run(
-        [sys.executable, "-m", "ci.action", "report"],
+        [sys.executable, "-m", "ci.github", "report"],
         env={**env, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
         cwd=tmp_path,
         capture_output=True,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ci import action, config
+from ci import config
+from ci import github as action
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ACTION = ROOT / "action.yml"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ci import toolchain
-from ci.build import Checkout, makefile_build_image
+from ci.build import Checkout, makefile_build_image, toolchain
 from ci.errors import UserError
 
 # The reflect2 lines of MOSN v1.0.0's go.sum (mosn.io/mosn@v1.0.0, module proxy).

@@ -237,7 +237,7 @@ def test_missing_and_temporary_credentials_are_clear_errors(dist, bucket, moto, 
 )
 def test_checksum_settings_relaxed_only_off_aws(monkeypatch, endpoint, checksums, addressing):
     from ci.config import Settings
-    from ci.store_s3 import S3Store
+    from ci.publish.s3 import S3Store
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET_KEY)

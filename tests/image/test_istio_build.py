@@ -6,9 +6,10 @@ import subprocess
 
 import pytest
 
-from ci import istio_build, names
+from ci import names
 from ci.config import Settings
 from ci.errors import UserError
+from ci.image import full as istio_build
 from tests.helpers.image import make_istio_standin
 
 

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from ci import istio_patch
 from ci.errors import UserError
+from ci.image import patch as istio_patch
 from tests.helpers.image import ISTIO_STANDIN
 
 FILES = (

@@ -170,7 +170,7 @@ def test_gunicorn_settings_keep_sendfile_on_and_preload(tmp_path):
 
 
 def test_local_server_stop_stops_what_publish_started_and_is_safe_to_repeat(tmp_path):
-    from ci import local_server
+    from ci.publish import local_server
 
     root = tmp_path / "root"
     port = free_port()

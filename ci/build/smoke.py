@@ -9,7 +9,7 @@ connection manager whose route goes to MOSN's own admin port, the shape of the b
 Prometheus listener. The upstream being MOSN itself means the same check runs on the host
 and inside an image with no network, with nothing else to start.
 
-`python -m ci.smoke probe LISTENER ADMIN` is the client, run as is on the host or, for
+`python -m ci.build.smoke probe LISTENER ADMIN` is the client, run as is on the host or, for
 an image, inside the container's network namespace.
 """
 
@@ -235,7 +235,7 @@ IMAGE_ADMIN_PORT = 15000
 IMAGE_LISTENER_PORT = 15090
 IMAGE_CONFIG = "/tmp/mosn-proxyv2-smoke.json"  # noqa: S108 - inside the throwaway container
 IMAGE_XDS = "/tmp/XDS"  # noqa: S108 - inside the throwaway container
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_in_image(client, reference: str, binary: str) -> None:
@@ -287,7 +287,7 @@ def _probe_in(container, pid: int) -> str:
     ports = [str(IMAGE_LISTENER_PORT), str(IMAGE_ADMIN_PORT), str(STARTUP_TIMEOUT)]
     if os.geteuid() == 0 and shutil.which("nsenter"):
         done = subprocess.run(
-            ["nsenter", f"--net=/proc/{pid}/ns/net", "--", sys.executable, "-m", "ci.smoke"]
+            ["nsenter", f"--net=/proc/{pid}/ns/net", "--", sys.executable, "-m", "ci.build.smoke"]
             + ["probe", *ports],
             cwd=PROJECT_ROOT,
             env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
@@ -327,7 +327,7 @@ def _exec(container, command: list[str]) -> tuple[int, str]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 4 or argv[0] != "probe":
-        print("usage: python -m ci.smoke probe LISTENER_PORT ADMIN_PORT TIMEOUT", file=sys.stderr)
+        print("usage: python -m ci.build.smoke probe LISTENER_PORT ADMIN_PORT TIMEOUT", file=sys.stderr)
         return 2
     why = probe(int(argv[1]), int(argv[2]), time.monotonic() + float(argv[3]))
     print(why or "ok")

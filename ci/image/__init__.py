@@ -334,7 +334,7 @@ def verify(client, reference: str, expected_version: str) -> None:
 
 def smoke_in_image(client, reference: str) -> None:
     """Quick mode: ci/smoke inside the image; on failure the image is removed, nothing tagged."""
-    from ci import smoke
+    from ci.build import smoke
 
     try:
         smoke.run_in_image(client, reference, names.BINARY_PATH_IN_IMAGE)
@@ -476,7 +476,7 @@ def image(settings: Settings) -> ImageResult:
         binary = dist.binary(names.LINUX_TARBALL)
         prepare_full = None
     else:
-        from ci import istio_build
+        from ci.image import full as istio_build
 
         if settings.base:
             log.warn(

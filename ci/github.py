@@ -5,10 +5,10 @@ already read (`MOSN_PROXYV2_<SETTING>`), so the invoke tasks it calls see exactl
 running them by hand with those variables would. This module only adds what a task cannot
 know: the action's input names (for messages) and the GitHub step outputs and summary.
 
-    python -m ci.action validate       # ::error:: annotations and exit 1 when inputs are wrong
-    python -m ci.action server-state   # output running-before: a bundled server already up?
-    python -m ci.action report         # outputs mosn-version, image, digest; the job summary
-    python -m ci.action stop-server    # stop the bundled server this run started (keep-server)
+    python -m ci.github validate       # ::error:: annotations and exit 1 when inputs are wrong
+    python -m ci.github server-state   # output running-before: a bundled server already up?
+    python -m ci.github report         # outputs mosn-version, image, digest; the job summary
+    python -m ci.github stop-server    # stop the bundled server this run started (keep-server)
 
 `store: server` with a free loopback server-url makes publish start the bundled server in
 the background. On a self-hosted runner that gunicorn, holding a write token, would outlive
@@ -301,7 +301,7 @@ def bundled_server_root(s: config.Settings, cwd: Path) -> Path | None:
     """Where publish would run the bundled server from, or None when it would not start one."""
     from urllib.parse import urlsplit
 
-    from ci.local_server import LOCAL_HOSTS
+    from ci.publish.local_server import LOCAL_HOSTS
 
     if s.to != "server" or urlsplit(s.server_url).hostname not in LOCAL_HOSTS:
         return None
@@ -350,7 +350,7 @@ def main(argv: list[str]) -> int:
         "stop-server": stop_server,
     }
     if len(argv) != 1 or argv[0] not in commands:
-        print(f"usage: python -m ci.action {'|'.join(commands)}", file=sys.stderr)
+        print(f"usage: python -m ci.github {'|'.join(commands)}", file=sys.stderr)
         return 2
     try:
         return commands[argv[0]](os.environ, Path.cwd())

@@ -10,7 +10,7 @@ import requests
 from ci import retry
 from ci.errors import UserError
 from ci.progress import Progress
-from ci.stores import (
+from ci.publish.base import (
     CONNECT_TIMEOUT,
     READ_TIMEOUT,
     Item,

@@ -18,7 +18,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ci import log, proc, toolchain
+from ci import log, proc
+from ci.build import toolchain
 from ci.errors import UserError
 
 if TYPE_CHECKING:

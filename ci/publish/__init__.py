@@ -16,7 +16,7 @@ from ci import istio_env, log, names
 from ci.config import Settings, check_choice
 from ci.dist import Dist, sha256_bytes, sha256_file
 from ci.errors import UserError
-from ci.stores import Item, Store, Stored, download_digest
+from ci.publish.base import Item, Store, Stored, download_digest
 
 STORES = ("server", "s3")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
@@ -73,11 +73,11 @@ def plan(dist: Dist, folder: str, wasm: str) -> list[Item]:
 
 def open_store(settings: Settings) -> Store:
     if settings.to == "s3":
-        from ci.store_s3 import S3Store
+        from ci.publish.s3 import S3Store
 
         return S3Store(settings)
-    from ci import local_server
-    from ci.store_server import ServerStore
+    from ci.publish import local_server
+    from ci.publish.server import ServerStore
 
     # The URL is checked (by ServerStore) before a server is started for it.
     store = ServerStore(settings.server_url, "")

@@ -9,8 +9,10 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci import log, names, package, proc, smoke
-from ci import toolchain as toolchain_rules
+from ci import log, names, proc
+from ci.build import package
+from ci.build import smoke
+from ci.build import toolchain
 from ci.config import Settings
 from ci.dist import Dist
 from ci.errors import UserError
@@ -107,7 +109,7 @@ def go_version(go: str = "go") -> tuple[str, tuple[int, int]]:
         what="go version",
         hint="install Go (Debian: apt-get install golang-go) or use --in-docker",
     )
-    return toolchain_rules.parse_go_version(out)
+    return toolchain.parse_go_version(out)
 
 
 def makefile_build_image(checkout: Checkout) -> str:
@@ -211,7 +213,7 @@ def source_date_epoch(checkout: Checkout) -> int:
 def resolve_source(settings: Settings) -> Checkout:
     if settings.mosn_src:
         return inspect_checkout(settings.path("mosn_src"))
-    from ci import source  # only needed when cloning or downloading
+    from ci.build import source  # only needed when cloning or downloading
 
     if settings.mosn_module:
         with log.stage(f"download MOSN {settings.mosn_module} from the Go module proxy"):
@@ -229,10 +231,10 @@ def resolve_source(settings: Settings) -> Checkout:
     return inspect_checkout(path)
 
 
-def toolchain(settings: Settings, checkout: Checkout):
+def compiler(settings: Settings, checkout: Checkout):
     """The Go that compiles: the host's, or a golang container's (--in-docker)."""
     if settings.in_docker:
-        from ci.docker_go import DockerGo
+        from ci.build.docker_go import DockerGo
 
         return DockerGo(settings.go_image or makefile_build_image(checkout), settings)
     return HostGo()
@@ -253,11 +255,11 @@ def build(settings: Settings) -> Dist:
     with log.stage("inspect source"):
         version = stamped_version(checkout, settings.version)
         epoch = source_date_epoch(checkout)
-        go = toolchain(settings, checkout)
+        go = compiler(settings, checkout)
         go_label, go_minor = go.version()
         where = f"in {go.image}" if settings.in_docker else "the host's go"
         skip = settings.skip_toolchain_check
-        toolchain_rules.check(checkout.path, checkout.go_directive, go_label, go_minor, where, skip)
+        toolchain.check(checkout.path, checkout.go_directive, go_label, go_minor, where, skip)
         log.info(f"    MOSN {version}, Istio {settings.istio_version}, {go_label} ({where})")
     template = Dist(
         root=out,

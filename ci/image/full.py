@@ -10,10 +10,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ci import istio_env, istio_patch, log, names, proc, source, toolchain
+from ci import istio_env, log, names, proc
+from ci.build import source, toolchain
 from ci.config import Settings
 from ci.dist import Dist
 from ci.errors import UserError
+from ci.image import patch as istio_patch
 
 REQUIRED = (
     names.ISTIO_ENVOY_VERSION,

@@ -11,7 +11,7 @@ from ci import log, retry
 from ci.config import Settings
 from ci.errors import UserError
 from ci.progress import Progress
-from ci.stores import Item, Stored, transient_status
+from ci.publish.base import Item, Stored, transient_status
 
 # SigV4 presigned URLs live at most 7 days.
 MAX_URL_EXPIRY = 7 * 24 * 3600
