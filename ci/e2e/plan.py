@@ -3,7 +3,7 @@
 The run is a list of steps; each step yields commands (external programs) and actions (work
 done in Python: writing the kind config, rewriting the injected YAML, HTTP probes). Plan mode
 prints the commands and names the actions as `#` lines; the real run executes the very same
-items (ci/e2e/__init__.py), so what `invoke e2e --plan` shows is what runs.
+items (ci/e2e/runner.py), so what `invoke e2e --plan` shows is what runs.
 
 Checks of a command's output (`expect`) are pure functions of that output: they are
 what the real run asserts, and they are tested here without a cluster.

@@ -13,8 +13,9 @@ import json
 import pytest
 
 from ci import log
-from ci.e2e import Runner, images, plan_lines
+from ci.e2e import images, plan_lines
 from ci.e2e.plan import Plan
+from ci.e2e.runner import Runner
 from ci.errors import UserError
 from tests.e2e.conftest import FULL_IMAGE, UPSTREAM_ISTIO
 from tests.helpers.e2e_tools import istio_manifest
