@@ -11,6 +11,7 @@ what the real run asserts, and they are tested here without a cluster.
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 import shlex
@@ -55,6 +56,34 @@ MOSN_LOGS = (
 )
 
 
+class Do(enum.Enum):
+    """The actions: work the runner does in Python. ci/e2e/runner.py maps each to its method
+    in one table, so a misspelt action fails when the plan is built, not mid-run."""
+
+    FETCH_KIND = enum.auto()
+    FETCH_KUBECTL = enum.auto()
+    FETCH_ISTIO = enum.auto()
+    CLAIM_CLUSTER = enum.auto()
+    WRITE_KIND_CONFIG = enum.auto()
+    CLUSTER_CREATED = enum.auto()
+    LOAD_IMAGES = enum.auto()
+    DERIVE_IMAGES = enum.auto()
+    PULL_IMAGES = enum.auto()
+    REWRITE_INJECTED = enum.auto()
+    REACH_INGRESS = enum.auto()
+    NO_RULES = enum.auto()
+    ALL_V1 = enum.auto()
+    FIFTY_V3 = enum.auto()
+    TEST_V2 = enum.auto()
+    DIAGNOSE_SIDECARS = enum.auto()
+
+
+class Record(enum.Enum):
+    """Report fields a command's output may fill (ci/e2e/runner.py's RECORDS)."""
+
+    MOSN_VERSION = enum.auto()
+
+
 @dataclass(frozen=True)
 class Command:
     argv: tuple[str, ...]
@@ -68,8 +97,8 @@ class Command:
     # Repeat until `expect` holds, for at most the wait timeout.
     poll: bool = False
     hint: str = ""
-    # A report field that keeps the (stripped) output once `expect` holds.
-    record: str = ""
+    # The report field that keeps the (stripped) output once `expect` holds.
+    record: Record | None = None
 
     def line(self) -> str:
         prefix = [f"{key}={shlex.quote(value)}" for key, value in self.env]
@@ -83,11 +112,10 @@ class Command:
 
 @dataclass(frozen=True)
 class Action:
-    """Work done in Python; `name` selects the runner's method, `params` its arguments."""
+    """Work done in Python: what the runner's method for `do` does, in words."""
 
     description: str
-    name: str
-    params: tuple[tuple[str, object], ...] = ()
+    do: Do
 
     def line(self) -> str:
         return f"# {self.description}"
@@ -216,7 +244,7 @@ class Plan:
             Step("ingress gateway", list(self._gateway())),
             Step(
                 "no rules: v1, v2, v3",
-                [Action("GET /productpage until v1, v2, v3 all seen", "no_rules")],
+                [Action("GET /productpage until v1, v2, v3 all seen", Do.NO_RULES)],
             ),
             Step("all v1", list(self._all_v1())),
             Step("reviews 50/50 v1/v3", list(self._fifty_v3())),
@@ -233,26 +261,26 @@ class Plan:
         yield Action(
             f"fetch {kind_url(row, arch)} -> {self.tools.kind} "
             "(sha256 pinned in ci/e2e/versions.py)",
-            "fetch_kind",
+            Do.FETCH_KIND,
         )
         url = kubectl_url(row, arch)
         yield Action(
-            f"fetch {url} -> {self.tools.kubectl} (sha256 from {url}.sha256)", "fetch_kubectl"
+            f"fetch {url} -> {self.tools.kubectl} (sha256 from {url}.sha256)", Do.FETCH_KUBECTL
         )
         url = istio_release_url(self.settings.istio_version, arch)
         yield Action(
             f"fetch {url} -> {self.tools.istio_home} (sha256 from {url}.sha256; istioctl, samples)",
-            "fetch_istio",
+            Do.FETCH_ISTIO,
         )
 
     def _cluster(self) -> Iterator[Item]:
         name = self.settings.cluster_name
         yield self.kind("get", "clusters", expect=cluster_absent(name))
-        yield Action(f"cluster {name} is this run's: cleanup may delete it", "claim_cluster")
+        yield Action(f"cluster {name} is this run's: cleanup may delete it", Do.CLAIM_CLUSTER)
         yield Action(
             f"write {self.kind_config} (127.0.0.1:{self.settings.ingress_port} -> node port "
             f"{INGRESS_NODE_PORT})",
-            "write_kind_config",
+            Do.WRITE_KIND_CONFIG,
         )
         yield self.kind(
             "create",
@@ -269,7 +297,7 @@ class Plan:
             f"{self.settings.wait_timeout}s",
         )
         yield Action(
-            f"cluster {name} exists: cleanup uninstalls what this run installs", "cluster_created"
+            f"cluster {name} exists: cleanup uninstalls what this run installs", Do.CLUSTER_CREATED
         )
         # kind's --wait covers the control plane only; pods need a Ready node and the
         # namespace's default service account ("serviceaccount default not found" otherwise).
@@ -284,7 +312,7 @@ class Plan:
             f"kind load docker-image --name {name} <each of {loaded}the images in "
             f"{self.images_list}>; when that fails, docker image save --platform "
             f"{self.platform} + kind load image-archive (Docker's containerd store, kind#3795)",
-            "load_images",
+            Do.LOAD_IMAGES,
         )
 
     @property
@@ -300,12 +328,12 @@ class Plan:
             f"images to preload: every container image in {self.istio_manifest} and "
             f"{self.sample('platform/kube/bookinfo.yaml')}, plus the sidecar injector's "
             f"istio-proxy and istio-init images -> {self.images_list}",
-            "derive_images",
+            Do.DERIVE_IMAGES,
         )
         yield Action(
             "docker pull each image the engine lacks (once, on this host; logged in when the "
             "workflow was given Docker Hub credentials)",
-            "pull_images",
+            Do.PULL_IMAGES,
         )
 
     def _istio(self) -> Iterator[Item]:
@@ -360,7 +388,7 @@ class Plan:
             "--version",
             namespace=namespace,
             expect=mosn_version,
-            record="mosn_version",
+            record=Record.MOSN_VERSION,
         )
         yield self.kubectl(
             *exec_, "sh", "-c", PROCESS_LIST, namespace=namespace, expect=mosn_running
@@ -378,7 +406,7 @@ class Plan:
         yield Action(
             f"rewrite {self.injected} -> {self.rewritten}: every istio-proxy names "
             f"{names.BINARY_PATH_IN_IMAGE} (pyyaml)",
-            "rewrite_injected",
+            Do.REWRITE_INJECTED,
         )
         yield self.kubectl("apply", "-f", str(self.rewritten))
         for deployment in BOOKINFO_DEPLOYMENTS:
@@ -415,7 +443,7 @@ class Plan:
         yield self.kubectl("apply", "-f", self.sample("networking/bookinfo-gateway.yaml"))
         yield Action(
             f"GET http://127.0.0.1:{self.settings.ingress_port}/productpage until 200",
-            "reach_ingress",
+            Do.REACH_INGRESS,
         )
 
     def _apply_rule(self, file: str) -> Command:
@@ -424,14 +452,14 @@ class Plan:
     def _all_v1(self) -> Iterator[Item]:
         yield self._apply_rule("destination-rule-all.yaml")
         yield self._apply_rule("virtual-service-all-v1.yaml")
-        yield Action("GET /productpage until only v1 answers, then count: all v1", "all_v1")
+        yield Action("GET /productpage until only v1 answers, then count: all v1", Do.ALL_V1)
 
     def _fifty_v3(self) -> Iterator[Item]:
         yield self._apply_rule("virtual-service-reviews-50-v3.yaml")
         yield Action(
             "GET /productpage until v3 answers, then count N: only v1/v3, 50/50 by the "
             "binomial verdict",
-            "fifty_v3",
+            Do.FIFTY_V3,
         )
 
     def _test_v2(self) -> Iterator[Item]:
@@ -439,7 +467,7 @@ class Plan:
         yield Action(
             "POST /login as jason (Referer, session cookie); GET /productpage until jason sees "
             "v2 and anonymous v1, then count: jason all v2, anonymous all v1",
-            "test_v2",
+            Do.TEST_V2,
         )
 
     def diagnostics_steps(self) -> list[Step]:
@@ -454,7 +482,7 @@ class Plan:
             Action(
                 f"each istio-proxy's state, restarts and last termination from {d / 'pods.json'}"
                 f" -> {d / 'sidecars.txt'}; the report names every pod whose sidecar is not Ready",
-                "diagnose_sidecars",
+                Do.DIAGNOSE_SIDECARS,
             ),
             self.kubectl("describe", "pods", "-A", namespace=None, **save("pods-describe.txt")),
             self.kubectl(

@@ -19,7 +19,18 @@ from ci.e2e.istioctl import (
     kubectl_url,
     published_sha256,
 )
-from ci.e2e.plan import CLUSTER, INGRESS_NODE_PORT, OWNED, Action, Command, Item, Plan, Step
+from ci.e2e.plan import (
+    CLUSTER,
+    INGRESS_NODE_PORT,
+    OWNED,
+    Action,
+    Command,
+    Do,
+    Item,
+    Plan,
+    Record,
+    Step,
+)
 from ci.e2e.report import FAILED, SKIPPED, Check, Report
 from ci.e2e.versions import kind_sha256
 from ci.errors import UserError
@@ -147,7 +158,7 @@ class Runner:
 
     def execute(self, item: Item) -> str | None:
         if isinstance(item, Action):
-            return getattr(self, item.name)(**dict(item.params))
+            return ACTIONS[item.do](self)
         return self.command(item)
 
     def command(self, cmd: Command) -> str | None:
@@ -176,8 +187,8 @@ class Runner:
                 atomic_write(cmd.save, output)
             reason = cmd.expect(output) if cmd.expect else None
             if reason is None:
-                if cmd.record and not getattr(self.report, cmd.record):
-                    setattr(self.report, cmd.record, output.strip())
+                if cmd.record is not None:
+                    RECORDS[cmd.record](self.report, output.strip())
                 return f"held after {attempts} tries" if cmd.poll and attempts > 1 else None
             if not cmd.poll or self.clock() >= deadline:
                 waited = f" after {self.settings.wait_timeout}s" if cmd.poll else ""
@@ -352,6 +363,32 @@ class Runner:
             if streak >= run:
                 return attempt
         raise AssertionError("unreachable")
+
+
+# Each action's method, and each recorded field's setter: explicit, and complete (checked below).
+ACTIONS: dict[Do, Callable[[Runner], str | None]] = {
+    Do.FETCH_KIND: Runner.fetch_kind,
+    Do.FETCH_KUBECTL: Runner.fetch_kubectl,
+    Do.FETCH_ISTIO: Runner.fetch_istio,
+    Do.CLAIM_CLUSTER: Runner.claim_cluster,
+    Do.WRITE_KIND_CONFIG: Runner.write_kind_config,
+    Do.CLUSTER_CREATED: Runner.cluster_created,
+    Do.LOAD_IMAGES: Runner.load_images,
+    Do.DERIVE_IMAGES: Runner.derive_images,
+    Do.PULL_IMAGES: Runner.pull_images,
+    Do.REWRITE_INJECTED: Runner.rewrite_injected,
+    Do.REACH_INGRESS: Runner.reach_ingress,
+    Do.NO_RULES: Runner.no_rules,
+    Do.ALL_V1: Runner.all_v1,
+    Do.FIFTY_V3: Runner.fifty_v3,
+    Do.TEST_V2: Runner.test_v2,
+    Do.DIAGNOSE_SIDECARS: Runner.diagnose_sidecars,
+}
+RECORDS: dict[Record, Callable[[Report, str], None]] = {
+    Record.MOSN_VERSION: Report.keep_mosn_version,
+}
+if set(ACTIONS) != set(Do) or set(RECORDS) != set(Record):
+    raise ImportError("ci/e2e/runner.py: ACTIONS and RECORDS must cover every Do and Record")
 
 
 def _show(counts: dict[str, int]) -> str:
