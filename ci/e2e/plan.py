@@ -136,6 +136,10 @@ class Step:
 CLUSTER, OWNED, NOTHING = "cluster", "owned", ""
 
 
+def namespace_of(deployment: str) -> str:
+    return ISTIO_NAMESPACE if deployment == GATEWAY_DEPLOYMENT else NAMESPACE
+
+
 _CLUSTER_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]{0,48}[a-z0-9])?")
 
 
@@ -369,7 +373,7 @@ class Plan:
         )
 
     def _sidecar_checks(self, deployment: str) -> Iterator[Item]:
-        namespace = ISTIO_NAMESPACE if deployment == GATEWAY_DEPLOYMENT else NAMESPACE
+        namespace = namespace_of(deployment)
         if deployment == GATEWAY_DEPLOYMENT:
             yield self.kubectl(
                 "get",
@@ -471,194 +475,100 @@ class Plan:
         )
 
     def diagnostics_steps(self) -> list[Step]:
-        d = self.diagnostics
-
-        def save(name: str) -> dict:
-            return {"save": d / name, "check": False}
-
+        d, kubeconfig = self.diagnostics, str(self.kubeconfig)
         items: list[Item] = [
-            self.kubectl("get", "all", "-A", "-o", "wide", namespace=None, **save("all.txt")),
-            self.kubectl("get", "pods", "-A", "-o", "json", namespace=None, **save("pods.json")),
+            self._diagnostic("all.txt", "get", "all", "-A", "-o", "wide"),
+            self._diagnostic("pods.json", "get", "pods", "-A", "-o", "json"),
             Action(
                 f"each istio-proxy's state, restarts and last termination from {d / 'pods.json'}"
                 f" -> {d / 'sidecars.txt'}; the report names every pod whose sidecar is not Ready",
                 Do.DIAGNOSE_SIDECARS,
             ),
-            self.kubectl("describe", "pods", "-A", namespace=None, **save("pods-describe.txt")),
-            self.kubectl(
-                "get",
-                "events",
-                "-A",
-                "--sort-by=.lastTimestamp",
-                namespace=None,
-                **save("events.txt"),
-            ),
+            self._diagnostic("pods-describe.txt", "describe", "pods", "-A"),
+            self._diagnostic("events.txt", "get", "events", "-A", "--sort-by=.lastTimestamp"),
             self.istioctl(
-                "proxy-status", "--kubeconfig", str(self.kubeconfig), **save("proxy-status.txt")
+                "proxy-status", "--kubeconfig", kubeconfig, **self._keep("proxy-status.txt")
             ),
         ]
         if not self.settings.pull_image:
             # The binary as the image holds it, even when no sidecar stays up to exec into.
-            items.append(
-                Command(
-                    (
-                        "docker",
-                        "run",
-                        "--rm",
-                        "--network",
-                        "none",
-                        "--entrypoint",
-                        names.BINARY_PATH_IN_IMAGE,
-                        self.image,
-                        "--version",
-                    ),
-                    **save("mosn-version-image.txt"),
-                )
-            )
+            run = ("docker", "run", "--rm", "--network", "none", "--entrypoint")
+            version = (names.BINARY_PATH_IN_IMAGE, self.image, "--version")
+            items.append(Command((*run, *version), **self._keep("mosn-version-image.txt")))
         for deployment in (*BOOKINFO_DEPLOYMENTS, GATEWAY_DEPLOYMENT):
-            namespace = ISTIO_NAMESPACE if deployment == GATEWAY_DEPLOYMENT else NAMESPACE
-            target = (f"deploy/{deployment}", "-c", SIDECAR)
-            # The istio-proxy container's log is pilot-agent's, MOSN's stdout included.
-            items.append(
-                self.kubectl(
-                    "logs",
-                    *target,
-                    "--tail=2000",
-                    namespace=namespace,
-                    **save(f"sidecar-{deployment}.log"),
-                )
-            )
-            items.append(
-                self.kubectl(
-                    "logs",
-                    *target,
-                    "--previous",
-                    "--tail=2000",
-                    namespace=namespace,
-                    **save(f"sidecar-{deployment}-previous.log"),
-                )
-            )
-            items.append(
-                self.kubectl(
-                    "exec",
-                    *target,
-                    "--",
-                    names.BINARY_PATH_IN_IMAGE,
-                    "--version",
-                    namespace=namespace,
-                    **save(f"mosn-version-{deployment}.txt"),
-                )
-            )
-            items.append(
-                self.kubectl(
-                    "exec",
-                    *target,
-                    "--",
-                    "sh",
-                    "-c",
-                    MOSN_LOGS,
-                    namespace=namespace,
-                    **save(f"mosn-logs-{deployment}.txt"),
-                )
-            )
+            items.extend(self._sidecar_diagnostics(deployment))
         items.append(
-            self.kubectl(
-                "logs",
-                "deploy/istiod",
-                "--tail=2000",
-                namespace=ISTIO_NAMESPACE,
-                **save("istiod.log"),
+            self._diagnostic(
+                "istiod.log", "logs", "deploy/istiod", "--tail=2000", namespace=ISTIO_NAMESPACE
             )
         )
-        items.append(
-            self.kind(
-                "export", "logs", str(d / "kind"), "--name", self.settings.cluster_name, check=False
-            )
-        )
+        name = self.settings.cluster_name
+        items.append(self.kind("export", "logs", str(d / "kind"), "--name", name, check=False))
         return [Step("diagnostics", items)]
 
+    def _keep(self, name: str) -> dict:
+        """Command options for a diagnostic: its output saved as `name`, its exit code ignored."""
+        return {"save": self.diagnostics / name, "check": False}
+
+    def _diagnostic(self, file: str, *args: str, namespace: str | None = None) -> Command:
+        return self.kubectl(*args, namespace=namespace, **self._keep(file))
+
+    def _sidecar_diagnostics(self, deployment: str) -> Iterator[Command]:
+        target = (f"deploy/{deployment}", "-c", SIDECAR)
+        # The istio-proxy container's log is pilot-agent's, MOSN's stdout included.
+        for args, file in (
+            (("logs", *target, "--tail=2000"), f"sidecar-{deployment}.log"),
+            (("logs", *target, "--previous", "--tail=2000"), f"sidecar-{deployment}-previous.log"),
+            (
+                ("exec", *target, "--", names.BINARY_PATH_IN_IMAGE, "--version"),
+                f"mosn-version-{deployment}.txt",
+            ),
+            (("exec", *target, "--", "sh", "-c", MOSN_LOGS), f"mosn-logs-{deployment}.txt"),
+        ):
+            yield self._diagnostic(file, *args, namespace=namespace_of(deployment))
+
     def cleanup_steps(self) -> list[Step]:
-        steps = [
-            Step(
-                "cleanup bookinfo",
-                [
-                    Command(
-                        ("bash", self.sample("platform/kube/cleanup.sh")),
-                        env=(("NAMESPACE", NAMESPACE), ("KUBECONFIG", str(self.kubeconfig))),
-                        path_prepend=str(self.tools.kubectl.parent),
-                    )
-                ],
+        bookinfo = Command(
+            ("bash", self.sample("platform/kube/cleanup.sh")),
+            env=(("NAMESPACE", NAMESPACE), ("KUBECONFIG", str(self.kubeconfig))),
+            path_prepend=str(self.tools.kubectl.parent),
+        )
+        manifest = str(self.istio_manifest)
+        istio = [
+            self.manifest_generate(),
+            # Deleting the CRDs first takes their resources with them, so kubectl may complain
+            # about kinds it no longer knows: the verdict is "nothing left" below, not this
+            # exit code.
+            self.kubectl(
+                "delete", "--ignore-not-found", "-f", manifest, namespace=None, check=False
             ),
-            Step(
-                "uninstall istio",
-                [
-                    self.manifest_generate(),
-                    # Deleting the CRDs first takes their resources with them, so kubectl
-                    # may complain about kinds it no longer knows: the verdict is "nothing
-                    # left" below, not this exit code.
-                    self.kubectl(
-                        "delete",
-                        "--ignore-not-found",
-                        "-f",
-                        str(self.istio_manifest),
-                        namespace=None,
-                        check=False,
-                    ),
-                    self.kubectl(
-                        "delete", "namespace", ISTIO_NAMESPACE, "--ignore-not-found", namespace=None
-                    ),
-                ],
-            ),
-            Step(
-                "nothing left",
-                [
-                    self.kubectl(
-                        "get",
-                        "deployments,services,pods",
-                        "-o",
-                        "json",
-                        expect=only_kubernetes_service,
-                        poll=True,
-                    ),
-                    self.kubectl(
-                        "get",
-                        "namespaces",
-                        "-o",
-                        "name",
-                        namespace=None,
-                        expect=absent([f"namespace/{ISTIO_NAMESPACE}"]),
-                        poll=True,
-                    ),
-                    self.kubectl(
-                        "get",
-                        "crd,mutatingwebhookconfigurations,validatingwebhookconfigurations",
-                        "-o",
-                        "name",
-                        namespace=None,
-                        expect=absent(["istio"]),
-                        poll=True,
-                    ),
-                ],
+            self.kubectl(
+                "delete", "namespace", ISTIO_NAMESPACE, "--ignore-not-found", namespace=None
             ),
         ]
+        steps = [
+            Step("cleanup bookinfo", [bookinfo]),
+            Step("uninstall istio", istio),
+            Step("nothing left", list(self._nothing_left())),
+        ]
         if not self.settings.keep_cluster:
-            steps.append(
-                Step(
-                    "delete cluster",
-                    requires=OWNED,
-                    items=[
-                        self.kind(
-                            "delete",
-                            "cluster",
-                            "--name",
-                            self.settings.cluster_name,
-                            "--kubeconfig",
-                            str(self.kubeconfig),
-                        )
-                    ],
-                )
-            )
+            name, kubeconfig = self.settings.cluster_name, str(self.kubeconfig)
+            delete = self.kind("delete", "cluster", "--name", name, "--kubeconfig", kubeconfig)
+            steps.append(Step("delete cluster", [delete], requires=OWNED))
         return steps
+
+    def _nothing_left(self) -> Iterator[Command]:
+        def gone(what: str, output: str, expect: Expect, namespace: str | None = None) -> Command:
+            return self.kubectl(
+                "get", what, "-o", output, namespace=namespace, expect=expect, poll=True
+            )
+
+        yield gone(
+            "deployments,services,pods", "json", only_kubernetes_service, namespace=NAMESPACE
+        )
+        yield gone("namespaces", "name", absent([f"namespace/{ISTIO_NAMESPACE}"]))
+        webhooks = "mutatingwebhookconfigurations,validatingwebhookconfigurations"
+        yield gone(f"crd,{webhooks}", "name", absent(["istio"]))
 
     def lines(self) -> list[str]:
         out: list[str] = []
