@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import signal
 import tarfile
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
@@ -156,3 +157,30 @@ def test_an_unreachable_host_is_one_line_and_leaves_no_folder(tmp_path):
         istioctl.download(url, dest, "1" * 64)
     assert str(failure.value) == f"could not download {url} (ConnectionError); check the network"
     assert not dest.parent.exists()
+
+
+def test_a_write_error_is_one_line_and_leaves_no_partial_file(tmp_path):
+    """A disk that fills mid-download (a small tmpfs would do; an RLIMIT_FSIZE does the same
+    without root): one line naming the file, and nothing left in the cache folder."""
+    import resource
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "kind").write_bytes(b"k" * (4 << 20))
+    dest = tmp_path / "cache" / "kind"
+    dest.parent.mkdir(parents=True)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    with serve(site) as base:
+        old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard))
+        try:
+            with pytest.raises(UserError) as failure:
+                istioctl.download(f"{base}/kind", dest, "1" * 64)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, old)
+    assert str(failure.value) == (
+        f"could not write {dest} (File too large); check the free space and permissions "
+        f"of {dest.parent}"
+    )
+    assert list(dest.parent.iterdir()) == []
