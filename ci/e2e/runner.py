@@ -105,30 +105,13 @@ class Runner:
         shutil.rmtree(self.plan.diagnostics, ignore_errors=True)
         first_failure: Check | None = None
         try:
-            for step in self.plan.main():
-                check = self.step(step)
-                if check.status == FAILED:
-                    first_failure = check
-                    break
+            checks = map(self.step, self.plan.main())
+            first_failure = next((check for check in checks if check.status == FAILED), None)
             if first_failure is not None and self.created:
-                for step in self.plan.diagnostics_steps():
-                    self.step(step)
-                if self.report.sidecars:
-                    first_failure.detail += f"; {self.report.sidecars[0]}"
-                    if len(self.report.sidecars) > 1:
-                        first_failure.detail += f" (and {len(self.report.sidecars) - 1} more)"
+                self._diagnose(first_failure)
         finally:
-            for step in self.plan.cleanup_steps():
-                if (step.requires == CLUSTER and not self.created) or (
-                    step.requires == OWNED and not self.owned
-                ):
-                    self.report.checks.append(
-                        Check(step.name, SKIPPED, 0.0, "the cluster was not created by this run")
-                    )
-                    continue
-                check = self.step(step)
-                if check.status == FAILED and first_failure is None:
-                    first_failure = check
+            cleanup_failure = self._cleanup()  # always runs, whatever failed before
+            first_failure = first_failure or cleanup_failure
             paths = self.report.write(self.plan.artifacts)
             log.info(f"    report: {paths['markdown']} ({paths['junit']}, {paths['chart']})")
         if first_failure is not None:
@@ -137,6 +120,29 @@ class Runner:
                 f"diagnostics are in {self.plan.artifacts}"
             )
         return self.report
+
+    def _diagnose(self, failure: Check) -> None:
+        for step in self.plan.diagnostics_steps():
+            self.step(step)
+        if self.report.sidecars:
+            failure.detail += f"; {self.report.sidecars[0]}"
+            if len(self.report.sidecars) > 1:
+                failure.detail += f" (and {len(self.report.sidecars) - 1} more)"
+
+    def _cleanup(self) -> Check | None:
+        """Run every cleanup step this run may run; the first that failed."""
+        failed: Check | None = None
+        for step in self.plan.cleanup_steps():
+            if (step.requires == CLUSTER and not self.created) or (
+                step.requires == OWNED and not self.owned
+            ):
+                skipped = Check(step.name, SKIPPED, 0.0, "the cluster was not created by this run")
+                self.report.checks.append(skipped)
+                continue
+            check = self.step(step)
+            if check.status == FAILED and failed is None:
+                failed = check
+        return failed
 
     def step(self, step: Step) -> Check:
         check = Check(step.name)
