@@ -117,6 +117,10 @@ class Action:
     description: str
     do: Do
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.do, Do):
+            raise TypeError(f"Action {self.description!r}: do={self.do!r} is not a plan.Do")
+
     def line(self) -> str:
         return f"# {self.description}"
 
