@@ -109,10 +109,7 @@ def download(url: str, dest: Path, sha256: str, timeout: float = 300.0) -> None:
                 )
         ok = True
     except OSError as exc:
-        raise UserError(
-            f"could not write {dest} ({exc.strerror or exc}); check the free space and "
-            f"permissions of {dest.parent}"
-        ) from None
+        raise _unwritable(dest, exc) from None
     finally:
         if made_folder and not ok:
             with contextlib.suppress(OSError):
@@ -159,9 +156,10 @@ def ensure_istio(tools: Tools, istio_version: str, arch: str, github: str = GITH
     url = istio_release_url(istio_version, arch, github)
     digest = published_sha256(url + ".sha256")
     release_dir = tools.istio_home.parent
-    release_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{release_dir.name}.", dir=release_dir.parent))
+    staging: Path | None = None
     try:
+        release_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{release_dir.name}.", dir=release_dir.parent))
         archive = staging / "release.tar.gz"
         log.info(f"    fetching {url}")
         download(url, archive, digest)
@@ -172,5 +170,15 @@ def ensure_istio(tools: Tools, istio_version: str, arch: str, github: str = GITH
             raise UserError(f"{url} has no {tools.istio_home.name}/bin/istioctl; wrong asset")
         shutil.rmtree(release_dir, ignore_errors=True)
         os.replace(unpacked, release_dir)
+    except OSError as exc:
+        raise _unwritable(release_dir, exc) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unwritable(path: Path, exc: OSError) -> UserError:
+    return UserError(
+        f"could not write {path} ({exc.strerror or exc}); check the free space and "
+        f"permissions of {path.parent}"
+    )

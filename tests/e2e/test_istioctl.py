@@ -184,3 +184,28 @@ def test_a_write_error_is_one_line_and_leaves_no_partial_file(tmp_path):
         f"of {dest.parent}"
     )
     assert list(dest.parent.iterdir()) == []
+
+
+def test_a_write_error_while_unpacking_is_one_line_and_leaves_nothing(tmp_path, tools):
+    """The tarball fits under the limit; its 4 MiB istioctl does not."""
+    import resource
+
+    site = tmp_path / "site"
+    tree = {**ISTIO_TREE, f"istio-{VERSION}/bin/istioctl": bytes(4 << 20)}
+    _release(site, _tarball(tree))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    with serve(site) as base:
+        old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard))
+        try:
+            with pytest.raises(UserError) as failure:
+                istioctl.ensure_istio(tools, VERSION, "amd64", github=base)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, old)
+    release = tools.istio_home.parent
+    assert str(failure.value) == (
+        f"could not write {release} (File too large); check the free space and permissions "
+        f"of {release.parent}"
+    )
+    assert list(release.parent.iterdir()) == []
