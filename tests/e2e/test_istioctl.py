@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
+import resource
 import signal
 import tarfile
 from http.server import SimpleHTTPRequestHandler
@@ -159,26 +161,28 @@ def test_an_unreachable_host_is_one_line_and_leaves_no_folder(tmp_path):
     assert not dest.parent.exists()
 
 
-def test_a_write_error_is_one_line_and_leaves_no_partial_file(tmp_path):
-    """A disk that fills mid-download (a small tmpfs would do; an RLIMIT_FSIZE does the same
-    without root): one line naming the file, and nothing left in the cache folder."""
-    import resource
+@contextlib.contextmanager
+def file_size_limit(limit: int):
+    """A disk that fills mid-write (a small tmpfs would do; RLIMIT_FSIZE does the same without
+    root): every write past `limit` bytes fails with EFBIG."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old)
 
+
+def test_a_write_error_is_one_line_and_leaves_no_partial_file(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     (site / "kind").write_bytes(b"k" * (4 << 20))
     dest = tmp_path / "cache" / "kind"
     dest.parent.mkdir(parents=True)
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    with serve(site) as base:
-        old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard))
-        try:
-            with pytest.raises(UserError) as failure:
-                istioctl.download(f"{base}/kind", dest, "1" * 64)
-        finally:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-            signal.signal(signal.SIGXFSZ, old)
+    with serve(site) as base, file_size_limit(1 << 20), pytest.raises(UserError) as failure:
+        istioctl.download(f"{base}/kind", dest, "1" * 64)
     assert str(failure.value) == (
         f"could not write {dest} (File too large); check the free space and permissions "
         f"of {dest.parent}"
@@ -188,21 +192,10 @@ def test_a_write_error_is_one_line_and_leaves_no_partial_file(tmp_path):
 
 def test_a_write_error_while_unpacking_is_one_line_and_leaves_nothing(tmp_path, tools):
     """The tarball fits under the limit; its 4 MiB istioctl does not."""
-    import resource
-
     site = tmp_path / "site"
-    tree = {**ISTIO_TREE, f"istio-{VERSION}/bin/istioctl": bytes(4 << 20)}
-    _release(site, _tarball(tree))
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    with serve(site) as base:
-        old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard))
-        try:
-            with pytest.raises(UserError) as failure:
-                istioctl.ensure_istio(tools, VERSION, "amd64", github=base)
-        finally:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-            signal.signal(signal.SIGXFSZ, old)
+    _release(site, _tarball({**ISTIO_TREE, f"istio-{VERSION}/bin/istioctl": bytes(4 << 20)}))
+    with serve(site) as base, file_size_limit(1 << 20), pytest.raises(UserError) as failure:
+        istioctl.ensure_istio(tools, VERSION, "amd64", github=base)
     release = tools.istio_home.parent
     assert str(failure.value) == (
         f"could not write {release} (File too large); check the free space and permissions "
