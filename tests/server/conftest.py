@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from server.front import find_nginx
+from tests.helpers import tools
 from tests.helpers.artifact_server import running_server
 
 TOKEN = "test-token-7f3a"
@@ -29,7 +30,7 @@ def live_server(request, tmp_path_factory):
     """A real server (gunicorn, 2 workers; alone, and behind nginx) shared by tests that need
     no special options."""
     if request.param == "nginx" and find_nginx() is None:
-        pytest.skip("nginx is not installed (Debian: apt-get install nginx)")
+        tools.need("nginx", "nginx is not installed")
     with running_server(
         tmp_path_factory.mktemp("live") / "root",
         tokens=[TOKEN, OTHER_TOKEN],

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import artifact_server
+from tests.helpers import artifact_server, tools
 from tests.server.conftest import AUTH, TOKEN, sha256
 
 
@@ -134,7 +134,7 @@ def small_disk(tmp_path):
         text=True,
     )
     if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}); CI runs as root")
+        tools.need("tmpfs", f"cannot mount a tmpfs here ({result.stderr.strip()})")
     try:
         yield mount_point
     finally:

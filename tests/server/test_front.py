@@ -20,11 +20,12 @@ import requests
 from server import background, front
 from server.config import front_options
 from server.fastpath import INLINE_LIMIT
+from tests.helpers import tools
 from tests.helpers.artifact_server import running_server
 from tests.server.conftest import AUTH, TOKEN, sha256
 from tests.server.test_hardening import closed_by_server, connect
 
-pytestmark = pytest.mark.skipif(front.find_nginx() is None, reason="nginx is not installed")
+pytestmark = tools.skip_unless("nginx", front.find_nginx() is not None, "nginx is not installed")
 
 READ_TOKEN = "read-token-5e1d"  # noqa: S105 - a test token
 LARGE = os.urandom(INLINE_LIMIT * 4 + 123)
