@@ -13,8 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ci.config import Secret
-from ci.errors import UserError
+from server.errors import Secret, ServerError
 
 DEFAULT_BIND = "127.0.0.1:8080"
 DEFAULT_MAX_UPLOAD = 4 * 1024**3
@@ -90,7 +89,7 @@ def parse_size(text: str | int) -> int:
         return text
     match = _SIZE.match(str(text))
     if not match:
-        raise UserError(
+        raise ServerError(
             f"max upload size {text!r} is not a size; write bytes or a number with K, M, G or T"
         )
     number, unit = match.groups()
@@ -102,7 +101,7 @@ def read_tokens(path: str | os.PathLike) -> list[str]:
     try:
         text = Path(path).read_text()
     except OSError as exc:
-        raise UserError(
+        raise ServerError(
             f"cannot read token file {path}: {exc.strerror}; give a readable file, one token a line"
         ) from None
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
@@ -138,15 +137,15 @@ def build_config(
         max_upload_size = env.get(ENV_MAX_UPLOAD) or DEFAULT_MAX_UPLOAD
     overwrite = (overwrite or env.get(ENV_OVERWRITE) or "deny").lower()
     if overwrite not in OVERWRITE_POLICIES:
-        raise UserError(f"overwrite policy {overwrite!r} is unknown; use deny or allow")
+        raise ServerError(f"overwrite policy {overwrite!r} is unknown; use deny or allow")
     if read_only is None:
         read_only = _truthy(env.get(ENV_READ_ONLY, ""))
     size = parse_size(max_upload_size)
     if size <= 0:
-        raise UserError("max upload size must be positive; give e.g. 2G")
+        raise ServerError("max upload size must be positive; give e.g. 2G")
     root_path = Path(root).expanduser().absolute()
     if root_path.exists() and not root_path.is_dir():
-        raise UserError(f"server root {root_path} is not a directory; give a directory")
+        raise ServerError(f"server root {root_path} is not a directory; give a directory")
     # Deduplicated, order kept: each is compared on every write request.
     unique = tuple(Secret(t) for t in dict.fromkeys(all_tokens))
     return ServerConfig(
@@ -248,7 +247,7 @@ def from_args(
     args = argument_parser().parse_args(list(argv))
     root = args.root or env.get(ENV_ROOT)
     if not root:
-        raise UserError(f"no server root given; pass --root DIR or set {ENV_ROOT}")
+        raise ServerError(f"no server root given; pass --root DIR or set {ENV_ROOT}")
     config = build_config(
         root,
         token_file=args.token_file,
@@ -280,12 +279,12 @@ def front_options(
     env = os.environ if environ is None else environ
     front = (front or env.get(ENV_FRONT) or "none").lower()
     if front not in FRONTS:
-        raise UserError(f"front {front!r} is unknown; use none or nginx")
+        raise ServerError(f"front {front!r} is unknown; use none or nginx")
     if front_cache is None:
         text = env.get(ENV_FRONT_CACHE) or str(DEFAULT_FRONT_CACHE)
         if not text.strip().isdigit():
-            raise UserError(f"{ENV_FRONT_CACHE}={text!r} is not a number of seconds; give e.g. 1")
+            raise ServerError(f"{ENV_FRONT_CACHE}={text!r} is not a number of seconds; give e.g. 1")
         front_cache = int(text)
     if front_cache < 0:
-        raise UserError("front cache seconds must be 0 or more; give e.g. 1")
+        raise ServerError("front cache seconds must be 0 or more; give e.g. 1")
     return {"front": front, "front_cache": front_cache}

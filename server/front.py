@@ -30,7 +30,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ci.errors import UserError
+from server.errors import ServerError
 
 FRONT_DIR = ".front"
 ACCEL_PREFIX = "/-/front/"
@@ -302,7 +302,7 @@ class Front:
         ]
 
     def prepare(self, text: str) -> None:
-        """Write the config and check it with `nginx -t`; UserError with nginx's reason."""
+        """Write the config and check it with `nginx -t`; ServerError with nginx's reason."""
         for sub in ("tmp", "cache"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
@@ -312,7 +312,7 @@ class Front:
         )
         if checked.returncode != 0:
             reason = (checked.stderr.strip().splitlines() or ["no output"])[0]
-            raise UserError(f"the generated nginx config {self.conf} is refused: {reason}")
+            raise ServerError(f"the generated nginx config {self.conf} is refused: {reason}")
 
     def start(self, timeout: float = 10.0) -> int:
         """Start nginx; return its pid once it has written its pid file (it listens then)."""
@@ -322,7 +322,7 @@ class Front:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise UserError(
+                raise ServerError(
                     f"nginx exited with code {self.proc.returncode} at start; see {self.dir / 'error.log'}: "
                     + self.error_tail()
                 )
@@ -330,7 +330,9 @@ class Front:
                 return self.proc.pid
             time.sleep(0.02)
         self.stop()
-        raise UserError(f"nginx did not start within {timeout:.0f}s; see {self.dir / 'error.log'}")
+        raise ServerError(
+            f"nginx did not start within {timeout:.0f}s; see {self.dir / 'error.log'}"
+        )
 
     def error_tail(self) -> str:
         try:

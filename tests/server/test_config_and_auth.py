@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-from ci.errors import UserError
 from server import create_app
 from server.config import build_config, from_args, parse_size
+from server.errors import ServerError
 from tests.helpers.artifact_server import running_server
 from tests.server.conftest import AUTH, TOKEN
 
@@ -86,12 +86,12 @@ def test_parse_size(text, size):
 
 @pytest.mark.parametrize("bad", ["lots", "-1", "2X", ""])
 def test_bad_sizes_are_user_errors(bad, tmp_path):
-    with pytest.raises(UserError, match="size"):
+    with pytest.raises(ServerError, match="size"):
         build_config(tmp_path, max_upload_size=bad, environ={})
 
 
 def test_unreadable_token_file_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="cannot read token file"):
+    with pytest.raises(ServerError, match="cannot read token file"):
         build_config(tmp_path, token_file=tmp_path / "missing", environ={})
 
 

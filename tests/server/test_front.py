@@ -19,6 +19,7 @@ import requests
 
 from server import background, front
 from server.config import front_options
+from server.errors import ServerError
 from server.fastpath import INLINE_LIMIT
 from tests.helpers.artifact_server import running_server
 from tests.server.conftest import AUTH, TOKEN, sha256
@@ -282,11 +283,9 @@ def test_front_options_are_checked():
     env = {"ARTIFACT_FRONT": "NGINX", "ARTIFACT_FRONT_CACHE": "5"}
     assert front_options(None, None, env) == {"front": "nginx", "front_cache": 5}
     assert front_options("none", 0, env) == {"front": "none", "front_cache": 0}
-    from ci.errors import UserError
-
-    with pytest.raises(UserError, match="unknown; use none or nginx"):
+    with pytest.raises(ServerError, match="unknown; use none or nginx"):
         front_options("apache", None, {})
-    with pytest.raises(UserError, match="not a number of seconds"):
+    with pytest.raises(ServerError, match="not a number of seconds"):
         front_options(None, None, {"ARTIFACT_FRONT_CACHE": "soon"})
 
 
