@@ -43,14 +43,14 @@ def running_pid(root: Path) -> int | None:
         pid = int(pid_file(root).read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    return pid if alive(pid) else None
 
 
 def running(root: str | os.PathLike) -> int | None:
     return running_pid(Path(root).absolute())
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """True while `pid` runs; an exited process its parent has not collected yet is not alive."""
     try:
         os.kill(pid, 0)
@@ -84,7 +84,7 @@ def stop(root: Path, timeout: float = 15.0) -> int | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _reap(pid)
-        if not _alive(pid):
+        if not alive(pid):
             break
         time.sleep(0.05)
     else:

@@ -134,10 +134,12 @@ def build_config(
         read_token = read_token or (lines[0] if lines else "")
     read_token = read_token or env.get(ENV_READ_TOKEN, "")
     if max_upload_size is None:
-        max_upload_size = env.get(ENV_MAX_UPLOAD) or DEFAULT_MAX_UPLOAD
-    overwrite = (overwrite or env.get(ENV_OVERWRITE) or "deny").lower()
+        max_upload_size = env.get(ENV_MAX_UPLOAD) or ServerConfig.max_upload_size
+    overwrite = (overwrite or env.get(ENV_OVERWRITE) or ServerConfig.overwrite).lower()
     if overwrite not in OVERWRITE_POLICIES:
-        raise ServerError(f"overwrite policy {overwrite!r} is unknown; use deny or allow")
+        raise ServerError(
+            f"overwrite policy {overwrite!r} is unknown; use {' or '.join(OVERWRITE_POLICIES)}"
+        )
     if read_only is None:
         read_only = _truthy(env.get(ENV_READ_ONLY, ""))
     size = parse_size(max_upload_size)
@@ -158,80 +160,85 @@ def build_config(
     )
 
 
+def size_text(size: int) -> str:
+    """Bytes in the largest unit that divides them: 4294967296 -> `4G` (parse_size's inverse)."""
+    for power, unit in ((4, "T"), (3, "G"), (2, "M"), (1, "K")):
+        if size and size % 1024**power == 0:
+            return f"{size // 1024**power}{unit}"
+    return str(size)
+
+
 def argument_parser() -> argparse.ArgumentParser:
+    """`python -m server`'s flags. A default a help shows is read from where it is set:
+    argparse's own (%(default)g), or the dataclass field that applies it later."""
     parser = argparse.ArgumentParser(
         prog="python -m server",
         description="Self-hosted artifact server: GET/HEAD to read, PUT/DELETE with a token to write.",
     )
-    parser.add_argument("--root", help=f"directory to serve and store into (env {ENV_ROOT})")
-    parser.add_argument(
-        "--bind", help=f"HOST:PORT to listen on (default {DEFAULT_BIND}; env {ENV_BIND})"
-    )
-    parser.add_argument(
+    add = parser.add_argument
+    serve = ServeOptions()
+    add("--root", help=f"directory to serve and store into (env {ENV_ROOT})")
+    add("--bind", help=f"HOST:PORT to listen on (default {serve.bind}; env {ENV_BIND})")
+    add(
         "--workers",
         type=int,
         help=f"gunicorn worker processes (default 2 per core; env {ENV_WORKERS})",
     )
-    parser.add_argument(
-        "--connections",
-        type=int,
-        default=ServeOptions.connections,
-        help=f"connections held at once per worker (default {ServeOptions.connections})",
-    )
-    parser.add_argument(
-        "--header-timeout",
-        type=float,
-        default=ServeOptions.header_timeout,
-        help=f"seconds a request head (or an idle keep-alive) may take (default {ServeOptions.header_timeout:g})",
-    )
-    parser.add_argument(
-        "--send-timeout",
-        type=float,
-        default=ServeOptions.send_timeout,
-        help=f"seconds a send or body read may stall before the client is dropped (default {ServeOptions.send_timeout:g})",
-    )
-    parser.add_argument(
+    for flag, kind, text in (
+        ("--connections", int, "connections held at once per worker"),
+        ("--header-timeout", float, "seconds a request head (or an idle keep-alive) may take"),
+        (
+            "--send-timeout",
+            float,
+            "seconds a send or body read may stall before the client is dropped",
+        ),
+    ):
+        default = getattr(serve, flag.removeprefix("--").replace("-", "_"))
+        add(flag, type=kind, default=default, help=f"{text} (default %(default)g)")
+    add(
         "--trusted-proxies",
         help=f"comma-separated proxy addresses whose X-Forwarded-* headers are believed (default none; env {ENV_TRUSTED_PROXIES})",
     )
-    parser.add_argument(
+    add(
         "--front",
         choices=FRONTS,
-        help=f"nginx: put nginx in front (production mode: fastest, slow clients held by nginx); default none; env {ENV_FRONT}",
+        help=f"nginx: put nginx in front (production mode: fastest, slow clients held by nginx); default {serve.front}; env {ENV_FRONT}",
     )
-    parser.add_argument(
+    add(
         "--front-cache",
         type=int,
-        help=f"seconds nginx may reuse a small download before asking the app again (default {DEFAULT_FRONT_CACHE}; 0: no cache; env {ENV_FRONT_CACHE})",
+        help=f"seconds nginx may reuse a small download before asking the app again (default {serve.front_cache}; 0: no cache; env {ENV_FRONT_CACHE})",
     )
-    parser.add_argument(
+    add(
         "--token-file",
         help=f"file of write tokens, one a line (also env {ENV_TOKENS}, comma-separated)",
     )
-    parser.add_argument(
+    add(
         "--read-token",
         help=f"require this bearer token for reads (prefer env {ENV_READ_TOKEN}: argv is visible in ps)",
     )
-    parser.add_argument("--read-token-file", help="file whose first line is the read token")
-    parser.add_argument(
+    add("--read-token-file", help="file whose first line is the read token")
+    add(
         "--max-upload-size",
-        help=f"largest accepted upload, e.g. 2G (default 4G; env {ENV_MAX_UPLOAD})",
+        help=f"largest accepted upload, e.g. 2G (default {size_text(ServerConfig.max_upload_size)}; env {ENV_MAX_UPLOAD})",
     )
-    parser.add_argument(
+    add(
         "--overwrite",
         choices=OVERWRITE_POLICIES,
-        help=f"replace an artifact with different bytes? (default deny; env {ENV_OVERWRITE})",
+        help=f"replace an artifact with different bytes? (default {ServerConfig.overwrite}; env {ENV_OVERWRITE})",
     )
-    parser.add_argument(
+    add(
         "--read-only",
         action="store_true",
         default=None,
         help=f"refuse every PUT and DELETE (env {ENV_READ_ONLY}=1)",
     )
-    parser.add_argument(
-        "--access-log", default="-", help="access log file, '-' for stdout, '' for none"
+    add(
+        "--access-log",
+        default=serve.access_log,
+        help="access log file, '-' for stdout, '' for none",
     )
-    parser.add_argument(
+    add(
         "--stop",
         action="store_true",
         help="stop the server running from --root (its pid file) and exit",
@@ -258,7 +265,12 @@ def from_args(
         read_only=args.read_only,
         environ=env,
     )
-    workers = args.workers if args.workers is not None else int(env.get(ENV_WORKERS) or 0)
+    workers = args.workers
+    if workers is None:
+        text = env.get(ENV_WORKERS) or "0"
+        if not text.strip().isdigit():
+            raise ServerError(f"{ENV_WORKERS}={text!r} is not a number of processes; give e.g. 4")
+        workers = int(text)
     options = ServeOptions(
         bind=args.bind or env.get(ENV_BIND) or DEFAULT_BIND,
         workers=workers,
@@ -277,9 +289,9 @@ def front_options(
 ) -> dict:
     """The front's ServeOptions fields from flags over the environment, checked."""
     env = os.environ if environ is None else environ
-    front = (front or env.get(ENV_FRONT) or "none").lower()
+    front = (front or env.get(ENV_FRONT) or ServeOptions.front).lower()
     if front not in FRONTS:
-        raise ServerError(f"front {front!r} is unknown; use none or nginx")
+        raise ServerError(f"front {front!r} is unknown; use {' or '.join(FRONTS)}")
     if front_cache is None:
         text = env.get(ENV_FRONT_CACHE) or str(DEFAULT_FRONT_CACHE)
         if not text.strip().isdigit():
