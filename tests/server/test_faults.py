@@ -196,29 +196,29 @@ def test_32_concurrent_uploads_with_overwrite_denied_store_exactly_one(tmp_path)
         assert got.headers["ETag"] == f'"{sha256(winner)}"'
 
 
-def test_etag_never_trusts_a_sidecar_written_for_other_bytes(live_server, prefix, http):
+def test_etag_never_trusts_a_sidecar_written_for_other_bytes(app, prefix):
     """A crash between renaming the data and its sidecar leaves the old sidecar: it must not be believed."""
-    http.put(f"{live_server}/{prefix}/a.bin", data=b"first", headers=AUTH)
-    target = live_server.root / prefix / "a.bin"
-    sidecar = live_server.root / prefix / ".a.bin.meta"
+    app.put(f"{app}/{prefix}/a.bin", data=b"first", headers=AUTH)
+    target = app.root / prefix / "a.bin"
+    sidecar = app.root / prefix / ".a.bin.meta"
     stale = sidecar.read_text()
     replacement = target.with_name("tmp-replacement")
     replacement.write_bytes(b"other")  # same size, different bytes, new inode
     os.replace(replacement, target)
     assert sidecar.read_text() == stale
-    got = http.get(f"{live_server}/{prefix}/a.bin")
+    got = app.get(f"{app}/{prefix}/a.bin")
     assert got.content == b"other"
     assert got.headers["ETag"] == f'"{sha256(b"other")}"'
-    listed = http.get(f"{live_server}/-/api/artifacts", params={"prefix": prefix}).json()
+    listed = app.get(f"{app}/-/api/artifacts", params={"prefix": prefix}).json()
     assert listed[0]["sha256"] == sha256(b"other")
     # ...and the sidecar was repaired, so the next read need not hash again.
     assert json.loads(sidecar.read_text())["sha256"] == sha256(b"other")
 
 
-def test_missing_sidecar_is_rebuilt(live_server, prefix, http):
-    http.put(f"{live_server}/{prefix}/b.bin", data=b"bytes", headers=AUTH)
-    (live_server.root / prefix / ".b.bin.meta").unlink()
-    assert http.head(f"{live_server}/{prefix}/b.bin").headers["ETag"] == f'"{sha256(b"bytes")}"'
+def test_missing_sidecar_is_rebuilt(app, prefix):
+    app.put(f"{app}/{prefix}/b.bin", data=b"bytes", headers=AUTH)
+    (app.root / prefix / ".b.bin.meta").unlink()
+    assert app.head(f"{app}/{prefix}/b.bin").headers["ETag"] == f'"{sha256(b"bytes")}"'
 
 
 def test_too_large_by_content_length_is_refused_before_the_body(tmp_path):

@@ -1,6 +1,8 @@
 """The nginx front (`--front nginx`): what nginx serves itself, what it caches, and that it
 never serves what the app would refuse. The whole API also runs through the front: the
-`live_server` fixture is parametrized over both modes (tests/server/conftest.py).
+`live_server` tests (every endpoint's smoke, large downloads, Range, chunked bodies, auth,
+hostile clients) are parametrized over both modes (tests/server/conftest.py); the detailed
+API cases run on the app in-process.
 
 Each test runs a real nginx (Debian's) in front of a real gunicorn on loopback.
 """
