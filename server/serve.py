@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import resource
+import signal
 import traceback
 from pathlib import Path
 
@@ -72,6 +73,14 @@ def default_workers() -> int:
     return 2 * (os.cpu_count() or 1)
 
 
+def _default_signals(_arbiter, _worker) -> None:
+    # A new worker inherits the master's handlers, which only queue a signal for the master
+    # loop it does not run: a SIGTERM while it boots (gevent's patching takes a while) was
+    # lost, and stop() waited out the 10 s graceful timeout. Until the worker installs its
+    # own handlers, SIGTERM ends it at once; it serves nothing yet.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def gunicorn_options(
     config: ServerConfig, options: ServeOptions, app_bind: str | None = None
 ) -> dict:
@@ -86,6 +95,7 @@ def gunicorn_options(
                 leftover.unlink()
 
     return {
+        "post_fork": _default_signals,
         "bind": app_bind or options.bind,
         "workers": options.workers or default_workers(),
         # Event-driven workers with header and send timeouts (server/worker.py): slow
