@@ -1,4 +1,5 @@
-"""Fixtures for the artifact server tests: one live gunicorn server per session, plus helpers."""
+"""Fixtures for the artifact server tests: one live server per session and mode (gunicorn
+alone, and behind nginx), the same app in-process for the detailed API cases, and helpers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import requests
 
 from server.front import find_nginx
 from tests.helpers import tools
-from tests.helpers.artifact_server import running_server
+from tests.helpers.artifact_server import InProcess, running_server
 
 TOKEN = "test-token-7f3a"
 OTHER_TOKEN = "second-token-19c2"
@@ -37,6 +38,13 @@ def live_server(request, tmp_path_factory):
         front=None if request.param == "app" else request.param,
     ) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory) -> InProcess:
+    """The app in this process (Flask's test client), configured as live_server is: for the
+    API's detailed cases, which need no network. It is both the base URL and the client."""
+    return InProcess(tmp_path_factory.mktemp("in-process") / "root", [TOKEN, OTHER_TOKEN])
 
 
 @pytest.fixture
