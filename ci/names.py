@@ -126,13 +126,13 @@ def blocked_substrings(key: str, value: str) -> list[str]:
     return found
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def url_safe(version: str) -> str:
     """A form of a version usable in file names, URLs and image tags: `v1.0.0(abc1234)` ->
     `v1.0.0-abc1234`."""
-    safe = _UNSAFE.sub("-", version).strip("-.")
+    safe = UNSAFE_CHARS.sub("-", version).strip("-.")
     return safe[:128]
 
 

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from ci import istio_env, names
-from ci.image import image_exists
+from ci.engine import image_exists
 from tests.helpers.image import (
     ISTIO_STANDIN,
     invoke,
