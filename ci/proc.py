@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ from ci import log
 from ci.errors import UserError
 
 TAIL_LINES = 30
+STOP_TIMEOUT = 10
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -113,3 +115,37 @@ def run(
             detail="\n".join(tail),
         )
     return output
+
+
+def start(
+    cmd: Sequence[str | os.PathLike], *, log_path: Path, cwd: str | os.PathLike | None = None
+) -> subprocess.Popen:
+    """Start `cmd` in the background, in a session of its own, its output going to `log_path`.
+
+    For a program that runs until stopped (a MOSN under test); end it with `stop`.
+    """
+    argv = [str(part) for part in cmd]
+    with open(log_path, "wb") as out:
+        try:
+            return subprocess.Popen(
+                argv,
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise UserError(f"could not start {argv[0]}: {exc.strerror}") from exc
+
+
+def stop(process: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
+    """End what `start` started, with everything in its session: SIGTERM, then SIGKILL."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

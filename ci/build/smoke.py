@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ci import log
+from ci import log, proc
 from ci.errors import UserError
 
 LISTENER = "mosn-proxyv2-smoke"
@@ -39,6 +38,7 @@ LOG_LINES = 15
 # What MOSN's admin API answers on /api/v1/states: "pid=<pid>&state=<n>".
 STATES_PATH = "/api/v1/states"
 CONFIG_DUMP_PATH = "/api/v1/config_dump"
+PROBE_OK = "ok"
 
 
 def bootstrap(listener_port: int, admin_port: int, xds_socket: str) -> dict:
@@ -183,19 +183,11 @@ def run_host(binary: Path) -> None:
         config = Path(work) / "envoy-rev0.json"
         config.write_text(json.dumps(bootstrap(listener_port, admin_port, f"{work}/XDS")))
         log_path = Path(work) / "mosn.log"
-        with open(log_path, "wb") as out:
-            mosn = subprocess.Popen(
-                [str(binary), "start", "-c", str(config)],
-                cwd=work,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        mosn = proc.start([binary, "start", "-c", config], log_path=log_path, cwd=work)
         try:
             why = _watch(mosn, listener_port, admin_port)
         finally:
-            _stop(mosn)
+            proc.stop(mosn, STOP_TIMEOUT)
         if why:
             raise UserError(
                 f"smoke run failed: {why}; the built MOSN does not work"
@@ -217,17 +209,6 @@ def _watch(mosn: subprocess.Popen, listener_port: int, admin_port: int) -> str:
         if time.monotonic() > deadline:
             return why
         time.sleep(0.3)
-
-
-def _stop(mosn: subprocess.Popen) -> None:
-    if mosn.poll() is not None:
-        return
-    os.killpg(mosn.pid, signal.SIGTERM)
-    try:
-        mosn.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(mosn.pid, signal.SIGKILL)
-        mosn.wait()
 
 
 # Istio's own ports: MOSN's admin (15000) and the bootstrap's Prometheus listener (15090).
@@ -286,15 +267,18 @@ def run_in_image(client, reference: str, binary: str) -> None:
 def _probe_in(container, pid: int) -> str:
     ports = [str(IMAGE_LISTENER_PORT), str(IMAGE_ADMIN_PORT), str(STARTUP_TIMEOUT)]
     if os.geteuid() == 0 and shutil.which("nsenter"):
-        done = subprocess.run(
+        said = proc.run(
             ["nsenter", f"--net=/proc/{pid}/ns/net", "--", sys.executable, "-m", "ci.build.smoke"]
             + ["probe", *ports],
             cwd=PROJECT_ROOT,
-            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-            capture_output=True,
-            text=True,
-        )
-        return "" if done.returncode == 0 else (done.stdout + done.stderr).strip()
+            env={"PYTHONPATH": str(PROJECT_ROOT)},
+            stream=False,
+            check=False,
+            # runpy warns on stderr that ci.build imported this module first.
+            separate_stderr=True,
+        ).strip()
+        # The probe prints "ok" when MOSN proxied, else why not.
+        return "" if said == PROBE_OK else said
     deadline = time.monotonic() + STARTUP_TIMEOUT
     why = "neither curl nor wget in the image to send the request with"
     # busybox's wget crashes with -q -T; plain -O - works everywhere.
@@ -333,7 +317,7 @@ def main(argv: list[str]) -> int:
         )
         return 2
     why = probe(int(argv[1]), int(argv[2]), time.monotonic() + float(argv[3]))
-    print(why or "ok")
+    print(why or PROBE_OK)
     return 1 if why else 0
 
 
