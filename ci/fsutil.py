@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,8 +34,3 @@ def atomic_file(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
 def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     with atomic_file(path, mode) as handle:
         handle.write(data.encode() if isinstance(data, str) else data)
-
-
-def atomic_write_with(path: Path, writer: Callable[[BinaryIO], None], mode: int = 0o644) -> None:
-    with atomic_file(path, mode) as handle:
-        writer(handle)

@@ -31,6 +31,7 @@ SHA256SUMS = "SHA256SUMS"
 MANIFEST = "manifest.json"
 ISTIO_ENV = "istio.env"
 IMAGE_JSON = "image.json"
+PUBLISHED_JSON = "published.json"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from ci import image, istio_env, names
 from ci.errors import UserError
 from ci.image import engine
 from ci.image.registry import ImageName, image_tags, parse_image_name, push_all
+from ci.image.result import ImageResult
 from tests.helpers.image import (
     invoke,
     last_line,
@@ -357,3 +358,19 @@ def test_bad_choices_are_refused_before_the_engine_is_asked(dist_dir, extra, say
     )  # fmt: skip
     refused(result, says)
     assert not (dist_dir / names.IMAGE_JSON).exists()
+
+
+def test_image_json_reads_back_what_was_written(tmp_path):
+    written = ImageResult("r.example/mesh/p", ["a", "b"], "sha256:1d", {"k": "v"}, "sha256:ab")
+    written.write(tmp_path)
+    read = ImageResult.load(tmp_path / names.IMAGE_JSON)
+    assert read.as_json() == written.as_json()
+    assert read.pinned == "r.example/mesh/p@sha256:ab"
+
+
+@pytest.mark.parametrize("content", ["", "{", '{"image": 1}', '{"image": "r/p", "tags": "a"}'])
+def test_a_corrupt_image_json_is_one_user_error(tmp_path, content):
+    path = tmp_path / names.IMAGE_JSON
+    path.write_text(content)
+    with pytest.raises(UserError, match=r"is not an image.json this tool wrote .*`invoke image`"):
+        ImageResult.load(path)
