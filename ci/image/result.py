@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ci import log, names
-from ci.errors import UserError
-from ci.fsutil import atomic_write
+from ci.fsutil import atomic_write, read_record
 
 
 @dataclass
@@ -47,26 +46,17 @@ class ImageResult:
     @classmethod
     def load(cls, path: Path) -> ImageResult:
         """Read an image.json back; a missing or unreadable one is one UserError."""
-        if not path.is_file():
-            raise UserError(
-                f"{path} is missing: the image stage did not finish; run `invoke image`"
-            )
-        try:
-            data = json.loads(path.read_text())
-            result = cls(
-                repository=data["image"],
-                tags=list(data["tags"]),
-                image_id=data["id"],
-                labels=dict(data["labels"]),
-                digest=data["digest"],
-            )
-            if not all(
-                isinstance(v, str) for v in (result.repository, result.image_id, *result.tags)
-            ):
-                raise TypeError("image, id and tags must be strings")
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise UserError(
-                f"{path} is not an image.json this tool wrote ({type(exc).__name__}: {exc});"
-                " run `invoke image` again"
-            ) from None
+        return read_record(path, cls._parse, what="an image.json", rerun="`invoke image`")
+
+    @classmethod
+    def _parse(cls, data: dict[str, Any]) -> ImageResult:
+        result = cls(
+            repository=data["image"],
+            tags=list(data["tags"]),
+            image_id=data["id"],
+            labels=dict(data["labels"]),
+            digest=data["digest"],
+        )
+        if not all(isinstance(v, str) for v in (result.repository, result.image_id, *result.tags)):
+            raise TypeError("image, id and tags must be strings")
         return result

@@ -11,8 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ci import log, names
-from ci.errors import UserError
-from ci.fsutil import atomic_write
+from ci.fsutil import atomic_write, read_record
 
 
 @dataclass(frozen=True)
@@ -39,21 +38,13 @@ class Record:
         log.info(f"wrote {root / names.PUBLISHED_JSON}")
 
 
+def _parse(data: dict) -> Record:
+    files = tuple(PublishedFile(**f) for f in data.pop("files"))
+    if not all(isinstance(v, str) for f in files for v in (f.name, f.url, f.sha256)):
+        raise TypeError("file names, URLs and digests must be strings")
+    return Record(files=files, **data)
+
+
 def load(path: Path) -> Record:
     """Read a published.json back; a missing or unreadable one is one UserError."""
-    if not path.is_file():
-        raise UserError(
-            f"{path} is missing: the publish stage did not finish; run `invoke publish`"
-        )
-    try:
-        data = json.loads(path.read_text())
-        files = tuple(PublishedFile(**f) for f in data.pop("files"))
-        record = Record(files=files, **data)
-        if not all(isinstance(v, str) for f in files for v in (f.name, f.url, f.sha256)):
-            raise TypeError("file names, URLs and digests must be strings")
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise UserError(
-            f"{path} is not a published.json this tool wrote ({type(exc).__name__}: {exc});"
-            " run `invoke publish` again"
-        ) from None
-    return record
+    return read_record(path, _parse, what="a published.json", rerun="`invoke publish`")

@@ -247,17 +247,20 @@ def auth_registry(tmp_path_factory):
         yield address
 
 
+def push_as_mp_user(image_name: str, base: str, dist_dir, password: str):
+    return invoke(
+        "image", "--base", base, "--image", image_name, "--dist", str(dist_dir),
+        "--push", "--registry-username", "mp-user", env={"REGISTRY_PASSWORD": password},
+    )  # fmt: skip
+
+
 @pytest.mark.docker
 def test_refused_login_fails_before_building_and_hides_the_password(
     docker_client, busybox_base, auth_registry, dist_dir, repositories
 ):
     repository = f"{auth_registry}/{unique('login')}/proxyv2"
     repositories.append(repository)
-    result = invoke(
-        "image", "--base", busybox_base, "--image", repository, "--dist", str(dist_dir),
-        "--push", "--registry-username", "mp-user",
-        env={"REGISTRY_PASSWORD": "wrong-password-9"},
-    )  # fmt: skip
+    result = push_as_mp_user(repository, busybox_base, dist_dir, "wrong-password-9")
     refused(result, f"registry {auth_registry} refused login for mp-user")
     assert "wrong-password-9" not in result.stdout + result.stderr
     assert local_references(docker_client, repository) == []
@@ -300,11 +303,7 @@ def test_push_with_username_and_registry_password(
 ):
     repository = f"{auth_registry}/{unique('auth')}/proxyv2"
     repositories.append(repository)
-    result = invoke(
-        "image", "--base", busybox_base, "--image", f"{repository}:t", "--dist", str(dist_dir),
-        "--push", "--registry-username", "mp-user",
-        env={"REGISTRY_PASSWORD": "right-password-1"},
-    )  # fmt: skip
+    result = push_as_mp_user(f"{repository}:t", busybox_base, dist_dir, "right-password-1")
     assert result.returncode == 0, result.stderr
     assert "right-password-1" not in result.stdout + result.stderr
     assert registry_tags_with_auth(auth_registry, repository) == (200, ["t"])
