@@ -15,6 +15,7 @@ an image, inside the container's network namespace.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -22,6 +23,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.error
@@ -227,9 +229,6 @@ def run_in_image(client, reference: str, binary: str) -> None:
     (a GitHub runner's user) it is the image's own curl or wget, through `docker exec`:
     proxyv2's Ubuntu base has curl, busybox has wget.
     """
-    import io
-    import tarfile
-
     config = json.dumps(bootstrap(IMAGE_LISTENER_PORT, IMAGE_ADMIN_PORT, IMAGE_XDS)).encode()
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w") as tar:

@@ -16,8 +16,11 @@ from ci import istio_env, log, names
 from ci.config import Settings, check_choice
 from ci.dist import Dist, sha256_bytes, sha256_file
 from ci.errors import UserError
+from ci.publish import local_server
 from ci.publish.base import Item, Store, Stored, download_digest
 from ci.publish.record import PublishedFile, Record
+from ci.publish.s3 import S3Store
+from ci.publish.server import ServerStore
 
 STORES = ("server", "s3")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
@@ -74,12 +77,7 @@ def plan(dist: Dist, folder: str, wasm: str) -> list[Item]:
 
 def open_store(settings: Settings) -> Store:
     if settings.to == "s3":
-        from ci.publish.s3 import S3Store
-
         return S3Store(settings)
-    from ci.publish import local_server
-    from ci.publish.server import ServerStore
-
     # The URL is checked (by ServerStore) before a server is started for it.
     store = ServerStore(settings.server_url, "")
     store.token = local_server.write_token(settings)
