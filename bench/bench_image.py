@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ci import image, log, names  # noqa: E402
 from ci.config import Settings  # noqa: E402
 from ci.dist import Dist  # noqa: E402
+from ci.image import engine  # noqa: E402
 from tests.helpers.images import import_busybox_base  # noqa: E402
 from tests.helpers.mosn import make_checkout  # noqa: E402
 
@@ -43,7 +44,7 @@ def dist_for_bench(given: str | None, work: Path) -> Dist:
 def sdk_build(client, dist: Dist, base: str, labels: dict[str, str], nocache: bool) -> float:
     started = time.perf_counter()
     binary = Dist.load(dist.root).binary(names.LINUX_TARBALL)
-    reference, _ = image.build_unverified(
+    reference, _ = engine.build_unverified(
         client, base, binary, labels, REPOSITORY, dist.source_date_epoch, nocache=nocache
     )
     elapsed = time.perf_counter() - started
@@ -70,7 +71,7 @@ def main() -> None:
     parser.add_argument("--dist", help="a dist from `invoke build` (default: build the stand-in)")
     args = parser.parse_args()
     log.set_quiet(True)
-    client = image.connect()
+    client = engine.connect()
     base = import_busybox_base(client, "example.invalid/mp-image-bench/base:busybox")
     with tempfile.TemporaryDirectory(prefix="mp-image-bench-") as tmp:
         work = Path(tmp)
@@ -78,7 +79,7 @@ def main() -> None:
         labels = image.image_labels(dist, dist.istio_version, "https://github.com/mosn/mosn.git")
         folder = work / "context"
         folder.mkdir()
-        (folder / "Dockerfile").write_text(image.dockerfile(base, True, labels))
+        (folder / "Dockerfile").write_text(engine.dockerfile(base, True, labels))
         (folder / "mosn").write_bytes(dist.binary(names.LINUX_TARBALL))
         (folder / "mosn").chmod(0o755)
         print(f"engine {client.version()['Version']}, {args.iterations} iterations, base {base}")

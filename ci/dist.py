@@ -6,7 +6,6 @@ Every later step (publish, image, the action's outputs) reads a dist through thi
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tarfile
 from dataclasses import asdict, dataclass, field
@@ -107,8 +106,3 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def tarball_members(data: bytes) -> list[tarfile.TarInfo]:
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        return tar.getmembers()

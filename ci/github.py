@@ -19,18 +19,22 @@ that was already up (the user's, or one a later step needs: `keep-server: true`)
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
 from collections.abc import Mapping
 from importlib.util import find_spec
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ci import config, log, names
 from ci.dist import Dist
 from ci.errors import UserError
 from ci.progress import human
+
+if TYPE_CHECKING:
+    from ci.image.result import ImageResult
+    from ci.publish.record import Record
 
 # Action input -> the setting it sets. action.yml's env blocks are checked against this.
 INPUT_SETTINGS: dict[str, str] = {
@@ -79,9 +83,6 @@ DEPENDENCY_MODULES = {
     "packaging": "packaging",
     "requests": "requests",
 }
-# publish's step outputs, handed to the report step by action.yml.
-PUBLISHED_TARBALLS_ENV = "PUBLISHED_TARBALLS"
-PUBLISHED_ENV_FILE_ENV = "PUBLISHED_ENV_FILE"
 
 
 def env_name(setting: str) -> str:
@@ -228,8 +229,7 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def summary_markdown(dist: Dist, tarballs: list[dict], env_file: str, image: dict | None) -> str:
-    urls = {t.get("file"): t.get("url", "") for t in tarballs}
+def summary_markdown(dist: Dist, published: Record, image: ImageResult | None) -> str:
     lines = [
         f"### mosn-proxyv2: MOSN {_cell(dist.mosn_version)} for Istio {_cell(dist.istio_version)}",
         "",
@@ -237,58 +237,51 @@ def summary_markdown(dist: Dist, tarballs: list[dict], env_file: str, image: dic
         "| --- | ---: | --- | --- |",
     ]
     for f in dist.files:
-        url = urls.get(f.name, "")
+        url = published.url(f.name)
         lines.append(
             f"| `{_cell(f.name)}` | {human(f.size)} | `{f.sha256}` | {_cell(url) or 'not published'} |"
         )
-    if env_file:
-        lines += ["", f"Istio build variables: `{_cell(env_file)}`"]
+    if published.istio_env:
+        lines += ["", f"Istio build variables: `{_cell(published.istio_env)}`"]
     if image:
-        digest = image.get("digest") or "not pushed"
+        digest = image.digest or "not pushed"
         lines += ["", "| image | digest |", "| --- | --- |"]
         lines += [
             f"| `{_cell(ref)}` | `{_cell(digest)}` |"
-            for ref in image.get("references") or [image_reference(image)]
+            for ref in image.references or [image_reference(image)]
         ]
-        if image.get("pinned"):
-            lines += ["", f"Pull by digest: `{_cell(image['pinned'])}`"]
+        if image.pinned:
+            lines += ["", f"Pull by digest: `{_cell(image.pinned)}`"]
     return "\n".join(lines) + "\n"
 
 
-def image_reference(image: dict | None) -> str:
+def image_reference(image: ImageResult | None) -> str:
     """The image as `repository:tag` (its first tag), what a cluster's configuration names."""
     if not image:
         return ""
-    references = image.get("references") or []
-    return references[0] if references else image.get("image", "")
+    return image.references[0] if image.references else image.repository
 
 
 def report(environ: Mapping[str, str], cwd: Path) -> int:
+    """The outputs and the job summary, from what the stages wrote: published.json, image.json."""
+    # The stages' packages import requests and the like: not before validate has checked them.
+    from ci.image.result import ImageResult
+    from ci.publish import record as publish_record
+
     s = load_settings(environ)
     dist_dir = cwd / s.path("dist")
     dist = Dist.load(dist_dir)
-    try:
-        tarballs = json.loads(environ.get(PUBLISHED_TARBALLS_ENV) or "[]")
-    except ValueError:
-        raise UserError(
-            f"publish's tarballs output is not JSON: {environ.get(PUBLISHED_TARBALLS_ENV)!r}"
-        ) from None
-    env_file = environ.get(PUBLISHED_ENV_FILE_ENV, "")
-    image = None
-    if s.image:
-        image_json = dist_dir / names.IMAGE_JSON
-        if not image_json.is_file():
-            raise UserError(f"{image_json} is missing: the image stage did not finish")
-        image = json.loads(image_json.read_text())
+    published = publish_record.load(dist_dir / names.PUBLISHED_JSON)
+    image = ImageResult.load(dist_dir / names.IMAGE_JSON) if s.image else None
 
     outputs = {
         "mosn-version": dist.mosn_version,
         "image": image_reference(image),
-        "digest": (image or {}).get("digest") or "",
+        "digest": (image.digest if image else None) or "",
     }
     if environ.get("GITHUB_OUTPUT"):
         log.write_outputs(outputs, environ["GITHUB_OUTPUT"])
-    markdown = summary_markdown(dist, tarballs, env_file, image)
+    markdown = summary_markdown(dist, published, image)
     if environ.get("GITHUB_STEP_SUMMARY"):
         with open(environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
             summary.write(markdown)

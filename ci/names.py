@@ -31,6 +31,7 @@ SHA256SUMS = "SHA256SUMS"
 MANIFEST = "manifest.json"
 ISTIO_ENV = "istio.env"
 IMAGE_JSON = "image.json"
+PUBLISHED_JSON = "published.json"
 
 
 @dataclass(frozen=True)
@@ -126,13 +127,13 @@ def blocked_substrings(key: str, value: str) -> list[str]:
     return found
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def url_safe(version: str) -> str:
     """A form of a version usable in file names, URLs and image tags: `v1.0.0(abc1234)` ->
     `v1.0.0-abc1234`."""
-    safe = _UNSAFE.sub("-", version).strip("-.")
+    safe = UNSAFE_CHARS.sub("-", version).strip("-.")
     return safe[:128]
 
 

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from ci import log
 from ci.errors import UserError
 
 TAIL_LINES = 30
+STOP_TIMEOUT = 10
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -46,14 +49,53 @@ def run(
     echoed and kept in the tail.
     """
     argv = [str(part) for part in cmd]
+    child = _spawn(argv, cwd, env, hint, stdin is not None, separate_stderr)
+    if stdin is not None:
+        assert child.stdin is not None
+        child.stdin.write(stdin)
+        child.stdin.close()
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    echo = stream and not log.is_quiet()
     secrets = [s for s in secrets if s]
-    full_env = {**os.environ, **env} if env else None
+    drain = None
+    if separate_stderr:
+        # Read in a thread: a full stderr pipe must not block the child while we read stdout.
+        drain = threading.Thread(
+            target=_pump, args=(child.stderr, secrets, tail, echo, sys.stderr), daemon=True
+        )
+        drain.start()
     try:
-        proc = subprocess.Popen(
+        output = _pump(child.stdout, secrets, tail, echo, sys.stdout)
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    code = child.wait()
+    if drain is not None:
+        drain.join()
+    if check and code != 0:
+        name = what or Path(argv[0]).name
+        raise UserError(
+            f"{name} failed with exit code {code}{'; ' + hint if hint else ''}",
+            detail="\n".join(tail),
+        )
+    return output
+
+
+def _spawn(
+    argv: list[str],
+    cwd: str | os.PathLike | None,
+    env: Mapping[str, str] | None,
+    hint: str,
+    with_stdin: bool,
+    separate_stderr: bool,
+) -> subprocess.Popen:
+    try:
+        return subprocess.Popen(
             argv,
             cwd=cwd,
-            env=full_env,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            env={**os.environ, **env} if env else None,
+            stdin=subprocess.PIPE if with_stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE if separate_stderr else subprocess.STDOUT,
             text=True,
@@ -67,49 +109,52 @@ def run(
     except OSError as exc:
         raise UserError(f"could not start {argv[0]}: {exc.strerror}") from exc
 
-    if stdin is not None:
-        assert proc.stdin is not None
-        proc.stdin.write(stdin)
-        proc.stdin.close()
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
+
+def _pump(
+    pipe: IO[str] | None, secrets: list[str], tail: deque[str], echo: bool, to: IO[str]
+) -> str:
+    """Read `pipe` to its end, redacted: kept in `tail`, echoed to `to`; return all of it."""
+    assert pipe is not None
     chunks: list[str] = []
-    assert proc.stdout is not None
-    echo = stream and not log.is_quiet()
-    drain = None
-    if separate_stderr:
-        assert proc.stderr is not None
+    for line in pipe:
+        line = redact(line, secrets)
+        chunks.append(line)
+        tail.append(line.rstrip("\n"))
+        if echo:
+            to.write("    " + line)
+            to.flush()
+    return "".join(chunks)
 
-        def keep_stderr(pipe=proc.stderr):
-            # Read in a thread: a full stderr pipe must not block the child while we read stdout.
-            for line in pipe:
-                line = redact(line, secrets)
-                tail.append(line.rstrip("\n"))
-                if echo:
-                    sys.stderr.write("    " + line)
-                    sys.stderr.flush()
 
-        drain = threading.Thread(target=keep_stderr, daemon=True)
-        drain.start()
+def start(
+    cmd: Sequence[str | os.PathLike], *, log_path: Path, cwd: str | os.PathLike | None = None
+) -> subprocess.Popen:
+    """Start `cmd` in the background, in a session of its own, its output going to `log_path`.
+
+    For a program that runs until stopped (a MOSN under test); end it with `stop`.
+    """
+    argv = [str(part) for part in cmd]
+    with open(log_path, "wb") as out:
+        try:
+            return subprocess.Popen(
+                argv,
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise UserError(f"could not start {argv[0]}: {exc.strerror}") from exc
+
+
+def stop(process: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
+    """End what `start` started, with everything in its session: SIGTERM, then SIGKILL."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
     try:
-        for line in proc.stdout:
-            line = redact(line, secrets)
-            chunks.append(line)
-            tail.append(line.rstrip("\n"))
-            if echo:
-                sys.stdout.write("    " + line)
-                sys.stdout.flush()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    code = proc.wait()
-    if drain is not None:
-        drain.join()
-    output = "".join(chunks)
-    if check and code != 0:
-        name = what or Path(argv[0]).name
-        raise UserError(
-            f"{name} failed with exit code {code}{'; ' + hint if hint else ''}",
-            detail="\n".join(tail),
-        )
-    return output
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -6,83 +6,16 @@ import os
 import re
 import tempfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
-from ci import log, names, proc
-from ci.build import package
-from ci.build import smoke
-from ci.build import toolchain
+from ci import log, names
+from ci.build import package, smoke, source, toolchain
+from ci.build.compile import HostGo
+from ci.build.docker_go import DockerGo
+from ci.build.source import Checkout
 from ci.config import Settings
 from ci.dist import Dist
 from ci.errors import UserError
-
-
-@dataclass(frozen=True)
-class Checkout:
-    path: Path
-    version_file: str
-    go_directive: tuple[int, int]
-    commit: str
-    short_commit: str
-    commit_time: int
-    vendored: bool
-    # Needs a network in the build container: requirements and no vendor folder.
-    downloads_modules: bool
-
-
-def inspect_checkout(path: Path, origin: tuple[str, str, int] | None = None) -> Checkout:
-    """Check `path` is a MOSN checkout and read what the build stamps from it.
-
-    `origin` (commit, short commit, commit time) stands in for git's HEAD when the source
-    is a module from the Go module proxy rather than a git checkout.
-    """
-    if not path.is_dir():
-        raise UserError(
-            f"MOSN source {path} is not a directory; pass --mosn-src DIR or --mosn-ref REF"
-        )
-    gomod = path / "go.mod"
-    if not gomod.is_file():
-        raise UserError(f"{path} has no go.mod: not a MOSN checkout; pass the root of a MOSN clone")
-    text = gomod.read_text(errors="replace")
-    module = re.search(r"^module\s+(\S+)", text, re.M)
-    if not module or module.group(1) != names.MOSN_MODULE:
-        found = module.group(1) if module else "none"
-        raise UserError(
-            f"{gomod} declares module {found}, not {names.MOSN_MODULE}: not a MOSN checkout"
-        )
-    if not (path / names.MOSN_MAIN_DIR).is_dir():
-        raise UserError(f"{path} has no {names.MOSN_MAIN_DIR}: not a MOSN checkout")
-    version_path = path / "VERSION"
-    if not version_path.is_file():
-        raise UserError(f"{path} has no VERSION file; add one or pass --version")
-    version_file = version_path.read_text().strip()
-    directive = re.search(r"^go\s+(\d+)\.(\d+)", text, re.M)
-    go_directive = (int(directive.group(1)), int(directive.group(2))) if directive else (1, 0)
-    commit, short, when = origin or _git_head(path)
-    vendored = (path / "vendor" / "modules.txt").is_file()
-    return Checkout(
-        path=path,
-        version_file=version_file,
-        go_directive=go_directive,
-        commit=commit,
-        short_commit=short,
-        commit_time=when,
-        vendored=vendored,
-        downloads_modules=not vendored and re.search(r"^require\b", text, re.M) is not None,
-    )
-
-
-def _git_head(path: Path) -> tuple[str, str, int]:
-    out = proc.run(
-        ["git", "-C", path, "log", "-1", "--format=%H %h %ct"],
-        stream=False,
-        check=False,
-    ).strip()
-    parts = out.split()
-    if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{40,64}", parts[0]):
-        return "", "", 0
-    return parts[0], parts[1], int(parts[2])
 
 
 def stamped_version(checkout: Checkout, override: str) -> str:
@@ -102,16 +35,6 @@ def stamped_version(checkout: Checkout, override: str) -> str:
     return version
 
 
-def go_version(go: str = "go") -> tuple[str, tuple[int, int]]:
-    out = proc.run(
-        [go, "version"],
-        stream=False,
-        what="go version",
-        hint="install Go (Debian: apt-get install golang-go) or use --in-docker",
-    )
-    return toolchain.parse_go_version(out)
-
-
 def makefile_build_image(checkout: Checkout) -> str:
     """The golang image MOSN's own `make build` uses (its Makefile's BUILD_IMAGE)."""
     makefile = checkout.path / "Makefile"
@@ -120,59 +43,6 @@ def makefile_build_image(checkout: Checkout) -> str:
     if match:
         return match.group(1)
     return "golang:" + ".".join(map(str, checkout.go_directive))
-
-
-def ldflags(version: str, istio_version: str) -> str:
-    return (
-        f"-s -w -X {names.VERSION_SYMBOL}={version} -X {names.ISTIO_VERSION_SYMBOL}={istio_version}"
-    )
-
-
-def go_build_command(
-    checkout: Checkout, output: str, version: str, settings: Settings, go_minor: tuple[int, int]
-) -> list[str]:
-    """The `go build` line, the same on the host and in a container."""
-    cmd = ["go", "build", "-trimpath"]
-    if go_minor >= (1, 18):
-        # No VCS stamp: the same commit must give the same bytes, dirty tree or not.
-        cmd.append("-buildvcs=false")
-    if checkout.vendored:
-        cmd.append("-mod=vendor")
-    return [
-        *cmd,
-        "-ldflags",
-        ldflags(version, settings.istio_version),
-        "-o",
-        output,
-        names.MOSN_MAIN_PACKAGE,
-    ]
-
-
-def go_build_env(platform: names.Platform, settings: Settings) -> dict[str, str]:
-    # CGO for darwin would need a macOS toolchain; MOSN's own macOS build turns it off too.
-    cgo = settings.cgo and platform.goos == "linux"
-    return {
-        "GOOS": platform.goos,
-        "GOARCH": platform.goarch,
-        "CGO_ENABLED": "1" if cgo else "0",
-    }
-
-
-def compile_host(
-    checkout: Checkout,
-    platform: names.Platform,
-    output: Path,
-    version: str,
-    settings: Settings,
-    go_minor: tuple[int, int],
-) -> None:
-    proc.run(
-        go_build_command(checkout, str(output), version, settings, go_minor),
-        cwd=checkout.path,
-        env=go_build_env(platform, settings),
-        what=f"go build for {platform.name}",
-        hint="the compiler's last lines are above",
-    )
 
 
 def check_platforms(requested: tuple[str, ...]) -> list[names.Platform]:
@@ -212,13 +82,11 @@ def source_date_epoch(checkout: Checkout) -> int:
 
 def resolve_source(settings: Settings) -> Checkout:
     if settings.mosn_src:
-        return inspect_checkout(settings.path("mosn_src"))
-    from ci.build import source  # only needed when cloning or downloading
-
+        return source.inspect_checkout(settings.path("mosn_src"))
     if settings.mosn_module:
         with log.stage(f"download MOSN {settings.mosn_module} from the Go module proxy"):
             module = source.download_module(settings.mosn_module, settings.path("cache_dir"))
-        return inspect_checkout(module.path, module.origin)
+        return source.inspect_checkout(module.path, module.origin)
     ref = settings.mosn_ref or settings.default_mosn_ref
     with log.stage(f"clone MOSN {ref}"):
         path = source.clone(
@@ -228,23 +96,14 @@ def resolve_source(settings: Settings) -> Checkout:
             hint="check --mosn-repo and the ref, or build from the Go module proxy"
             " with --mosn-module VERSION",
         )
-    return inspect_checkout(path)
+    return source.inspect_checkout(path)
 
 
 def compiler(settings: Settings, checkout: Checkout):
     """The Go that compiles: the host's, or a golang container's (--in-docker)."""
     if settings.in_docker:
-        from ci.build.docker_go import DockerGo
-
         return DockerGo(settings.go_image or makefile_build_image(checkout), settings)
     return HostGo()
-
-
-class HostGo:
-    def version(self) -> tuple[str, tuple[int, int]]:
-        return go_version()
-
-    compile = staticmethod(compile_host)
 
 
 def build(settings: Settings) -> Dist:

@@ -16,23 +16,20 @@ import tarfile
 import tempfile
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ci import log, proc
+from ci import engine, log, proc
 from ci.build import toolchain
+from ci.build.compile import go_build_command, go_build_env
+from ci.build.source import Checkout
+from ci.config import Settings
 from ci.errors import UserError
-
-if TYPE_CHECKING:
-    from ci.build import Checkout
-    from ci.config import Settings
-    from ci.names import Platform
+from ci.names import Platform
 
 SRC = "/src"
 CACHE = "/mosn-proxyv2-cache"
 OUTPUT = "/tmp/mosn"  # noqa: S108 - inside the throwaway container
 CONTAINER_PREFIX = "mosn-proxyv2-build-"
 LABEL = "mosn-proxyv2.build"
-PING_TIMEOUT = 30
 BUILD_TIMEOUT = 3 * 3600
 # Passed through from the host when set, so private module proxies keep working.
 GO_NETWORK_ENV = (
@@ -47,7 +44,11 @@ class DockerGo:
     def __init__(self, image: str, settings: Settings) -> None:
         self.image = image
         self.volume = settings.go_cache_volume
-        self.client = _client()
+        self.client = engine.client(
+            # `go build` can be silent for minutes while the log stream waits for a line.
+            BUILD_TIMEOUT,
+            hint="start Docker, set DOCKER_HOST, or build with the host's Go (drop --in-docker)",
+        )
         self._ensure_image()
 
     def _ensure_image(self) -> None:
@@ -59,14 +60,16 @@ class DockerGo:
         except docker.errors.ImageNotFound:
             pass
         except docker.errors.APIError as exc:
-            raise UserError(f"Docker could not look up {self.image}: {_reason(exc)}") from None
+            raise UserError(
+                f"Docker could not look up {self.image}: {engine.reason(exc)}"
+            ) from None
         log.info(f"    pulling {self.image}")
         try:
             self.client.images.pull(self.image)
         except docker.errors.APIError as exc:
             raise UserError(
                 f"Go image {self.image} is not on this Docker engine and could not be pulled"
-                f" ({_reason(exc)}); pull or build it first, or pass --go-image IMAGE"
+                f" ({engine.reason(exc)}); pull or build it first, or pass --go-image IMAGE"
             ) from None
 
     def version(self) -> tuple[str, tuple[int, int]]:
@@ -88,8 +91,6 @@ class DockerGo:
         settings: Settings,
         go_minor: tuple[int, int],
     ) -> None:
-        from ci.build import go_build_command, go_build_env
-
         network = checkout.downloads_modules
         log.info(
             f"    in {self.image}, network {'host' if network else 'none'},"
@@ -147,14 +148,14 @@ class DockerGo:
             )
         except docker.errors.APIError as exc:
             raise UserError(
-                f"could not create a container from {self.image}: {_reason(exc)}"
+                f"could not create a container from {self.image}: {engine.reason(exc)}"
             ) from None
         try:
             try:
                 container.start()
             except docker.errors.APIError as exc:
                 raise UserError(
-                    f"{what}: the container did not start ({_reason(exc)});"
+                    f"{what}: the container did not start ({engine.reason(exc)});"
                     f" is {self.image} a golang image with go on its PATH? pass another --go-image"
                 ) from None
             output = _follow(container)
@@ -168,35 +169,12 @@ class DockerGo:
                 _copy_out(container, copy_out)
             return output
         except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-            raise UserError(f"{what}: Docker failed: {_reason(exc)}") from None
+            raise UserError(f"{what}: Docker failed: {engine.reason(exc)}") from None
         finally:
             try:
                 container.remove(force=True, v=False)
             except docker.errors.APIError:
                 log.warn(f"could not remove container {container.name}; remove it by hand")
-
-
-def _client():
-    try:
-        import docker
-    except ImportError:
-        raise UserError("--in-docker needs the Docker SDK for Python: pip install docker") from None
-    try:
-        client = docker.from_env(timeout=PING_TIMEOUT)
-        client.ping()
-        # `go build` can be silent for minutes while the log stream waits for a line.
-        client.api.timeout = BUILD_TIMEOUT
-    except Exception as exc:
-        raise UserError(
-            f"cannot reach the Docker engine ({_reason(exc)}); start Docker, set DOCKER_HOST,"
-            " or build with the host's Go (drop --in-docker)"
-        ) from None
-    return client
-
-
-def _reason(exc: Exception) -> str:
-    explanation = getattr(exc, "explanation", None)
-    return " ".join(str(explanation or exc).split())
 
 
 def _follow(container) -> str:

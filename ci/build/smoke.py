@@ -15,21 +15,22 @@ an image, inside the container's network namespace.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
 import shutil
-import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ci import log
+from ci import log, proc
 from ci.errors import UserError
 
 LISTENER = "mosn-proxyv2-smoke"
@@ -39,6 +40,7 @@ LOG_LINES = 15
 # What MOSN's admin API answers on /api/v1/states: "pid=<pid>&state=<n>".
 STATES_PATH = "/api/v1/states"
 CONFIG_DUMP_PATH = "/api/v1/config_dump"
+PROBE_OK = "ok"
 
 
 def bootstrap(listener_port: int, admin_port: int, xds_socket: str) -> dict:
@@ -183,19 +185,11 @@ def run_host(binary: Path) -> None:
         config = Path(work) / "envoy-rev0.json"
         config.write_text(json.dumps(bootstrap(listener_port, admin_port, f"{work}/XDS")))
         log_path = Path(work) / "mosn.log"
-        with open(log_path, "wb") as out:
-            mosn = subprocess.Popen(
-                [str(binary), "start", "-c", str(config)],
-                cwd=work,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        mosn = proc.start([binary, "start", "-c", config], log_path=log_path, cwd=work)
         try:
             why = _watch(mosn, listener_port, admin_port)
         finally:
-            _stop(mosn)
+            proc.stop(mosn, STOP_TIMEOUT)
         if why:
             raise UserError(
                 f"smoke run failed: {why}; the built MOSN does not work"
@@ -219,17 +213,6 @@ def _watch(mosn: subprocess.Popen, listener_port: int, admin_port: int) -> str:
         time.sleep(0.3)
 
 
-def _stop(mosn: subprocess.Popen) -> None:
-    if mosn.poll() is not None:
-        return
-    os.killpg(mosn.pid, signal.SIGTERM)
-    try:
-        mosn.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(mosn.pid, signal.SIGKILL)
-        mosn.wait()
-
-
 # Istio's own ports: MOSN's admin (15000) and the bootstrap's Prometheus listener (15090).
 IMAGE_ADMIN_PORT = 15000
 IMAGE_LISTENER_PORT = 15090
@@ -246,9 +229,6 @@ def run_in_image(client, reference: str, binary: str) -> None:
     (a GitHub runner's user) it is the image's own curl or wget, through `docker exec`:
     proxyv2's Ubuntu base has curl, busybox has wget.
     """
-    import io
-    import tarfile
-
     config = json.dumps(bootstrap(IMAGE_LISTENER_PORT, IMAGE_ADMIN_PORT, IMAGE_XDS)).encode()
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w") as tar:
@@ -286,15 +266,18 @@ def run_in_image(client, reference: str, binary: str) -> None:
 def _probe_in(container, pid: int) -> str:
     ports = [str(IMAGE_LISTENER_PORT), str(IMAGE_ADMIN_PORT), str(STARTUP_TIMEOUT)]
     if os.geteuid() == 0 and shutil.which("nsenter"):
-        done = subprocess.run(
+        said = proc.run(
             ["nsenter", f"--net=/proc/{pid}/ns/net", "--", sys.executable, "-m", "ci.build.smoke"]
             + ["probe", *ports],
             cwd=PROJECT_ROOT,
-            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-            capture_output=True,
-            text=True,
-        )
-        return "" if done.returncode == 0 else (done.stdout + done.stderr).strip()
+            env={"PYTHONPATH": str(PROJECT_ROOT)},
+            stream=False,
+            check=False,
+            # runpy warns on stderr that ci.build imported this module first.
+            separate_stderr=True,
+        ).strip()
+        # The probe prints "ok" when MOSN proxied, else why not.
+        return "" if said == PROBE_OK else said
     deadline = time.monotonic() + STARTUP_TIMEOUT
     why = "neither curl nor wget in the image to send the request with"
     # busybox's wget crashes with -q -T; plain -O - works everywhere.
@@ -327,10 +310,13 @@ def _exec(container, command: list[str]) -> tuple[int, str]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 4 or argv[0] != "probe":
-        print("usage: python -m ci.build.smoke probe LISTENER_PORT ADMIN_PORT TIMEOUT", file=sys.stderr)
+        print(
+            "usage: python -m ci.build.smoke probe LISTENER_PORT ADMIN_PORT TIMEOUT",
+            file=sys.stderr,
+        )
         return 2
     why = probe(int(argv[1]), int(argv[2]), time.monotonic() + float(argv[3]))
-    print(why or "ok")
+    print(why or PROBE_OK)
     return 1 if why else 0
 
 

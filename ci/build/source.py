@@ -23,19 +23,18 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ci import log, proc
+from ci import log, names, proc
 from ci.errors import UserError
 from ci.fsutil import atomic_write
 from ci.names import MOSN_MODULE
 
 FULL_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def _slug(text: str) -> str:
     """A readable folder name for `text` that two different texts never share."""
     digest = hashlib.sha256(text.encode()).hexdigest()[:10]
-    return f"{_UNSAFE.sub('_', text).strip('_.')[-60:]}-{digest}"
+    return f"{names.UNSAFE_CHARS.sub('_', text).strip('_.')[-60:]}-{digest}"
 
 
 def _secrets(repo: str) -> list[str]:
@@ -244,3 +243,70 @@ def _copy_module(source: Path, cache_dir: Path, version: str) -> Path:
         return final
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Checkout:
+    path: Path
+    version_file: str
+    go_directive: tuple[int, int]
+    commit: str
+    short_commit: str
+    commit_time: int
+    vendored: bool
+    # Needs a network in the build container: requirements and no vendor folder.
+    downloads_modules: bool
+
+
+def inspect_checkout(path: Path, origin: tuple[str, str, int] | None = None) -> Checkout:
+    """Check `path` is a MOSN checkout and read what the build stamps from it.
+
+    `origin` (commit, short commit, commit time) stands in for git's HEAD when the source
+    is a module from the Go module proxy rather than a git checkout.
+    """
+    if not path.is_dir():
+        raise UserError(
+            f"MOSN source {path} is not a directory; pass --mosn-src DIR or --mosn-ref REF"
+        )
+    gomod = path / "go.mod"
+    if not gomod.is_file():
+        raise UserError(f"{path} has no go.mod: not a MOSN checkout; pass the root of a MOSN clone")
+    text = gomod.read_text(errors="replace")
+    module = re.search(r"^module\s+(\S+)", text, re.M)
+    if not module or module.group(1) != names.MOSN_MODULE:
+        found = module.group(1) if module else "none"
+        raise UserError(
+            f"{gomod} declares module {found}, not {names.MOSN_MODULE}: not a MOSN checkout"
+        )
+    if not (path / names.MOSN_MAIN_DIR).is_dir():
+        raise UserError(f"{path} has no {names.MOSN_MAIN_DIR}: not a MOSN checkout")
+    version_path = path / "VERSION"
+    if not version_path.is_file():
+        raise UserError(f"{path} has no VERSION file; add one or pass --version")
+    version_file = version_path.read_text().strip()
+    directive = re.search(r"^go\s+(\d+)\.(\d+)", text, re.M)
+    go_directive = (int(directive.group(1)), int(directive.group(2))) if directive else (1, 0)
+    commit, short, when = origin or _git_head(path)
+    vendored = (path / "vendor" / "modules.txt").is_file()
+    return Checkout(
+        path=path,
+        version_file=version_file,
+        go_directive=go_directive,
+        commit=commit,
+        short_commit=short,
+        commit_time=when,
+        vendored=vendored,
+        downloads_modules=not vendored and re.search(r"^require\b", text, re.M) is not None,
+    )
+
+
+def _git_head(path: Path) -> tuple[str, str, int]:
+    out = proc.run(
+        ["git", "-C", path, "log", "-1", "--format=%H %h %ct"],
+        stream=False,
+        check=False,
+    ).strip()
+    parts = out.split()
+    if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{40,64}", parts[0]):
+        return "", "", 0
+    return parts[0], parts[1], int(parts[2])

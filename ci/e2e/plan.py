@@ -24,6 +24,7 @@ from ci.config import Settings
 from ci.e2e import versions
 from ci.e2e.istioctl import Tools, istio_release_url, kind_url, kubectl_url
 from ci.errors import UserError
+from ci.image.registry import registry_host
 
 # A verdict on a command's output: None when it holds, else the reason it does not.
 Expect = Callable[[str], "str | None"]
@@ -161,10 +162,9 @@ def full_image(image: str, pull: bool) -> str:
             f"image {image!r} is pinned by digest, which `kind load docker-image` cannot keep; "
             "pass a tag, or --pull-image to let the cluster pull it"
         )
-    first = name.split("/", 1)[0]
     if "/" not in name:
         image = f"docker.io/library/{image}"
-    elif "." not in first and ":" not in first and first != "localhost":
+    elif not registry_host(name):
         image = f"docker.io/{image}"
     return image
 

@@ -14,8 +14,10 @@ from ci import istio_env, log, names, proc
 from ci.build import source, toolchain
 from ci.config import Settings
 from ci.dist import Dist
+from ci.engine import image_exists
 from ci.errors import UserError
-from ci.image import patch as istio_patch
+from ci.image import patch
+from ci.image.engine import require_image
 
 REQUIRED = (
     names.ISTIO_ENVOY_VERSION,
@@ -173,7 +175,7 @@ def check_host_go(source: Path, env: dict[str, str]) -> dict[str, str]:
 
 
 def _from_line(source: Path, pattern: str, what: str) -> str:
-    dockerfile = source / istio_patch.DOCKERFILE
+    dockerfile = source / patch.DOCKERFILE
     text = dockerfile.read_text() if dockerfile.is_file() else ""
     found = re.search(pattern, text, re.M)
     if not found:
@@ -199,7 +201,7 @@ def docker_builder(client, source: Path, env: dict[str, str]) -> dict[str, str]:
         return {"DOCKER_BUILDKIT": "1"}
     except UserError:
         pass
-    dockerfile = (source / istio_patch.DOCKERFILE).read_text()
+    dockerfile = (source / patch.DOCKERFILE).read_text()
     stage = re.search(r"^FROM\s+(\S+)\s+as\s+distroless\s*$", dockerfile, re.M)
     reason = _local_or_pulled(client, stage.group(1)) if stage else ""
     if reason:
@@ -215,8 +217,6 @@ def docker_builder(client, source: Path, env: dict[str, str]) -> dict[str, str]:
 def _local_or_pulled(client, reference: str) -> str:
     """'' when the engine has `reference` or could pull it, else the first line of why not."""
     import docker
-
-    from ci.image import image_exists
 
     if image_exists(client, reference):
         return ""
@@ -252,8 +252,6 @@ def base_tagged(client, settings: Settings, source: Path) -> Iterator[None]:
     failure. Without it, refuse up front when the named base is neither local nor pullable."""
     import docker
 
-    from ci.image import image_exists, require_image
-
     name = istio_base_name(source)
     if not settings.istio_base:
         reason = _local_or_pulled(client, name)
@@ -287,6 +285,18 @@ def prepare(settings: Settings, dist: Dist) -> Callable[[object, str, str], str]
 
     Everything that can be refused without the engine is refused here, before it is touched.
     """
+    if settings.base:
+        log.warn(
+            "--base is for quick mode; full mode builds FROM Istio's own base image"
+            " (--istio-base IMAGE stands in for it)"
+        )
+    if settings.istio_version != dist.istio_version:
+        raise UserError(
+            f"the dist's MOSN was stamped for Istio {dist.istio_version}, not"
+            f" {settings.istio_version}; rebuild with"
+            f" `invoke build --istio-version {settings.istio_version}` or pass the matching"
+            " --istio-version"
+        )
     values = read_istio_env(dist, settings.wasm)
     if settings.host_build and settings.build_image:
         raise UserError("--build-image is Istio's build container; drop it or --host-build")
@@ -304,7 +314,7 @@ def prepare(settings: Settings, dist: Dist) -> Callable[[object, str, str], str]
         env.update(check_host_go(source, env))
     if settings.wasm == "patch":
         with log.stage("patch Istio's build (--wasm patch)"):
-            istio_patch.apply(source)
+            patch.apply(source)
 
     def run_make(client, hub: str, tag: str) -> str:
         if not settings.host_build:
@@ -330,6 +340,12 @@ def prepare(settings: Settings, dist: Dist) -> Callable[[object, str, str], str]
                         hint="its last lines are above",
                         secrets=hidden,
                     )
-        return f"{hub}/proxyv2:{tag}"
+        built = f"{hub}/proxyv2:{tag}"
+        if not image_exists(client, built):
+            raise UserError(
+                f"make docker.proxyv2 succeeded but left no image {built}; check that the"
+                " Istio checkout tags $(HUB)/proxyv2:$(TAG)"
+            )
+        return built
 
     return run_make

@@ -1,8 +1,8 @@
 """`invoke publish`: put a dist's tarballs in a store and hand Istio's build what it needs.
 
 Order matters: plan (what is there already), upload, verify every file through the URL
-Istio's build will use, and only then write DIST/istio.env, so that file exists only for a
-complete, checked publish.
+Istio's build will use, and only then write DIST/istio.env and DIST/published.json, so those
+files exist only for a complete, checked publish.
 """
 
 from __future__ import annotations
@@ -16,7 +16,11 @@ from ci import istio_env, log, names
 from ci.config import Settings, check_choice
 from ci.dist import Dist, sha256_bytes, sha256_file
 from ci.errors import UserError
+from ci.publish import local_server
 from ci.publish.base import Item, Store, Stored, download_digest
+from ci.publish.record import PublishedFile, Record
+from ci.publish.s3 import S3Store
+from ci.publish.server import ServerStore
 
 STORES = ("server", "s3")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
@@ -73,12 +77,7 @@ def plan(dist: Dist, folder: str, wasm: str) -> list[Item]:
 
 def open_store(settings: Settings) -> Store:
     if settings.to == "s3":
-        from ci.publish.s3 import S3Store
-
         return S3Store(settings)
-    from ci.publish import local_server
-    from ci.publish.server import ServerStore
-
     # The URL is checked (by ServerStore) before a server is started for it.
     store = ServerStore(settings.server_url, "")
     store.token = local_server.write_token(settings)
@@ -152,9 +151,10 @@ def publish(settings: Settings) -> Published:
     prefix = check_prefix(settings.prefix)
     dist = Dist.load(settings.path("dist"))
     env_file = dist.root / names.ISTIO_ENV
-    # istio.env describes the last complete publish of this dist; a new attempt voids it, so a
-    # failure below cannot leave a hand-off that points at other bytes.
+    # istio.env and published.json describe the last complete publish of this dist; a new
+    # attempt voids them, so a failure below cannot leave a hand-off that points at other bytes.
     env_file.unlink(missing_ok=True)
+    (dist.root / names.PUBLISHED_JSON).unlink(missing_ok=True)
     dist.verify()
     version = dist.mosn_version_safe
     folder = f"{prefix}/{version}" if prefix else version
@@ -173,12 +173,20 @@ def publish(settings: Settings) -> Published:
         verify(store, items, urls)
 
     tarballs = {f.name: urls[f.name] for f in dist.files}
-    values = istio_env.istio_values(
-        version, tarballs, base_url if settings.wasm == "placeholder" else None
-    )
+    wasm_base_url = base_url if settings.wasm == "placeholder" else None
+    values = istio_env.istio_values(version, tarballs, wasm_base_url)
     for warning in istio_env.blocklist_warnings(values):
         log.warn(warning)
     istio_env.write(env_file, values)
+    Record(
+        store=settings.to,
+        location=store.describe(),
+        files=tuple(
+            PublishedFile(item.name, urls[item.name], item.sha256, item.size) for item in items
+        ),
+        istio_env=str(env_file.resolve()),
+        wasm_base_url=wasm_base_url,
+    ).write(dist.root)
     result = Published(
         values=values,
         env_file=env_file,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,8 @@ import pytest
 
 from ci import github as action
 from ci import log, names
+from ci.image.result import ImageResult
+from ci.publish.record import PublishedFile, Record
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -120,34 +121,38 @@ def test_usage_on_an_unknown_command():
     )
 
 
-def test_report_writes_outputs_and_a_summary_table(built_dist, tmp_path):
+def write_published(dist) -> None:
+    """The published.json a publish to a server on 127.0.0.1:1 would have written."""
+    files = tuple(
+        PublishedFile(f.name, f"http://127.0.0.1:1/mosn/{f.name}", f.sha256, f.size)
+        for f in dist.files
+    )
+    istio_env = str(dist.root / names.ISTIO_ENV)
+    Record("server", "the artifact server at http://127.0.0.1:1", files, istio_env).write(dist.root)
+
+
+@pytest.fixture
+def stage_records(built_dist):
+    """The session's dist with published.json (and image.json, once a test writes it)."""
+    write_published(built_dist)
+    yield built_dist
+    for name in (names.PUBLISHED_JSON, names.IMAGE_JSON):
+        (built_dist.root / name).unlink(missing_ok=True)
+
+
+def test_report_writes_outputs_and_a_summary_table(stage_records, tmp_path):
+    built_dist = stage_records
     dist_dir = built_dist.root
     repo = "127.0.0.1:5000/mp/proxyv2"
-    image = {
-        "image": repo,
-        "tags": ["t1", "t2"],
-        "references": [f"{repo}:t1", f"{repo}:t2"],
-        "digest": "sha256:ab",
-        "pinned": f"{repo}@sha256:ab",
-    }
-    (dist_dir / names.IMAGE_JSON).write_text(json.dumps(image))
-    published = [
-        {"file": f.name, "url": f"http://127.0.0.1:1/mosn/{f.name}", "sha256": f.sha256}
-        for f in built_dist.files
-    ]
+    ImageResult(repo, ["t1", "t2"], "sha256:1d", {}, digest="sha256:ab").write(dist_dir)
     outputs, summary = tmp_path / "outputs", tmp_path / "summary.md"
     env = {
         **inputs(image="127.0.0.1:5000/mp/proxyv2"),
         "MOSN_PROXYV2_DIST": str(dist_dir),
         "GITHUB_OUTPUT": str(outputs),
         "GITHUB_STEP_SUMMARY": str(summary),
-        action.PUBLISHED_TARBALLS_ENV: json.dumps(published),
-        action.PUBLISHED_ENV_FILE_ENV: str(dist_dir / names.ISTIO_ENV),
     }
-    try:
-        assert action.report(env, tmp_path) == 0
-    finally:
-        (dist_dir / names.IMAGE_JSON).unlink()
+    assert action.report(env, tmp_path) == 0
     assert outputs.read_text().splitlines() == [
         f"mosn-version={built_dist.mosn_version}",
         "image=127.0.0.1:5000/mp/proxyv2:t1",
@@ -157,21 +162,50 @@ def test_report_writes_outputs_and_a_summary_table(built_dist, tmp_path):
     for f in built_dist.files:
         row = next(line for line in text.splitlines() if f"`{f.name}`" in line)
         assert f.sha256 in row and f"http://127.0.0.1:1/mosn/{f.name}" in row
+    assert f"Istio build variables: `{dist_dir / names.ISTIO_ENV}`" in text
     assert f"| `{repo}:t1` | `sha256:ab` |" in text
     assert f"| `{repo}:t2` | `sha256:ab` |" in text
     assert f"`{repo}@sha256:ab`" in text
 
 
-def test_report_without_a_build_says_what_to_run(tmp_path):
-    env = {**inputs(), "MOSN_PROXYV2_DIST": str(tmp_path / "nothing")}
-    proc = subprocess.run(
+def report_in_a_subprocess(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [sys.executable, "-m", "ci.github", "report"],
         env={**env, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+@pytest.mark.parametrize("record", [names.PUBLISHED_JSON, names.IMAGE_JSON])
+@pytest.mark.parametrize(
+    "content", ['{"files": [', "[1, 2]", '{"image": "r.example/p"}', "\xff\xfe", None]
+)
+def test_a_corrupt_or_missing_record_is_one_line(stage_records, tmp_path, record, content):
+    dist_dir = stage_records.root
+    ImageResult("r.example/p", ["t"], "sha256:1d", {}).write(dist_dir)
+    path = dist_dir / record
+    if content is None:
+        path.unlink()
+    else:
+        path.write_bytes(content.encode("latin-1"))
+    env = {**inputs(image="r.example/p:t"), "MOSN_PROXYV2_DIST": str(dist_dir)}
+    proc = report_in_a_subprocess(env, tmp_path)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    (line,) = proc.stdout.strip().splitlines()
+    assert line.startswith(f"::error title=mosn-proxyv2::{path} ")
+    corrupt = {names.PUBLISHED_JSON: "a published.json", names.IMAGE_JSON: "an image.json"}
+    says = "is missing: the" if content is None else f"is not {corrupt[record]} this tool wrote"
+    rerun = {names.PUBLISHED_JSON: "run `invoke publish`", names.IMAGE_JSON: "run `invoke image`"}
+    assert says in line and rerun[record] in line
+
+
+def test_report_without_a_build_says_what_to_run(tmp_path):
+    env = {**inputs(), "MOSN_PROXYV2_DIST": str(tmp_path / "nothing")}
+    proc = report_in_a_subprocess(env, tmp_path)
     assert proc.returncode == 1
     assert proc.stdout.strip().startswith("::error title=mosn-proxyv2::")
     assert "run `invoke build" in proc.stdout
@@ -201,11 +235,11 @@ def test_annotation_data_is_escaped():
     assert action.error_annotation("t", "100% of\nit") == "::error title=t::100%25 of%0Ait"
 
 
-def test_report_of_an_image_not_pushed(built_dist, tmp_path):
+def test_report_of_an_image_not_pushed(stage_records, tmp_path):
     # push: false (as in e2e.yml): the image output names the local image, digest is empty.
+    built_dist = stage_records
     repo = "localhost/mosn-proxyv2/proxyv2"
-    image = {"image": repo, "tags": ["e2e"], "references": [f"{repo}:e2e"], "digest": None}
-    (built_dist.root / names.IMAGE_JSON).write_text(json.dumps(image))
+    ImageResult(repo, ["e2e"], "sha256:1d", {}).write(built_dist.root)
     outputs, summary = tmp_path / "outputs", tmp_path / "summary.md"
     env = {
         **inputs(image=f"{repo}:e2e"),
@@ -213,10 +247,7 @@ def test_report_of_an_image_not_pushed(built_dist, tmp_path):
         "GITHUB_OUTPUT": str(outputs),
         "GITHUB_STEP_SUMMARY": str(summary),
     }
-    try:
-        assert action.report(env, tmp_path) == 0
-    finally:
-        (built_dist.root / names.IMAGE_JSON).unlink()
+    assert action.report(env, tmp_path) == 0
     assert outputs.read_text().splitlines()[1:] == [f"image={repo}:e2e", "digest="]
     assert f"| `{repo}:e2e` | `not pushed` |" in summary.read_text()
 

@@ -255,28 +255,17 @@ def test_cached_commit_builds_without_the_repository(upstream, tmp_path):
         first = invoke(*args, "--out", str(tmp_path / "a"), env=env)
         assert first.returncode == 0, first.stderr
     subprocess.run(["rm", "-rf", moved], check=True)
-    again = invoke(
-        "build",
-        "--mosn-ref",
-        tagged,
-        "--mosn-repo",
-        moved.as_uri(),
-        "--out",
-        str(tmp_path / "b"),
-        env=env,
-    )
+
+    def build_from_moved(ref: str, out: str):
+        return invoke(
+            "build", "--mosn-ref", ref, "--mosn-repo", moved.as_uri(),
+            "--out", str(tmp_path / out), env=env,
+        )  # fmt: skip
+
+    again = build_from_moved(tagged, "b")
     assert again.returncode == 0, again.stderr
     assert f"using cached {tagged[:12]}" in again.stdout
-    offline = invoke(
-        "build",
-        "--mosn-ref",
-        "v1.0.0",
-        "--mosn-repo",
-        moved.as_uri(),
-        "--out",
-        str(tmp_path / "c"),
-        env=env,
-    )
+    offline = build_from_moved("v1.0.0", "c")
     assert offline.returncode == 0, offline.stderr
     assert "warning: could not clone v1.0.0" in offline.stderr
     assert (tmp_path / "c" / "mosn.tar.gz").read_bytes() == (
@@ -285,7 +274,7 @@ def test_cached_commit_builds_without_the_repository(upstream, tmp_path):
 
 
 def test_container_network_is_needed_only_for_unvendored_requirements(tmp_path):
-    from ci.build import inspect_checkout
+    from ci.build.source import inspect_checkout
 
     src = make_checkout(tmp_path / "src")
     assert inspect_checkout(src).downloads_modules is False

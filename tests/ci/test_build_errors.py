@@ -219,7 +219,7 @@ def test_in_docker_without_a_reachable_engine(tmp_path, out):
     before = snapshot(out)
     env = isolated_env(tmp_path, DOCKER_HOST=f"tcp://127.0.0.1:{free_port()}")
     result = build(src, out, tmp_path, "--in-docker", env=env)
-    stderr = assert_fails(result, "cannot reach the Docker engine", out, before)
+    stderr = assert_fails(result, "Docker engine not reachable at tcp://127.0.0.1:", out, before)
     assert "drop --in-docker" in stderr.splitlines()[-1]
 
 

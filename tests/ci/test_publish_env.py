@@ -143,3 +143,4 @@ def test_flag_errors_are_one_line_and_write_nothing(built_dist, tmp_path, flags,
     assert run.last_error_line.startswith(message)
     assert "Traceback" not in run.stderr
     assert not (dist / names.ISTIO_ENV).exists()
+    assert not (dist / names.PUBLISHED_JSON).exists()

@@ -135,6 +135,7 @@ def test_rerun_uploads_nothing_and_other_bytes_need_force(dist, bucket, moto, tm
     assert "different bytes (mosn.tar.gz, SHA256SUMS)" in refused.last_error_line
     assert "--force" in refused.last_error_line
     assert not (dist / names.ISTIO_ENV).exists()
+    assert not (dist / names.PUBLISHED_JSON).exists()
     assert s3_client(moto).head_object(Bucket=bucket, Key=key)["Metadata"]["sha256"] != new_sha
 
     forced = publish_s3(dist, bucket, moto, env, "--force")
@@ -167,6 +168,7 @@ def test_bucket_without_acls_needs_a_policy_for_public_urls(dist, bucket, moto, 
         assert "answered HTTP 403 to a plain GET" in refused.last_error_line
         assert "--public needs a bucket policy" in refused.last_error_line
         assert not (dist / names.ISTIO_ENV).exists()
+        assert not (dist / names.PUBLISHED_JSON).exists()
 
         policy = {
             "Version": "2012-10-17",
@@ -225,6 +227,7 @@ def test_missing_and_temporary_credentials_are_clear_errors(dist, bucket, moto, 
     assert "temporary" in temporary.last_error_line and "--public" in temporary.last_error_line
     assert session_token not in temporary.output
     assert not (dist / names.ISTIO_ENV).exists()
+    assert not (dist / names.PUBLISHED_JSON).exists()
 
 
 @pytest.mark.parametrize(
@@ -260,6 +263,7 @@ def test_bad_credentials_are_a_clear_error(dist, tmp_path_factory, tmp_path):
     )
     assert_no_secret(run)
     assert not (dist / names.ISTIO_ENV).exists()
+    assert not (dist / names.PUBLISHED_JSON).exists()
 
 
 def test_blocklisted_substrings_are_warned(dist, bucket, moto, tmp_path):

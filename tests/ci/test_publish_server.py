@@ -16,6 +16,7 @@ import requests
 from ci import names
 from ci.dist import Dist, sha256_bytes
 from ci.progress import human
+from ci.publish import record as publish
 from tests.helpers.artifact_server import running_server
 from tests.helpers.net import free_port
 from tests.helpers.publish import (
@@ -108,6 +109,19 @@ def test_publish_is_what_istio_build_fetches(built_dist, dist, server, prefix, t
     expected[names.SHA256SUMS] = sha256_bytes((built_dist.root / names.SHA256SUMS).read_bytes())
     assert stored == expected
 
+    # published.json records what was done: every file, the bytes at its URL, istio.env's path.
+    record = json.loads((dist / names.PUBLISHED_JSON).read_text())
+    assert record["store"] == "server" and record["location"] == f"the artifact server at {server}"
+    assert record["istio_env"] == str(env_file.resolve())
+    assert record["wasm_base_url"] == folder
+    assert {f["name"]: f["sha256"] for f in record["files"]} == expected
+    for f in record["files"]:
+        body = requests.get(f["url"], timeout=10).content
+        assert (len(body), sha256_bytes(body)) == (f["size"], f["sha256"])
+    assert publish.load(dist / names.PUBLISHED_JSON).url(names.LINUX_TARBALL) == (
+        f"{folder}/{names.LINUX_TARBALL}"
+    )
+
     gh = parse_github_output(outputs)
     assert {k: gh[k] for k in ("sidecar", "istio-envoy-version", "istio-envoy-base-url")} == {
         "sidecar": "mosn",
@@ -146,6 +160,7 @@ def test_rerun_uploads_nothing_and_other_bytes_need_force(dist, server, prefix, 
         " --force to replace them"
     )
     assert not (dist / names.ISTIO_ENV).exists()
+    assert not (dist / names.PUBLISHED_JSON).exists()
     assert requests.get(url, timeout=10).content == before
 
     forced = publish_server(dist, server, env, "--prefix", prefix, "--force")
@@ -182,6 +197,7 @@ def test_server_that_keeps_failing_is_a_one_line_error(dist, server, prefix, tmp
     )
     assert broken.methods("PUT") == 5
     assert not (dist / names.ISTIO_ENV).exists()
+    assert not (dist / names.PUBLISHED_JSON).exists()
     assert "Traceback" not in run.stderr
 
 
@@ -193,6 +209,7 @@ def test_unreachable_server_is_a_one_line_error(dist, tmp_path):
     assert run.last_error_line.startswith(f"error: {url}/mosn/")
     assert ": connection refused (gave up after 5 attempts in" in run.last_error_line
     assert not (dist / names.ISTIO_ENV).exists()
+    assert not (dist / names.PUBLISHED_JSON).exists()
     assert not (tmp_path / "server-root").exists()
 
 
@@ -211,6 +228,7 @@ def test_upload_damaged_on_the_way_is_caught_and_taken_back(dist, server, prefix
     assert f"/mosn.tar.gz: the server stored {size} bytes" in run.last_error_line
     assert "(that copy was deleted); check for a proxy rewriting uploads" in run.last_error_line
     assert not (dist / names.ISTIO_ENV).exists()
+    assert not (dist / names.PUBLISHED_JSON).exists()
     listing = requests.get(f"{server}/-/api/artifacts", params={"prefix": prefix}, timeout=10)
     assert listing.json() == []
     # Nothing left behind, so the same publish on a clean path just works.
@@ -250,6 +268,7 @@ def test_wrong_and_missing_tokens_are_clear_errors(dist, server, prefix, tmp_pat
         "the artifact server wants a write token (HTTP 401); set ARTIFACT_TOKEN or pass --token"
     )
     assert not (dist / names.ISTIO_ENV).exists()
+    assert not (dist / names.PUBLISHED_JSON).exists()
     listing = requests.get(f"{server}/-/api/artifacts", params={"prefix": prefix}, timeout=10)
     assert listing.json() == []
 

@@ -9,6 +9,9 @@ import pytest
 
 from ci import image, istio_env, names
 from ci.errors import UserError
+from ci.image import engine
+from ci.image.registry import ImageName, image_tags, parse_image_name, push_all
+from ci.image.result import ImageResult
 from tests.helpers.image import (
     invoke,
     last_line,
@@ -37,7 +40,7 @@ from tests.helpers.registry import running_registry
     ],
 )
 def test_image_names_are_lowercased_and_split(given, repository, tag):
-    assert image.parse_image_name(given) == image.ImageName(repository, tag)
+    assert parse_image_name(given) == ImageName(repository, tag)
 
 
 @pytest.mark.parametrize(
@@ -52,26 +55,26 @@ def test_image_names_are_lowercased_and_split(given, repository, tag):
 )
 def test_bad_image_names_are_refused(given, says):
     with pytest.raises(UserError, match=says):
-        image.parse_image_name(given)
+        parse_image_name(given)
 
 
 def test_registry_and_hub_of_a_name():
-    assert image.ImageName("127.0.0.1:5000/mesh/proxyv2").registry == "127.0.0.1:5000"
-    assert image.ImageName("localhost/proxyv2").registry == "localhost"
-    assert image.ImageName("mosnio/proxyv2").registry == "docker.io"
-    assert image.ImageName("127.0.0.1:5000/mesh/proxyv2").hub == "127.0.0.1:5000/mesh"
+    assert ImageName("127.0.0.1:5000/mesh/proxyv2").registry == "127.0.0.1:5000"
+    assert ImageName("localhost/proxyv2").registry == "localhost"
+    assert ImageName("mosnio/proxyv2").registry == "docker.io"
+    assert ImageName("127.0.0.1:5000/mesh/proxyv2").hub == "127.0.0.1:5000/mesh"
 
 
 def test_tag_from_the_name_comes_first_then_extra_tags_without_repeats():
-    name = image.ImageName("r.example/p", "mine")
-    assert image.image_tags(name, ("latest", "mine"), "v1-1.10.6") == ["mine", "latest"]
-    assert image.image_tags(image.ImageName("r.example/p"), (), "v1-1.10.6") == ["v1-1.10.6"]
+    name = ImageName("r.example/p", "mine")
+    assert image_tags(name, ("latest", "mine"), "v1-1.10.6") == ["mine", "latest"]
+    assert image_tags(ImageName("r.example/p"), (), "v1-1.10.6") == ["v1-1.10.6"]
     with pytest.raises(UserError, match="fix --tags"):
-        image.image_tags(name, ("no/slash",), "v1")
+        image_tags(name, ("no/slash",), "v1")
 
 
 def test_labels_go_into_one_label_step_with_dockerfile_quoting():
-    text = image.dockerfile("base:1", True, {"a": 'x$y "q" \\z', "b": "v1.0.0(abc)"})
+    text = engine.dockerfile("base:1", True, {"a": 'x$y "q" \\z', "b": "v1.0.0(abc)"})
     assert text == (
         "FROM base:1\n"
         f"COPY mosn {names.BINARY_PATH_IN_IMAGE}\n"
@@ -244,17 +247,20 @@ def auth_registry(tmp_path_factory):
         yield address
 
 
+def push_as_mp_user(image_name: str, base: str, dist_dir, password: str):
+    return invoke(
+        "image", "--base", base, "--image", image_name, "--dist", str(dist_dir),
+        "--push", "--registry-username", "mp-user", env={"REGISTRY_PASSWORD": password},
+    )  # fmt: skip
+
+
 @pytest.mark.docker
 def test_refused_login_fails_before_building_and_hides_the_password(
     docker_client, busybox_base, auth_registry, dist_dir, repositories
 ):
     repository = f"{auth_registry}/{unique('login')}/proxyv2"
     repositories.append(repository)
-    result = invoke(
-        "image", "--base", busybox_base, "--image", repository, "--dist", str(dist_dir),
-        "--push", "--registry-username", "mp-user",
-        env={"REGISTRY_PASSWORD": "wrong-password-9"},
-    )  # fmt: skip
+    result = push_as_mp_user(repository, busybox_base, dist_dir, "wrong-password-9")
     refused(result, f"registry {auth_registry} refused login for mp-user")
     assert "wrong-password-9" not in result.stdout + result.stderr
     assert local_references(docker_client, repository) == []
@@ -297,11 +303,7 @@ def test_push_with_username_and_registry_password(
 ):
     repository = f"{auth_registry}/{unique('auth')}/proxyv2"
     repositories.append(repository)
-    result = invoke(
-        "image", "--base", busybox_base, "--image", f"{repository}:t", "--dist", str(dist_dir),
-        "--push", "--registry-username", "mp-user",
-        env={"REGISTRY_PASSWORD": "right-password-1"},
-    )  # fmt: skip
+    result = push_as_mp_user(f"{repository}:t", busybox_base, dist_dir, "right-password-1")
     assert result.returncode == 0, result.stderr
     assert "right-password-1" not in result.stdout + result.stderr
     assert registry_tags_with_auth(auth_registry, repository) == (200, ["t"])
@@ -324,13 +326,13 @@ def test_a_failed_later_tag_names_the_tags_already_pushed(
     which are there. Here the engine refuses the second push because that tag is gone."""
     repository = f"{registry}/{unique('partial')}/proxyv2"
     repositories.append(repository)
-    unverified, image_id = image.build_unverified(
+    unverified, image_id = engine.build_unverified(
         docker_client, busybox_base, None, {"test": "partial"}, repository, 0
     )
-    image.apply_tags(docker_client, unverified, image_id, repository, ["first"])
+    engine.apply_tags(docker_client, unverified, image_id, repository, ["first"])
     result = image.ImageResult(repository, ["first", "second"], image_id, {})
     with pytest.raises(UserError) as caught:
-        image.push_all(docker_client, result, None, [])
+        push_all(docker_client, result, None, [])
     message = str(caught.value)
     assert message.startswith(f"push of {repository}:second failed")
     assert "already pushed (verified, same image): first" in message
@@ -355,3 +357,19 @@ def test_bad_choices_are_refused_before_the_engine_is_asked(dist_dir, extra, say
     )  # fmt: skip
     refused(result, says)
     assert not (dist_dir / names.IMAGE_JSON).exists()
+
+
+def test_image_json_reads_back_what_was_written(tmp_path):
+    written = ImageResult("r.example/mesh/p", ["a", "b"], "sha256:1d", {"k": "v"}, "sha256:ab")
+    written.write(tmp_path)
+    read = ImageResult.load(tmp_path / names.IMAGE_JSON)
+    assert read.as_json() == written.as_json()
+    assert read.pinned == "r.example/mesh/p@sha256:ab"
+
+
+@pytest.mark.parametrize("content", ["", "{", '{"image": 1}', '{"image": "r/p", "tags": "a"}'])
+def test_a_corrupt_image_json_is_one_user_error(tmp_path, content):
+    path = tmp_path / names.IMAGE_JSON
+    path.write_text(content)
+    with pytest.raises(UserError, match=r"is not an image.json this tool wrote .*`invoke image`"):
+        ImageResult.load(path)

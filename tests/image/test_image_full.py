@@ -11,11 +11,12 @@ import os
 import shutil
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from ci import istio_env, names
-from ci.image import image_exists
+from ci.engine import image_exists
 from tests.helpers.image import (
     ISTIO_STANDIN,
     invoke,
@@ -72,6 +73,13 @@ def recorded_make_vars(checkout) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines)
 
 
+def istio_copy(tmp_path: Path) -> Path:
+    """A copy of the Istio stand-in to build in (make writes into its checkout)."""
+    source = tmp_path / "istio"
+    shutil.copytree(ISTIO_STANDIN, source)
+    return source
+
+
 def test_full_placeholder_clones_the_tag_builds_with_make_arguments_and_pushes(
     docker_client, busybox_base, registry, built_dist, dist_dir, served, tmp_path, repositories
 ):
@@ -124,8 +132,7 @@ def test_full_placeholder_clones_the_tag_builds_with_make_arguments_and_pushes(
 def test_full_patch_builds_in_place_without_wasm_and_twice_the_same(
     docker_client, busybox_base, built_dist, dist_dir, served, tmp_path, repositories
 ):
-    source = tmp_path / "istio"
-    shutil.copytree(ISTIO_STANDIN, source)
+    source = istio_copy(tmp_path)
     write_istio_env(dist_dir, built_dist, served, base_url=False)
     repository = f"example.invalid/{unique('patch')}/proxyv2"
     repositories.append(repository)
@@ -157,8 +164,7 @@ def test_full_patch_builds_in_place_without_wasm_and_twice_the_same(
 def test_make_failing_shows_its_last_lines_and_leaves_no_image(
     docker_client, busybox_base, built_dist, dist_dir, served, tmp_path, repositories
 ):
-    source = tmp_path / "istio"
-    shutil.copytree(ISTIO_STANDIN, source)
+    source = istio_copy(tmp_path)
     write_istio_env(dist_dir, built_dist, served, linux=f"{served}/missing/mosn.tar.gz")
     repository = f"example.invalid/{unique('makefail')}/proxyv2"
     repositories.append(repository)
@@ -224,8 +230,7 @@ def test_an_image_already_named_as_istios_base_gets_the_name_back(
     docker_client, busybox_base, built_dist, dist_dir, served, tmp_path, repositories
 ):
     """--istio-base lends the name; whatever held it before (a pulled real base, say) keeps it."""
-    source = tmp_path / "istio"
-    shutil.copytree(ISTIO_STANDIN, source)
+    source = istio_copy(tmp_path)
     write_istio_env(dist_dir, built_dist, served)
     lent = f"example.invalid/{unique('lent')}/base"
     repository = f"example.invalid/{unique('lend')}/proxyv2"
@@ -251,8 +256,7 @@ def test_an_image_already_named_as_istios_base_gets_the_name_back(
 def test_a_base_that_is_neither_local_nor_pullable_is_refused_before_make(
     docker_client, built_dist, dist_dir, tmp_path
 ):
-    source = tmp_path / "istio"
-    shutil.copytree(ISTIO_STANDIN, source)
+    source = istio_copy(tmp_path)
     # A registry address on loopback that answers nothing: the pull fails at once, offline.
     dockerfile = source / "pilot/docker/Dockerfile.proxyv2"
     dockerfile.write_text(
@@ -290,8 +294,7 @@ def standin_go(folder, version: str):
 def test_host_build_passes_build_with_container_0_and_a_gopath_to_make(
     docker_client, busybox_base, built_dist, dist_dir, served, tmp_path, repositories
 ):
-    source = tmp_path / "istio"
-    shutil.copytree(ISTIO_STANDIN, source)
+    source = istio_copy(tmp_path)
     write_istio_env(dist_dir, built_dist, served)
     go = standin_go(tmp_path / "go116", "go1.16.15")
     repository = f"example.invalid/{unique('host')}/proxyv2"
@@ -330,8 +333,7 @@ def real_go_version() -> str:
 def test_host_build_refuses_a_missing_or_unsupported_go_before_make(
     built_dist, dist_dir, tmp_path, go, expected
 ):
-    source = tmp_path / "istio"
-    shutil.copytree(ISTIO_STANDIN, source)
+    source = istio_copy(tmp_path)
     write_istio_env(dist_dir, built_dist, "http://127.0.0.1:1")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -355,8 +357,7 @@ def test_host_build_refuses_a_missing_or_unsupported_go_before_make(
 def test_build_image_reaches_make_as_img(
     docker_client, busybox_base, built_dist, dist_dir, served, tmp_path, repositories
 ):
-    source = tmp_path / "istio"
-    shutil.copytree(ISTIO_STANDIN, source)
+    source = istio_copy(tmp_path)
     write_istio_env(dist_dir, built_dist, served)
     repository = f"example.invalid/{unique('img')}/proxyv2"
     repositories.append(repository)
@@ -381,8 +382,7 @@ def test_build_image_reaches_make_as_img(
 def test_flags_that_contradict_each_other_are_refused_before_make(
     built_dist, dist_dir, tmp_path, flags, expected
 ):
-    source = tmp_path / "istio"
-    shutil.copytree(ISTIO_STANDIN, source)
+    source = istio_copy(tmp_path)
     write_istio_env(dist_dir, built_dist, "http://127.0.0.1:1")
     result = invoke(
         "image", "--mode", "full", "--istio-src", str(source), "--dist", str(dist_dir),
@@ -399,8 +399,7 @@ def test_without_buildkit_an_unpullable_distroless_stage_is_refused_before_make(
     """Istio's Dockerfile.proxyv2 has an unused stage FROM an image pinned by digest, which the
     legacy builder pulls anyway. A stand-in `docker` (NOT Docker) plays a CLI without BuildKit:
     it answers `docker version` as 28.2.2 and has no buildx."""
-    source = tmp_path / "istio"
-    shutil.copytree(ISTIO_STANDIN, source)
+    source = istio_copy(tmp_path)
     dockerfile = source / "pilot/docker/Dockerfile.proxyv2"
     pinned = "127.0.0.1:1/istio-release/iptables@sha256:" + "e8f940d0" * 8
     dockerfile.write_text(dockerfile.read_text() + f"FROM {pinned} as distroless\n")

@@ -9,7 +9,7 @@ import pytest
 from ci import names
 from ci.config import Settings
 from ci.errors import UserError
-from ci.image import full as istio_build
+from ci.image import full
 from tests.helpers.image import make_istio_standin
 
 
@@ -17,7 +17,7 @@ def test_clone_is_shallow_cached_and_reset_to_the_tag_on_reuse(tmp_path):
     repo = make_istio_standin(tmp_path / "upstream")
     cache = tmp_path / "cache"
     settings = Settings(istio_repo=f"file://{repo}", istio_version="1.10.6", cache_dir=str(cache))
-    first = istio_build.istio_source(settings)
+    first = full.istio_source(settings)
     shallow = subprocess.run(
         ["git", "-C", first, "rev-parse", "--is-shallow-repository"],
         capture_output=True,
@@ -31,7 +31,7 @@ def test_clone_is_shallow_cached_and_reset_to_the_tag_on_reuse(tmp_path):
     (first / "out").mkdir()
     (first / "out" / "kept").write_text("build output")
 
-    second = istio_build.istio_source(settings)
+    second = full.istio_source(settings)
     assert second == first
     assert makefile.read_bytes() == original
     assert (first / "out" / "kept").read_text() == "build output"
@@ -44,13 +44,13 @@ def test_a_missing_tag_fails_in_one_line_and_leaves_no_partial_clone(tmp_path):
     cache = tmp_path / "cache"
     settings = Settings(istio_repo=f"file://{repo}", istio_version="9.9.9", cache_dir=str(cache))
     with pytest.raises(UserError, match="git clone of 9.9.9 .*failed .* has the tag 9.9.9"):
-        istio_build.istio_source(settings)
+        full.istio_source(settings)
     assert not list(cache.rglob(".git")), "a partial clone was left in the cache"
 
 
 def test_make_arguments_fix_hub_tag_build_all_and_sidecar():
     values = {names.ISTIO_ENVOY_VERSION: "v1", names.SIDECAR_VAR: "envoy"}
-    assert istio_build.make_arguments(values, "r.example/mesh", "t1") == [
+    assert full.make_arguments(values, "r.example/mesh", "t1") == [
         "ISTIO_ENVOY_VERSION=v1",
         "SIDECAR=mosn",
         "HUB=r.example/mesh",
@@ -64,4 +64,4 @@ def test_presigned_query_strings_are_kept_out_of_the_log():
         names.ISTIO_ENVOY_RELEASE_URL: "https://b.example/mosn.tar.gz?X-Amz-Signature=s3cr3t",
         names.ISTIO_ENVOY_VERSION: "v1",
     }
-    assert istio_build.url_secrets(values) == ["X-Amz-Signature=s3cr3t"]
+    assert full.url_secrets(values) == ["X-Amz-Signature=s3cr3t"]

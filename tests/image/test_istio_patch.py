@@ -8,14 +8,14 @@ import subprocess
 import pytest
 
 from ci.errors import UserError
-from ci.image import patch as istio_patch
+from ci.image import patch
 from tests.helpers.image import ISTIO_STANDIN
 
 FILES = (
-    istio_patch.INIT_SH,
-    istio_patch.DOCKERFILE,
-    istio_patch.DOCKER_MK,
-    istio_patch.CONSTANTS_GO,
+    patch.INIT_SH,
+    patch.DOCKERFILE,
+    patch.DOCKER_MK,
+    patch.CONSTANTS_GO,
 )
 
 
@@ -38,28 +38,28 @@ def live_lines(text: str) -> list[str]:
 
 def test_patch_edits_the_four_files_as_the_guide_does(tree):
     before = snapshot(tree)
-    changed = istio_patch.apply(tree)
+    changed = patch.apply(tree)
     assert sorted(changed) == sorted(str(tree / name) for name in FILES)
 
-    init_sh = (tree / istio_patch.INIT_SH).read_text()
+    init_sh = (tree / patch.INIT_SH).read_text()
     assert "# for plugin in stats metadata_exchange\n# do\n" in init_sh
     assert "ISTIO_ENVOY_BASE_URL" not in "\n".join(live_lines(init_sh))
     # The rest of the script still runs: the sidecar download is untouched.
     assert 'curl -fLSs --retry 2 "${url}"' in "\n".join(live_lines(init_sh))
-    subprocess.run(["bash", "-n", tree / istio_patch.INIT_SH], check=True)
-    assert (tree / istio_patch.INIT_SH).stat().st_mode & 0o777 == 0o755
+    subprocess.run(["bash", "-n", tree / patch.INIT_SH], check=True)
+    assert (tree / patch.INIT_SH).stat().st_mode & 0o777 == 0o755
 
-    dockerfile = (tree / istio_patch.DOCKERFILE).read_text()
+    dockerfile = (tree / patch.DOCKERFILE).read_text()
     assert not [line for line in live_lines(dockerfile) if ".wasm" in line]
     assert dockerfile.count("# COPY ") == 4
     assert "COPY $SIDECAR /usr/local/bin/$SIDECAR" in live_lines(dockerfile)
 
-    makefile = (tree / istio_patch.DOCKER_MK).read_text()
+    makefile = (tree / patch.DOCKER_MK).read_text()
     assert not [line for line in live_lines(makefile) if ".wasm" in line]
     assert makefile.count("# $(ISTIO_ENVOY_LINUX_RELEASE_DIR)/") == 4
     assert makefile.count("# docker.proxyv2: $(ISTIO_ENVOY_LINUX_RELEASE_DIR)/") == 4
 
-    constants = (tree / istio_patch.CONSTANTS_GO).read_text()
+    constants = (tree / patch.CONSTANTS_GO).read_text()
     assert 'BinaryPathFilename = "/usr/local/bin/mosn"' in constants
     assert "/usr/local/bin/envoy" not in constants
 
@@ -69,7 +69,7 @@ def test_patch_edits_the_four_files_as_the_guide_does(tree):
 
 
 def test_patched_makefile_still_parses_and_no_longer_wants_wasm_files(tree):
-    istio_patch.apply(tree)
+    patch.apply(tree)
     plan = subprocess.run(
         ["make", "-n", "-p", "docker.proxyv2", "HUB=h", "TAG=t"],
         cwd=tree,
@@ -81,9 +81,9 @@ def test_patched_makefile_still_parses_and_no_longer_wants_wasm_files(tree):
 
 
 def test_patch_twice_changes_nothing(tree):
-    istio_patch.apply(tree)
+    patch.apply(tree)
     after_first = snapshot(tree)
-    assert istio_patch.apply(tree) == []
+    assert patch.apply(tree) == []
     assert snapshot(tree) == after_first
 
 
@@ -91,31 +91,31 @@ def test_patch_twice_changes_nothing(tree):
     ("name", "old", "new", "says"),
     [
         (
-            istio_patch.DOCKERFILE,
+            patch.DOCKERFILE,
             "COPY stats-filter.compiled.wasm /etc/istio/extensions/stats-filter.compiled.wasm\n",
             "",
             "not found: the four WASM COPY lines",
         ),
         (
-            istio_patch.DOCKERFILE,
+            patch.DOCKERFILE,
             "COPY stats-filter.wasm /etc",
             "# COPY stats-filter.wasm /etc",
             "partly commented out already: the four WASM COPY lines",
         ),
         (
-            istio_patch.INIT_SH,
+            patch.INIT_SH,
             "for plugin in stats metadata_exchange",
             "for plugin in stats",
             "not found: the WASM download loop",
         ),
         (
-            istio_patch.DOCKER_MK,
+            patch.DOCKER_MK,
             "docker.proxyv2: $(ISTIO_ENVOY_LINUX_RELEASE_DIR)/stats-filter.wasm\n",
             "",
             "not found: the WASM rules and docker.proxyv2's WASM dependencies",
         ),
         (
-            istio_patch.CONSTANTS_GO,
+            patch.CONSTANTS_GO,
             '"/usr/local/bin/envoy"',
             '"/opt/proxy"',
             "neither Envoy's nor MOSN's path",
@@ -131,7 +131,7 @@ def test_a_file_that_does_not_look_like_istio_1_10_is_refused_and_nothing_is_wri
     path.write_text(text.replace(old, new, 1))
     before = snapshot(tree)
     with pytest.raises(UserError) as caught:
-        istio_patch.apply(tree)
+        patch.apply(tree)
     message = str(caught.value)
     assert message.startswith(f"{path} does not look like Istio 1.10's")
     assert says in message
@@ -139,7 +139,7 @@ def test_a_file_that_does_not_look_like_istio_1_10_is_refused_and_nothing_is_wri
 
 
 def test_a_missing_file_is_named(tree):
-    (tree / istio_patch.DOCKER_MK).unlink()
-    with pytest.raises(UserError, match=f"{tree / istio_patch.DOCKER_MK} not found"):
-        istio_patch.apply(tree)
-    assert "envoy" in (tree / istio_patch.CONSTANTS_GO).read_text()
+    (tree / patch.DOCKER_MK).unlink()
+    with pytest.raises(UserError, match=f"{tree / patch.DOCKER_MK} not found"):
+        patch.apply(tree)
+    assert "envoy" in (tree / patch.CONSTANTS_GO).read_text()

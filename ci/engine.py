@@ -1,0 +1,69 @@
+"""The Docker engine: the one way the pipeline gets a client, and how engine errors read.
+
+The build (--in-docker) and the image stage both use it; neither imports the other. The
+Docker SDK is imported when a client is wanted, so a host build works without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from ci.errors import UserError
+
+# An unreachable engine must be found out quickly, whatever the operations' timeout.
+PING_TIMEOUT = 30
+# On the containers the pipeline starts (verify, smoke), to tell them apart.
+PURPOSE_LABEL = "io.mosn.proxyv2.purpose"
+
+
+def client(timeout: float, hint: str = "start dockerd or point DOCKER_HOST at a running engine"):
+    """A Docker SDK client that has answered a ping, its calls allowed `timeout` seconds.
+
+    An engine that does not answer is one UserError ("Docker engine not reachable at ..."),
+    ending with `hint`: what the caller's user can do about it.
+    """
+    try:
+        import docker
+        import requests
+    except ImportError:
+        raise UserError("the Docker SDK for Python is missing: pip install docker") from None
+    try:
+        found = docker.from_env(timeout=PING_TIMEOUT)
+        found.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        where = os.environ.get("DOCKER_HOST") or "the default socket"
+        raise UserError(f"Docker engine not reachable at {where} ({reason(exc)}); {hint}") from None
+    found.api.timeout = timeout
+    return found
+
+
+def reason(exc: Exception) -> str:
+    """An engine error in one line: the engine's own explanation when it gave one."""
+    explanation = getattr(exc, "explanation", None)
+    return " ".join(str(explanation or exc).split()) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def errors() -> Iterator[None]:
+    """An engine failure the caller did not foresee still ends as one line, not a traceback."""
+    import docker
+    import requests
+
+    try:
+        yield
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise UserError(
+            f"the Docker engine failed: {reason(exc)}; check dockerd and run again"
+        ) from None
+
+
+def image_exists(engine, reference: str) -> bool:
+    import docker
+
+    try:
+        engine.images.get(reference)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
