@@ -297,6 +297,19 @@ def test_a_slowloris_connection_is_closed_after_the_header_timeout(tmp_path):
             assert closed or closed_by_server(sock, within=5)
 
 
+def test_a_graceful_stop_closes_idle_keep_alive_connections_at_once(tmp_path):
+    # An idle keep-alive connection used to hold its worker for the whole 10 s graceful
+    # timeout; with a 60 s header timeout it could only end early if the stop closed it.
+    with running_server(tmp_path / "root", tokens=[TOKEN], workers=1, header_timeout=60) as url:
+        sock = connect(url)
+        with sock:
+            sock.sendall(b"GET /-/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.settimeout(10)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            os.kill(url.pid, signal.SIGTERM)
+            assert closed_by_server(sock, within=5)
+
+
 def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(tmp_path):
     size = 64 * 1024 * 1024
     with running_server(tmp_path / "root", tokens=[TOKEN], send_timeout=1) as url:
