@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections.abc import Mapping
 from importlib.util import find_spec
@@ -32,37 +31,11 @@ from ci.dist import Dist
 from ci.errors import UserError
 from ci.progress import human
 
-# Action input -> the setting it sets. action.yml's env blocks are checked against this.
+# Action input -> the setting it sets, from the registry (ci/config.py); action.yml's inputs
+# and env blocks are checked against it.
 INPUT_SETTINGS: dict[str, str] = {
-    "mosn-src": "mosn_src",
-    "mosn-ref": "mosn_ref",
-    "version": "version",
-    "istio-version": "istio_version",
-    "platforms": "platforms",
-    "store": "to",
-    "server-url": "server_url",
-    "server-token": "token",
-    "s3-bucket": "bucket",
-    "s3-prefix": "prefix",
-    "s3-endpoint-url": "endpoint_url",
-    "aws-region": "region",
-    "wasm": "wasm",
-    "mode": "mode",
-    "base-image": "base",
-    "istio-src": "istio_src",
-    "image": "image",
-    "tags": "tags",
-    "push": "push",
-    "registry-username": "registry_username",
-    "registry-password": "registry_password",
-    # -- MOSN source and toolchain: `invoke build`'s real-MOSN options (issue 10) --
-    "mosn-module": "mosn_module",
-    "in-docker": "in_docker",
-    "go-image": "go_image",
-    "skip-toolchain-check": "skip_toolchain_check",
-    "skip-smoke": "skip_smoke",
+    option.action: name for name, option in config.OPTIONS.items() if option.action
 }
-BOOLEAN_INPUTS = ("push", "in-docker", "skip-toolchain-check", "skip-smoke")
 # Inputs of the action itself, passed to its steps under these names.
 KEEP_SERVER_ENV = "KEEP_SERVER"
 RUNNING_BEFORE_ENV = "SERVER_RUNNING_BEFORE"
@@ -84,8 +57,7 @@ PUBLISHED_TARBALLS_ENV = "PUBLISHED_TARBALLS"
 PUBLISHED_ENV_FILE_ENV = "PUBLISHED_ENV_FILE"
 
 
-def env_name(setting: str) -> str:
-    return config.ENV_PREFIX + setting.upper()
+env_name = config.env_name
 
 
 def project_config(action_path: Path) -> dict:
@@ -117,93 +89,72 @@ def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
     # The tasks' modules need those packages (publish's stores import requests).
     from ci import build, image, publish
 
-    found: list[str] = []
-    booleans = {name: env_name(INPUT_SETTINGS[name]) for name in BOOLEAN_INPUTS}
-    for name, var in {**booleans, "keep-server": KEEP_SERVER_ENV}.items():
-        raw = environ.get(var, "").strip().lower()
-        if raw not in ("", "true", "false"):
-            found.append(f"{name} must be true or false, got '{raw}'")
-    if found:
-        return found  # the settings below cannot be read with a bad boolean
     try:
-        s = load_settings(environ)
-    except UserError as exc:
+        s, found = config.read(project_config(action_path(environ)), environ=environ, action=True)
+    except UserError as exc:  # invoke.yaml itself cannot be read
         return [str(exc)]
-
-    if s.to not in publish.STORES:
-        found.append(
-            f"store must be one of {', '.join(publish.STORES)}, got '{s.to}'; use `store: server` "
-            "(the bundled artifact server, or yours via server-url) or `store: s3`"
-        )
-    if s.to == "s3" and not s.bucket:
-        found.append(
-            "store: s3 needs s3-bucket; set `s3-bucket: <bucket>` "
-            "(and aws-region, or s3-endpoint-url for an S3-compatible store)"
-        )
-    if s.to == "server" and not s.server_url.startswith(("http://", "https://")):
-        found.append(
-            f"server-url must start with http:// or https://, got '{s.server_url}'; "
-            "e.g. `server-url: https://artifacts.example.com`"
-        )
-    if s.mode not in image.MODES:
-        found.append(
-            f"mode must be one of {', '.join(image.MODES)}, got '{s.mode}'; `quick` copies MOSN "
-            "into base-image, `full` builds proxyv2 from Istio's source"
-        )
-    if s.wasm not in names.WASM_MODES:
-        found.append(f"wasm must be one of {', '.join(names.WASM_MODES)}, got '{s.wasm}'")
-    if s.push and not s.image:
-        found.append(
-            "push: true needs image; set `image: <registry>/<repository>` "
-            "(e.g. ghcr.io/my-org/proxyv2) or drop push"
-        )
-    if s.image and s.mode == "quick" and not s.base:
-        found.append(
-            "mode: quick needs base-image, the proxyv2 image to put MOSN into; set e.g. "
-            "`base-image: mosnio/proxyv2:v1.0.0-1.10.6`, or use `mode: full`"
-        )
-    if s.tags and not s.image:
-        found.append("tags are given but image is not; set `image: <registry>/<repository>`")
-    if bool(s.registry_username) != bool(s.registry_password):
-        found.append(
-            "registry-username and registry-password go together; set both "
-            "(the password from a secret: `registry-password: ${{ secrets.REGISTRY_PASSWORD }}`) "
-            "or neither"
-        )
-    if s.mosn_src and s.mosn_ref:
-        found.append(
-            "mosn-src and mosn-ref are both set; use mosn-src for a checkout on the runner "
-            "or mosn-ref to clone a ref of MOSN, not both"
-        )
-    if s.mosn_src and not (cwd / s.path("mosn_src")).is_dir():
-        found.append(
-            f"mosn-src '{s.mosn_src}' is not a folder (relative paths are read from "
-            f"working-directory, here {cwd}); check MOSN out first, e.g. actions/checkout "
-            "with `repository: mosn/mosn` and `path: mosn`, then `mosn-src: mosn`"
-        )
+    keep = environ.get(KEEP_SERVER_ENV, "").strip().lower()
+    if keep not in ("", "true", "false"):
+        found.append(f"input `keep-server`: '{keep}' is not one of true, false; pick one")
+    found += [message for wrong, message in _together(s, cwd) if wrong]
     # The tasks' own checks of single values, run now instead of after the build.
-    checks = [
-        ("platforms", lambda: build.check_platforms(s.platforms)),
-        ("s3-prefix", lambda: publish.check_prefix(s.prefix)),
-    ]
-    if s.image:
-        checks.append(
-            ("image", lambda: image.image_tags(image.parse_image_name(s.image), s.tags, "x"))
-        )
-    for name, check in checks:
+    checks = {
+        "platforms": lambda: build.check_platforms(s.platforms),
+        "s3-prefix": lambda: publish.check_prefix(s.prefix),
+        "image": lambda: s.image and image.image_tags(image.parse_image_name(s.image), s.tags, "x"),
+    }
+    for name, check in checks.items():
         try:
             check()
         except UserError as exc:
-            message = in_input_terms(str(exc))
-            found.append(message if message.startswith(name) else f"{name}: {message}")
+            found.append(f"input `{name}`: {exc}")
     return found
 
 
-def in_input_terms(message: str) -> str:
-    """A task's message with its command-line flags named as the action's inputs."""
-    for name, setting in INPUT_SETTINGS.items():
-        message = re.sub(rf"--{setting.replace('_', '-')}\b(?!-)", name, message)
-    return message
+def _together(s: config.Settings, cwd: Path) -> list[tuple[bool, str]]:
+    """The inputs that are wrong only in combination: (wrong?, what to do)."""
+    return [
+        (
+            s.to == "s3" and not s.bucket,
+            "store: s3 needs s3-bucket; set `s3-bucket: <bucket>` "
+            "(and aws-region, or s3-endpoint-url for an S3-compatible store)",
+        ),
+        (
+            s.to == "server" and not s.server_url.startswith(("http://", "https://")),
+            f"server-url must start with http:// or https://, got '{s.server_url}'; "
+            "e.g. `server-url: https://artifacts.example.com`",
+        ),
+        (
+            s.push and not s.image,
+            "push: true needs image; set `image: <registry>/<repository>` "
+            "(e.g. ghcr.io/my-org/proxyv2) or drop push",
+        ),
+        (
+            s.image and s.mode == "quick" and not s.base,
+            "mode: quick needs base-image, the proxyv2 image to put MOSN into; set e.g. "
+            "`base-image: mosnio/proxyv2:v1.0.0-1.10.6`, or use `mode: full`",
+        ),
+        (
+            s.tags and not s.image,
+            "tags are given but image is not; set `image: <registry>/<repository>`",
+        ),
+        (
+            bool(s.registry_username) != bool(s.registry_password),
+            "registry-username and registry-password go together; set both (the password "
+            "from a secret: `registry-password: ${{ secrets.REGISTRY_PASSWORD }}`) or neither",
+        ),
+        (
+            s.mosn_src and s.mosn_ref,
+            "mosn-src and mosn-ref are both set; use mosn-src for a checkout on the runner "
+            "or mosn-ref to clone a ref of MOSN, not both",
+        ),
+        (
+            s.mosn_src and not (cwd / s.path("mosn_src")).is_dir(),
+            f"mosn-src '{s.mosn_src}' is not a folder (relative paths are read from "
+            f"working-directory, here {cwd}); check MOSN out first, e.g. actions/checkout "
+            "with `repository: mosn/mosn` and `path: mosn`, then `mosn-src: mosn`",
+        ),
+    ]
 
 
 def error_annotation(title: str, message: str) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ci import log, names
-from ci.config import Settings, check_choice
+from ci.config import Settings
 from ci.dist import Dist
 from ci.errors import UserError
 from ci.fsutil import atomic_write
@@ -449,11 +449,6 @@ def push_all(
 # ---- the task -----------------------------------------------------------------------------
 
 
-def check_choices(settings: Settings) -> None:
-    check_choice("mode", settings.mode, MODES)
-    check_choice("wasm", settings.wasm, names.WASM_MODES)
-
-
 def load_dist(settings: Settings) -> Dist:
     dist = Dist.load(settings.path("dist"))
     dist.path(names.LINUX_TARBALL)  # refuses a dist without the Linux tarball, naming it
@@ -463,7 +458,6 @@ def load_dist(settings: Settings) -> Dist:
 
 def image(settings: Settings) -> ImageResult:
     """Build (quick: binary swap; full: Istio's make), verify, tag, optionally push."""
-    check_choices(settings)
     name = parse_image_name(settings.image)
     auth = credentials(settings) if settings.push else None
     dist = load_dist(settings)

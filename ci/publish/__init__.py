@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ci import istio_env, log, names
-from ci.config import Settings, check_choice
+from ci.config import Settings
 from ci.dist import Dist, sha256_bytes, sha256_file
 from ci.errors import UserError
 from ci.publish.base import Item, Store, Stored, download_digest
@@ -147,8 +147,6 @@ def verify(store: Store, items: list[Item], urls: dict[str, str]) -> None:
 
 
 def publish(settings: Settings) -> Published:
-    check_choice("to", settings.to, STORES)
-    check_choice("wasm", settings.wasm, names.WASM_MODES)
     prefix = check_prefix(settings.prefix)
     dist = Dist.load(settings.path("dist"))
     env_file = dist.root / names.ISTIO_ENV
