@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 from collections.abc import Mapping
 from importlib.util import find_spec
 from pathlib import Path
 
-from ci import config, log, names
+from ci import config, names
 from ci.dist import Dist
 from ci.errors import UserError
 from ci.progress import human
@@ -157,10 +158,46 @@ def _together(s: config.Settings, cwd: Path) -> list[tuple[bool, str]]:
     ]
 
 
+# ---- the runner's files and workflow commands: the one place that writes them --------------
+
+
+def write_outputs(values: Mapping[str, str], path: str | os.PathLike | None = None) -> None:
+    """Append step outputs to `path` (default $GITHUB_OUTPUT); outside Actions, do nothing."""
+    path = path or os.environ.get("GITHUB_OUTPUT")
+    if not path:
+        return
+    with open(path, "a", encoding="utf-8") as out:
+        for name, value in values.items():
+            if "\n" in value:
+                # The runner's heredoc form, with a delimiter no value can contain by chance.
+                delimiter = f"EOF_{secrets.token_hex(8)}"
+                out.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+            else:
+                out.write(f"{name}={value}\n")
+
+
+def append_summary(markdown: str) -> bool:
+    """Append Markdown to the job summary ($GITHUB_STEP_SUMMARY); False outside Actions."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return False
+    with open(path, "a", encoding="utf-8") as summary:
+        summary.write(markdown)
+    return True
+
+
 def error_annotation(title: str, message: str) -> str:
     """An ::error:: workflow command; its data escaped the way the runner unescapes it."""
     data = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     return f"::error title={title}::{data}"
+
+
+def markdown_cell(text: object) -> str:
+    """Text that stays inside one cell of a Markdown table."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+_cell = markdown_cell  # summary_markdown's name for it
 
 
 def validate(environ: Mapping[str, str], cwd: Path) -> int:
@@ -173,10 +210,6 @@ def validate(environ: Mapping[str, str], cwd: Path) -> int:
             file=sys.stderr,
         )
     return 1 if found else 0
-
-
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def summary_markdown(dist: Dist, tarballs: list[dict], env_file: str, image: dict | None) -> str:
@@ -238,7 +271,7 @@ def report(environ: Mapping[str, str], cwd: Path) -> int:
         "digest": (image or {}).get("digest") or "",
     }
     if environ.get("GITHUB_OUTPUT"):
-        log.write_outputs(outputs, environ["GITHUB_OUTPUT"])
+        write_outputs(outputs, environ["GITHUB_OUTPUT"])
     markdown = summary_markdown(dist, tarballs, env_file, image)
     if environ.get("GITHUB_STEP_SUMMARY"):
         with open(environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
@@ -265,7 +298,7 @@ def server_state(environ: Mapping[str, str], cwd: Path) -> int:
     root = bundled_server_root(load_settings(environ), cwd)
     pid = background.running(root) if root else None
     if environ.get("GITHUB_OUTPUT"):
-        log.write_outputs({"running-before": str(pid or "")}, environ["GITHUB_OUTPUT"])
+        write_outputs({"running-before": str(pid or "")}, environ["GITHUB_OUTPUT"])
     return 0
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from ci import log, proc
+from ci import github, log, proc
 from ci.config import Settings
 from ci.e2e import bookinfo, images, inject, sidecars, stats
 from ci.e2e.istioctl import (
@@ -53,10 +53,7 @@ def summarize(folder: str) -> bool:
     """Print the matrix table (and append it to the job summary); whether every cell passed."""
     table, passed = matrix_markdown(Path(folder))
     print(table, end="")
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(table + "\n")
+    github.append_summary(table + "\n")
     return passed
 
 

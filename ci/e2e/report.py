@@ -8,12 +8,12 @@ bars per scenario. In GitHub Actions the Markdown is appended to $GITHUB_STEP_SU
 from __future__ import annotations
 
 import json
-import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from ci import github
 from ci.fsutil import atomic_write
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
@@ -92,11 +92,8 @@ class Report:
         atomic_write(paths["chart"], svg_chart(self.counts, self.bands))
         paths["result"] = folder / RESULT
         atomic_write(paths["result"], json.dumps(self.result(), indent=2) + "\n")
-        summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary:
-            with open(summary, "a", encoding="utf-8") as handle:
-                # The summary cannot show a file beside it: the chart goes in as text bars.
-                handle.write(markdown(self, chart_name=None) + "\n")
+        # The summary cannot show a file beside it: the chart goes in as text bars.
+        github.append_summary(markdown(self, chart_name=None) + "\n")
         return paths
 
 

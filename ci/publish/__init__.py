@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ci import istio_env, log, names
+from ci import github, istio_env, log, names
 from ci.config import Settings
 from ci.dist import Dist, sha256_bytes, sha256_file
 from ci.errors import UserError
@@ -184,7 +184,7 @@ def publish(settings: Settings) -> Published:
         uploaded=uploaded,
         unchanged=unchanged,
     )
-    log.write_outputs(github_outputs(result))
+    github.write_outputs(github_outputs(result))
     log.info(f"wrote {env_file}")
     log.info("Build Istio's proxyv2 from an Istio checkout with:")
     log.info(f"  {result.make_command}")

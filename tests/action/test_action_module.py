@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ci import github as action
-from ci import log, names
+from ci import names
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -182,7 +182,7 @@ def test_report_without_a_build_says_what_to_run(tmp_path):
 
 def test_multiline_output_uses_a_delimiter(tmp_path):
     out = tmp_path / "out"
-    log.write_outputs({"one": "a", "two": "b\nc"}, out)
+    action.write_outputs({"one": "a", "two": "b\nc"}, out)
     lines = out.read_text().splitlines()
     assert lines[0] == "one=a"
     assert lines[1].startswith("two<<") and lines[2:4] == ["b", "c"]
