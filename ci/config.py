@@ -477,7 +477,7 @@ def _coerce(name: str, raw: Any, source: _Source) -> Any:
         and source.booleans
         and str(raw).strip().lower() not in source.booleans
     ):
-        raise UserError(_not_one_of(source.names(name), raw, source.booleans))
+        raise UserError(not_one_of(source.names(name), raw, source.booleans))
     try:
         if isinstance(default, bool):
             text = str(raw).strip().lower()
@@ -497,11 +497,12 @@ def _coerce(name: str, raw: Any, source: _Source) -> Any:
         ) from None
     value = str(raw).lower() if option.fold_case else str(raw)
     if option.choices and value not in option.choices:
-        raise UserError(_not_one_of(source.names(name), value, option.choices))
+        raise UserError(not_one_of(source.names(name), value, option.choices))
     return Secret(value) if option.secret else value
 
 
-def _not_one_of(where: str, value: Any, choices: Iterable[str]) -> str:
+def not_one_of(where: str, value: Any, choices: Iterable[str]) -> str:
+    """The one wording of a value outside its choices, wherever it was given."""
     return f"{where} {value!r} is not one of {', '.join(choices)}; pick one"
 
 

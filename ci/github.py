@@ -75,8 +75,16 @@ def action_path(environ: Mapping[str, str]) -> Path:
     return Path(environ.get("GITHUB_ACTION_PATH") or Path(__file__).resolve().parent.parent)
 
 
+def read_settings(environ: Mapping[str, str]) -> tuple[config.Settings, list[str]]:
+    """The settings the inputs give, and what is wrong with them, in the inputs' names."""
+    return config.read(project_config(action_path(environ)), environ=environ, action=True)
+
+
 def load_settings(environ: Mapping[str, str]) -> config.Settings:
-    return config.load(project_config(action_path(environ)), environ=environ)
+    s, found = read_settings(environ)
+    if found:
+        raise UserError(found[0])
+    return s
 
 
 def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
@@ -90,13 +98,10 @@ def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
     # The tasks' modules need those packages (publish's stores import requests).
     from ci import build, image, publish
 
-    try:
-        s, found = config.read(project_config(action_path(environ)), environ=environ, action=True)
-    except UserError as exc:  # invoke.yaml itself cannot be read
-        return [str(exc)]
+    s, found = read_settings(environ)
     keep = environ.get(KEEP_SERVER_ENV, "").strip().lower()
     if keep not in ("", "true", "false"):
-        found.append(f"input `keep-server`: '{keep}' is not one of true, false; pick one")
+        found.append(config.not_one_of("input `keep-server`:", keep, ("true", "false")))
     found += [message for wrong, message in _together(s, cwd) if wrong]
     # The tasks' own checks of single values, run now instead of after the build.
     checks = {
@@ -292,10 +297,17 @@ def bundled_server_root(s: config.Settings, cwd: Path) -> Path | None:
     return (cwd / s.path("server_root")).resolve()
 
 
+def _our_server_root(environ: Mapping[str, str], cwd: Path) -> Path | None:
+    # Inputs that validate refuses start no server: nothing to look for, and no second
+    # annotation for what validate reports.
+    s, found = read_settings(environ)
+    return None if found else bundled_server_root(s, cwd)
+
+
 def server_state(environ: Mapping[str, str], cwd: Path) -> int:
     from server import background
 
-    root = bundled_server_root(load_settings(environ), cwd)
+    root = _our_server_root(environ, cwd)
     pid = background.running(root) if root else None
     if environ.get("GITHUB_OUTPUT"):
         write_outputs({"running-before": str(pid or "")}, environ["GITHUB_OUTPUT"])
@@ -305,7 +317,7 @@ def server_state(environ: Mapping[str, str], cwd: Path) -> int:
 def stop_server(environ: Mapping[str, str], cwd: Path) -> int:
     from server import background
 
-    root = bundled_server_root(load_settings(environ), cwd)
+    root = _our_server_root(environ, cwd)
     pid = background.running(root) if root else None
     if pid is None:
         return 0

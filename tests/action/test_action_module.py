@@ -278,3 +278,13 @@ def test_server_state_records_a_server_already_up(bundled, tmp_path):
     # Another store, or a server elsewhere: nothing of ours to look for.
     elsewhere = {**env, "MOSN_PROXYV2_SERVER_URL": "https://artifacts.example.com"}
     assert action.bundled_server_root(action.load_settings(elsewhere), tmp_path) is None
+
+
+def test_server_steps_leave_bad_inputs_to_validate(tmp_path, capsys):
+    # They run before (and after) validate: a refused store is validate's to report, once.
+    out = tmp_path / "github-output"
+    env = {**inputs(store="ftp"), "GITHUB_OUTPUT": str(out)}
+    assert action.server_state(env, tmp_path) == 0
+    assert out.read_text() == "running-before=\n"
+    assert action.stop_server(env, tmp_path) == 0
+    assert capsys.readouterr().out == ""
