@@ -112,6 +112,7 @@ def image(
     istio_go=None,
     build_image=None,
     istio_base=None,
+    skip_smoke=False,
     quiet=False,
 ):
     """Build the proxyv2 image with the dist's MOSN, verify it, tag it and optionally push it."""

@@ -149,6 +149,7 @@ class Settings:
         False,
         {
             "build": "do not start the built binary on an Envoy-format listener (cross-only builds)",
+            "image": "quick mode: do not start MOSN inside the built image before tagging it",
         },
         action="skip-smoke",
     )
