@@ -529,6 +529,13 @@ def _raise_first(found: list[str]) -> None:
         raise UserError(found[0])
 
 
+def _environment(var: str, action_input: str | None) -> _Source:
+    """A variable as its user names it: the action's input that sets it, else itself."""
+    if action_input:
+        return _Source("environment", lambda _: f"input `{action_input}`:", ("true", "false"))
+    return _Source("environment", lambda _: var)
+
+
 def from_environment(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     """{setting: (variable, value)} for each setting the environment gives."""
     found: dict[str, tuple[str, str]] = {}
@@ -555,12 +562,7 @@ def read(
     merged, found = _coerce_all(dict(file_layer or {}), _FILE)
     for name, (var, raw) in from_environment(environ).items():
         given = OPTIONS[name].action if action and var == env_name(name) else None
-        source = (
-            _Source("environment", lambda _n, i=given: f"input `{i}`:", ("true", "false"))
-            if given
-            else _Source("environment", lambda _n, v=var: v)
-        )
-        values, problems = _coerce_all({name: raw}, source)
+        values, problems = _coerce_all({name: raw}, _environment(var, given))
         merged.update(values)
         found += problems
     values, problems = _coerce_all(

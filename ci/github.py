@@ -2,8 +2,9 @@
 
 action.yml passes every pipeline input to its steps as the environment variable the settings
 already read (`MOSN_PROXYV2_<SETTING>`), so the invoke tasks it calls see exactly what a user
-running them by hand with those variables would. This module only adds what a task cannot
-know: the action's input names (for messages) and the GitHub step outputs and summary.
+running them by hand with those variables would. The inputs are checked with the same
+option registry (ci/config.py), which names each input. This module is also the one place
+that writes to the runner: step outputs, the job summary and ::error:: annotations.
 
     python -m ci.github validate       # ::error:: annotations and exit 1 when inputs are wrong
     python -m ci.github server-state   # output running-before: a bundled server already up?
