@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 from ci.config import Settings
 from ci.errors import UserError
+from server.config import ServeOptions, build_config, front_options
+from server.serve import serve, stop_and_report
 
 
 def bind_from_url(url: str) -> str:
@@ -23,9 +25,6 @@ def bind_from_url(url: str) -> str:
 
 def run(s: Settings, *, stop: bool = False) -> None:
     """Stop the server running from server_root, or serve it in the foreground."""
-    from server.config import ServeOptions, build_config, front_options
-    from server.serve import serve, stop_and_report
-
     config = build_config(
         str(s.path("server_root")),
         token_file=s.token_file or None,
