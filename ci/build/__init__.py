@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ci import log, names, proc
-from ci.build import package
-from ci.build import smoke
-from ci.build import toolchain
+from ci.build import package, smoke, toolchain
 from ci.config import Settings
 from ci.dist import Dist
 from ci.errors import UserError

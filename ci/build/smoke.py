@@ -327,7 +327,10 @@ def _exec(container, command: list[str]) -> tuple[int, str]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 4 or argv[0] != "probe":
-        print("usage: python -m ci.build.smoke probe LISTENER_PORT ADMIN_PORT TIMEOUT", file=sys.stderr)
+        print(
+            "usage: python -m ci.build.smoke probe LISTENER_PORT ADMIN_PORT TIMEOUT",
+            file=sys.stderr,
+        )
         return 2
     why = probe(int(argv[1]), int(argv[2]), time.monotonic() + float(argv[3]))
     print(why or "ok")
