@@ -14,9 +14,10 @@ from invoke import Exit, task
 
 from ci import config, log
 from ci.errors import UserError
+from server.errors import ServerError
 
 # Exceptions that carry a sentence for the user (and maybe `.detail`): one line, exit 1.
-FRIENDLY_ERRORS: tuple[type[Exception], ...] = (UserError,)
+FRIENDLY_ERRORS: tuple[type[Exception], ...] = (UserError, ServerError)
 
 
 def settings(ctx, name: str, given) -> config.Settings:

@@ -10,8 +10,9 @@ from urllib.parse import urlsplit
 
 from ci.config import Settings
 from ci.errors import UserError
+from server.background import stop_and_report
 from server.config import ServeOptions, build_config, front_options
-from server.serve import serve, stop_and_report
+from server.serve import serve
 
 
 def bind_from_url(url: str) -> str:

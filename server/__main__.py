@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from ci.errors import UserError
+from server.background import stop_and_report
 from server.config import from_args
-from server.serve import serve, stop_and_report
+from server.errors import ServerError
+from server.serve import serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +17,9 @@ def main(argv: list[str] | None = None) -> int:
             stop_and_report(config.root)
         else:
             serve(config, options)
-    except UserError as exc:
+    except ServerError as exc:
+        if exc.detail:
+            print(exc.detail, file=sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -6,12 +6,15 @@
 
 The server is `python -m server` in its own session, logging to `<root>/.server.log`; its
 pid file is `<root>/.server.pid` (gunicorn's master), which is also what
-`invoke serve --stop` reads. Tokens travel in the environment, never on the command line.
+`invoke serve --stop` and `python -m server --stop` read: the pid and stop code lives here.
+Tokens travel in the environment, never on the command line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,18 +23,87 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from ci.errors import UserError
 from server.config import ENV_READ_TOKEN, ENV_TOKENS
-from server.serve import running_pid, stop
+from server.errors import ServerError
 
-__all__ = ["LOG_FILE", "health_url", "running", "start", "stop"]
+__all__ = ["LOG_FILE", "PID_FILE", "health_url", "running", "start", "stop"]
 
 LOG_FILE = ".server.log"
+PID_FILE = ".server.pid"
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pid_file(root: Path) -> Path:
+    return Path(root) / PID_FILE
+
+
+def running_pid(root: Path) -> int | None:
+    """The pid recorded in <root>/.server.pid if that process is alive, else None."""
+    try:
+        pid = int(pid_file(root).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if alive(pid) else None
 
 
 def running(root: str | os.PathLike) -> int | None:
     return running_pid(Path(root).absolute())
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs; an exited process its parent has not collected yet is not alive."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def _reap(pid: int) -> None:
+    # When we started the server ourselves it is our child: collect it so it is not a zombie
+    # that still answers kill(pid, 0).
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def stop(root: Path, timeout: float = 15.0) -> int | None:
+    """Stop the server whose pid file is in `root`; return its pid, or None if none ran."""
+    from server import front
+
+    pid = running_pid(root)
+    if pid is None:
+        front.stop_leftover(root)
+        return None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not alive(pid):
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        _reap(pid)
+    # gunicorn removes its pid file on a clean exit; after SIGKILL it cannot (nor stop nginx).
+    if pid_file(root).exists() and running_pid(root) is None:
+        pid_file(root).unlink(missing_ok=True)
+    front.stop_leftover(root)
+    return pid
+
+
+def stop_and_report(root: Path) -> None:
+    pid = stop(root)
+    print(
+        f"stopped the server from {root} (pid {pid})"
+        if pid
+        else f"no server was running from {root}"
+    )
 
 
 def health_url(bind: str) -> str:
@@ -68,51 +140,39 @@ def start(
 
     front="nginx" puts nginx on `bind` and the app behind it (server.front); stop(root) stops both.
 
-    Raises UserError if one already runs from `root`, or if it exits or stays silent.
+    Raises ServerError if one already runs from `root`, or if it exits or stays silent.
     """
     root = Path(root).absolute()
     root.mkdir(parents=True, exist_ok=True)
     existing = running_pid(root)
     if existing is not None:
-        raise UserError(
+        raise ServerError(
             f"a server already runs from {root} (pid {existing}); stop it with `invoke serve --stop`"
         )
-    argv = [
-        sys.executable,
-        "-m",
-        "server",
-        "--root",
-        str(root),
-        "--bind",
-        bind,
-        "--workers",
-        str(workers),
+    # None leaves a flag out (the server's own default applies); so do 0 and "" where those
+    # mean "unset" rather than a value (--front-cache 0 and --access-log '' are values).
+    flags = {
+        "--root": root,
+        "--bind": bind,
+        "--workers": workers,
+        "--connections": connections or None,
+        "--header-timeout": header_timeout or None,
+        "--send-timeout": send_timeout or None,
+        "--trusted-proxies": trusted_proxies or None,
+        "--front": front or None,
+        "--front-cache": front_cache,
+        "--max-upload-size": max_upload_size,
+        "--overwrite": overwrite or None,
+        "--access-log": access_log,
+    }
+    argv = [sys.executable, "-m", "server"]
+    argv += [
+        part for flag, value in flags.items() if value is not None for part in (flag, str(value))
     ]
-    for flag, value in (
-        ("--connections", connections),
-        ("--header-timeout", header_timeout),
-        ("--send-timeout", send_timeout),
-        ("--trusted-proxies", trusted_proxies),
-        ("--front", front),
-    ):
-        if value:
-            argv += [flag, str(value)]
-    if front_cache is not None:
-        argv += ["--front-cache", str(front_cache)]
-    if max_upload_size is not None:
-        argv += ["--max-upload-size", str(max_upload_size)]
-    if overwrite:
-        argv += ["--overwrite", overwrite]
     if read_only:
         argv.append("--read-only")
-    if access_log is not None:
-        argv += ["--access-log", access_log]
-    env = dict(os.environ)
-    env[ENV_TOKENS] = ",".join(tokens)
-    env[ENV_READ_TOKEN] = read_token or ""
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH", "")])
-    )
+    env = {**os.environ, ENV_TOKENS: ",".join(tokens), ENV_READ_TOKEN: read_token or ""}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH")]))
     log_path = Path(log_file) if log_file else root / LOG_FILE
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
@@ -124,12 +184,18 @@ def start(
             cwd=_PROJECT_ROOT,
             start_new_session=True,
         )
-    url = health_url(bind)
+    return _await_health(proc, root, health_url(bind), log_path, timeout)
+
+
+def _await_health(
+    proc: subprocess.Popen, root: Path, url: str, log_path: Path, timeout: float
+) -> int:
+    """Wait until the server just started answers `url` with its pid file written."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace").splitlines()[-15:]
-            raise UserError(
+            raise ServerError(
                 f"the artifact server exited with code {proc.returncode} at start; see {log_path}",
                 detail="\n".join(tail),
             )
@@ -144,6 +210,6 @@ def start(
     if proc.poll() is None:
         proc.kill()
         proc.wait()
-    raise UserError(
+    raise ServerError(
         f"the artifact server did not answer on {url} within {timeout:.0f}s; see {log_path}"
     )

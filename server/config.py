@@ -13,8 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ci.config import Secret
-from ci.errors import UserError
+from server.errors import Secret, ServerError
 
 DEFAULT_BIND = "127.0.0.1:8080"
 DEFAULT_MAX_UPLOAD = 4 * 1024**3
@@ -90,7 +89,7 @@ def parse_size(text: str | int) -> int:
         return text
     match = _SIZE.match(str(text))
     if not match:
-        raise UserError(
+        raise ServerError(
             f"max upload size {text!r} is not a size; write bytes or a number with K, M, G or T"
         )
     number, unit = match.groups()
@@ -102,7 +101,7 @@ def read_tokens(path: str | os.PathLike) -> list[str]:
     try:
         text = Path(path).read_text()
     except OSError as exc:
-        raise UserError(
+        raise ServerError(
             f"cannot read token file {path}: {exc.strerror}; give a readable file, one token a line"
         ) from None
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
@@ -135,18 +134,20 @@ def build_config(
         read_token = read_token or (lines[0] if lines else "")
     read_token = read_token or env.get(ENV_READ_TOKEN, "")
     if max_upload_size is None:
-        max_upload_size = env.get(ENV_MAX_UPLOAD) or DEFAULT_MAX_UPLOAD
-    overwrite = (overwrite or env.get(ENV_OVERWRITE) or "deny").lower()
+        max_upload_size = env.get(ENV_MAX_UPLOAD) or ServerConfig.max_upload_size
+    overwrite = (overwrite or env.get(ENV_OVERWRITE) or ServerConfig.overwrite).lower()
     if overwrite not in OVERWRITE_POLICIES:
-        raise UserError(f"overwrite policy {overwrite!r} is unknown; use deny or allow")
+        raise ServerError(
+            f"overwrite policy {overwrite!r} is unknown; use {' or '.join(OVERWRITE_POLICIES)}"
+        )
     if read_only is None:
         read_only = _truthy(env.get(ENV_READ_ONLY, ""))
     size = parse_size(max_upload_size)
     if size <= 0:
-        raise UserError("max upload size must be positive; give e.g. 2G")
+        raise ServerError("max upload size must be positive; give e.g. 2G")
     root_path = Path(root).expanduser().absolute()
     if root_path.exists() and not root_path.is_dir():
-        raise UserError(f"server root {root_path} is not a directory; give a directory")
+        raise ServerError(f"server root {root_path} is not a directory; give a directory")
     # Deduplicated, order kept: each is compared on every write request.
     unique = tuple(Secret(t) for t in dict.fromkeys(all_tokens))
     return ServerConfig(
@@ -159,80 +160,85 @@ def build_config(
     )
 
 
+def size_text(size: int) -> str:
+    """Bytes in the largest unit that divides them: 4294967296 -> `4G` (parse_size's inverse)."""
+    for power, unit in ((4, "T"), (3, "G"), (2, "M"), (1, "K")):
+        if size and size % 1024**power == 0:
+            return f"{size // 1024**power}{unit}"
+    return str(size)
+
+
 def argument_parser() -> argparse.ArgumentParser:
+    """`python -m server`'s flags. A default a help shows is read from where it is set:
+    argparse's own (%(default)g), or the dataclass field that applies it later."""
     parser = argparse.ArgumentParser(
         prog="python -m server",
         description="Self-hosted artifact server: GET/HEAD to read, PUT/DELETE with a token to write.",
     )
-    parser.add_argument("--root", help=f"directory to serve and store into (env {ENV_ROOT})")
-    parser.add_argument(
-        "--bind", help=f"HOST:PORT to listen on (default {DEFAULT_BIND}; env {ENV_BIND})"
-    )
-    parser.add_argument(
+    add = parser.add_argument
+    serve = ServeOptions()
+    add("--root", help=f"directory to serve and store into (env {ENV_ROOT})")
+    add("--bind", help=f"HOST:PORT to listen on (default {serve.bind}; env {ENV_BIND})")
+    add(
         "--workers",
         type=int,
         help=f"gunicorn worker processes (default 2 per core; env {ENV_WORKERS})",
     )
-    parser.add_argument(
-        "--connections",
-        type=int,
-        default=ServeOptions.connections,
-        help=f"connections held at once per worker (default {ServeOptions.connections})",
-    )
-    parser.add_argument(
-        "--header-timeout",
-        type=float,
-        default=ServeOptions.header_timeout,
-        help=f"seconds a request head (or an idle keep-alive) may take (default {ServeOptions.header_timeout:g})",
-    )
-    parser.add_argument(
-        "--send-timeout",
-        type=float,
-        default=ServeOptions.send_timeout,
-        help=f"seconds a send or body read may stall before the client is dropped (default {ServeOptions.send_timeout:g})",
-    )
-    parser.add_argument(
+    for flag, kind, text in (
+        ("--connections", int, "connections held at once per worker"),
+        ("--header-timeout", float, "seconds a request head (or an idle keep-alive) may take"),
+        (
+            "--send-timeout",
+            float,
+            "seconds a send or body read may stall before the client is dropped",
+        ),
+    ):
+        default = getattr(serve, flag.removeprefix("--").replace("-", "_"))
+        add(flag, type=kind, default=default, help=f"{text} (default %(default)g)")
+    add(
         "--trusted-proxies",
         help=f"comma-separated proxy addresses whose X-Forwarded-* headers are believed (default none; env {ENV_TRUSTED_PROXIES})",
     )
-    parser.add_argument(
+    add(
         "--front",
         choices=FRONTS,
-        help=f"nginx: put nginx in front (production mode: fastest, slow clients held by nginx); default none; env {ENV_FRONT}",
+        help=f"nginx: put nginx in front (production mode: fastest, slow clients held by nginx); default {serve.front}; env {ENV_FRONT}",
     )
-    parser.add_argument(
+    add(
         "--front-cache",
         type=int,
-        help=f"seconds nginx may reuse a small download before asking the app again (default {DEFAULT_FRONT_CACHE}; 0: no cache; env {ENV_FRONT_CACHE})",
+        help=f"seconds nginx may reuse a small download before asking the app again (default {serve.front_cache}; 0: no cache; env {ENV_FRONT_CACHE})",
     )
-    parser.add_argument(
+    add(
         "--token-file",
         help=f"file of write tokens, one a line (also env {ENV_TOKENS}, comma-separated)",
     )
-    parser.add_argument(
+    add(
         "--read-token",
         help=f"require this bearer token for reads (prefer env {ENV_READ_TOKEN}: argv is visible in ps)",
     )
-    parser.add_argument("--read-token-file", help="file whose first line is the read token")
-    parser.add_argument(
+    add("--read-token-file", help="file whose first line is the read token")
+    add(
         "--max-upload-size",
-        help=f"largest accepted upload, e.g. 2G (default 4G; env {ENV_MAX_UPLOAD})",
+        help=f"largest accepted upload, e.g. 2G (default {size_text(ServerConfig.max_upload_size)}; env {ENV_MAX_UPLOAD})",
     )
-    parser.add_argument(
+    add(
         "--overwrite",
         choices=OVERWRITE_POLICIES,
-        help=f"replace an artifact with different bytes? (default deny; env {ENV_OVERWRITE})",
+        help=f"replace an artifact with different bytes? (default {ServerConfig.overwrite}; env {ENV_OVERWRITE})",
     )
-    parser.add_argument(
+    add(
         "--read-only",
         action="store_true",
         default=None,
         help=f"refuse every PUT and DELETE (env {ENV_READ_ONLY}=1)",
     )
-    parser.add_argument(
-        "--access-log", default="-", help="access log file, '-' for stdout, '' for none"
+    add(
+        "--access-log",
+        default=serve.access_log,
+        help="access log file, '-' for stdout, '' for none",
     )
-    parser.add_argument(
+    add(
         "--stop",
         action="store_true",
         help="stop the server running from --root (its pid file) and exit",
@@ -248,7 +254,7 @@ def from_args(
     args = argument_parser().parse_args(list(argv))
     root = args.root or env.get(ENV_ROOT)
     if not root:
-        raise UserError(f"no server root given; pass --root DIR or set {ENV_ROOT}")
+        raise ServerError(f"no server root given; pass --root DIR or set {ENV_ROOT}")
     config = build_config(
         root,
         token_file=args.token_file,
@@ -259,7 +265,12 @@ def from_args(
         read_only=args.read_only,
         environ=env,
     )
-    workers = args.workers if args.workers is not None else int(env.get(ENV_WORKERS) or 0)
+    workers = args.workers
+    if workers is None:
+        text = env.get(ENV_WORKERS) or "0"
+        if not text.strip().isdigit():
+            raise ServerError(f"{ENV_WORKERS}={text!r} is not a number of processes; give e.g. 4")
+        workers = int(text)
     options = ServeOptions(
         bind=args.bind or env.get(ENV_BIND) or DEFAULT_BIND,
         workers=workers,
@@ -278,14 +289,14 @@ def front_options(
 ) -> dict:
     """The front's ServeOptions fields from flags over the environment, checked."""
     env = os.environ if environ is None else environ
-    front = (front or env.get(ENV_FRONT) or "none").lower()
+    front = (front or env.get(ENV_FRONT) or ServeOptions.front).lower()
     if front not in FRONTS:
-        raise UserError(f"front {front!r} is unknown; use none or nginx")
+        raise ServerError(f"front {front!r} is unknown; use {' or '.join(FRONTS)}")
     if front_cache is None:
         text = env.get(ENV_FRONT_CACHE) or str(DEFAULT_FRONT_CACHE)
         if not text.strip().isdigit():
-            raise UserError(f"{ENV_FRONT_CACHE}={text!r} is not a number of seconds; give e.g. 1")
+            raise ServerError(f"{ENV_FRONT_CACHE}={text!r} is not a number of seconds; give e.g. 1")
         front_cache = int(text)
     if front_cache < 0:
-        raise UserError("front cache seconds must be 0 or more; give e.g. 1")
+        raise ServerError("front cache seconds must be 0 or more; give e.g. 1")
     return {"front": front, "front_cache": front_cache}

@@ -19,6 +19,7 @@ from werkzeug.http import http_date
 from werkzeug.wsgi import wrap_file
 
 from server import front
+from server.headers import CHECKSUM_HEADER
 from server.metrics import Metrics
 from server.store import Artifact, Store, StoreError
 
@@ -71,7 +72,7 @@ def _download_headers(artifact: Artifact) -> tuple[tuple[str, str], ...]:
         # Clients may cache but must revalidate: an artifact can be replaced when overwrite is on.
         ("Cache-Control", "no-cache"),
         ("Accept-Ranges", "bytes"),
-        ("X-Checksum-Sha256", artifact.sha256),
+        (CHECKSUM_HEADER, artifact.sha256),
         # Served bytes are data, never a page of this origin: no script in an uploaded HTML runs.
         ("Content-Security-Policy", "sandbox"),
         ("X-Content-Type-Options", "nosniff"),

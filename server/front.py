@@ -30,7 +30,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from ci.errors import UserError
+from server.errors import ServerError
+from server.headers import CHECKSUM_HEADER
 
 FRONT_DIR = ".front"
 ACCEL_PREFIX = "/-/front/"
@@ -185,13 +186,19 @@ http {{
 }}
 """
 
+
+def upstream_header(name: str) -> str:
+    """nginx's variable for the app's response header `name`."""
+    return "$upstream_http_" + name.lower().replace("-", "_")
+
+
 # nginx's own validators and conditionals are off: the app answered those already, and the
 # headers it chose (sha256 ETag and checksum) are the ones sent.
-ACCEL_HEADERS = """\
+ACCEL_HEADERS = f"""\
             etag off;
             if_modified_since off;
-            add_header ETag $upstream_http_etag;
-            add_header X-Checksum-Sha256 $upstream_http_x_checksum_sha256;
+            add_header ETag {upstream_header("ETag")};
+            add_header {CHECKSUM_HEADER} {upstream_header(CHECKSUM_HEADER)};
             add_header Content-Security-Policy sandbox;
             add_header X-Content-Type-Options nosniff;
 """
@@ -302,7 +309,7 @@ class Front:
         ]
 
     def prepare(self, text: str) -> None:
-        """Write the config and check it with `nginx -t`; UserError with nginx's reason."""
+        """Write the config and check it with `nginx -t`; ServerError with nginx's reason."""
         for sub in ("tmp", "cache"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
@@ -312,7 +319,7 @@ class Front:
         )
         if checked.returncode != 0:
             reason = (checked.stderr.strip().splitlines() or ["no output"])[0]
-            raise UserError(f"the generated nginx config {self.conf} is refused: {reason}")
+            raise ServerError(f"the generated nginx config {self.conf} is refused: {reason}")
 
     def start(self, timeout: float = 10.0) -> int:
         """Start nginx; return its pid once it has written its pid file (it listens then)."""
@@ -322,7 +329,7 @@ class Front:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise UserError(
+                raise ServerError(
                     f"nginx exited with code {self.proc.returncode} at start; see {self.dir / 'error.log'}: "
                     + self.error_tail()
                 )
@@ -330,7 +337,9 @@ class Front:
                 return self.proc.pid
             time.sleep(0.02)
         self.stop()
-        raise UserError(f"nginx did not start within {timeout:.0f}s; see {self.dir / 'error.log'}")
+        raise ServerError(
+            f"nginx did not start within {timeout:.0f}s; see {self.dir / 'error.log'}"
+        )
 
     def error_tail(self) -> str:
         try:
@@ -344,9 +353,9 @@ class Front:
         if self.proc is None:
             return None
         code = self.proc.poll()
-        from server.serve import _alive
+        from server.background import alive
 
-        if code is None and not _alive(self.proc.pid):
+        if code is None and not alive(self.proc.pid):
             return -1  # reaped by someone else's waitpid(-1): gone, code unknown
         return code
 
@@ -375,14 +384,14 @@ def stop_leftover(root: Path) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
-    from server.serve import _alive
+    from server.background import alive
 
     if b"nginx" not in cmdline:
         return None  # the pid was reused by something else
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     for _ in range(100):
-        if not _alive(pid):
+        if not alive(pid):
             break
         time.sleep(0.05)
     else:

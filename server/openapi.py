@@ -7,6 +7,7 @@ schemathesis checks live responses against these schemas and status codes.
 from __future__ import annotations
 
 from server import paths
+from server.headers import CHECKSUM_HEADER
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -126,7 +127,7 @@ def document(server_url: str = "") -> dict:
             "security": _WRITE_SECURITY,
             "parameters": [
                 {
-                    "name": "X-Checksum-Sha256",
+                    "name": CHECKSUM_HEADER,
                     "in": "header",
                     "required": False,
                     "description": "sha256 of the body; when it does not match, 400 and nothing is stored",

@@ -8,7 +8,6 @@ import json
 import os
 import resource
 import signal
-import time
 import traceback
 from pathlib import Path
 
@@ -17,11 +16,25 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 
-from ci.errors import UserError
+from server.background import pid_file, running_pid, stop, stop_and_report
 from server.config import ServeOptions, ServerConfig
+from server.errors import ServerError
 from server.store import TMP_DIR
 
-PID_FILE = ".server.pid"
+# bind_from_url and run_task, below, move to tasks.py (issue 14); until then they raise the
+# server's error under the name they were written with.
+UserError = ServerError
+
+# running_pid, stop and stop_and_report live with the background start (server.background);
+# they stay importable from here.
+__all__ = [
+    "AccessLogger",
+    "gunicorn_options",
+    "running_pid",
+    "serve",
+    "stop",
+    "stop_and_report",
+]
 
 
 class AccessLogger(glogging.Logger):
@@ -54,36 +67,16 @@ class AccessLogger(glogging.Logger):
             self.error(traceback.format_exc())
 
 
-def pid_file(root: Path) -> Path:
-    return Path(root) / PID_FILE
-
-
-def running_pid(root: Path) -> int | None:
-    """The pid recorded in <root>/.server.pid if that process is alive, else None."""
-    try:
-        pid = int(pid_file(root).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _alive(pid) else None
-
-
-def _alive(pid: int) -> bool:
-    """True while `pid` runs; an exited process its parent has not collected yet is not alive."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
-
-
 def default_workers() -> int:
     return 2 * (os.cpu_count() or 1)
+
+
+def _default_signals(_arbiter, _worker) -> None:
+    # A new worker inherits the master's handlers, which only queue a signal for the master
+    # loop it does not run: a SIGTERM while it boots (gevent's patching takes a while) was
+    # lost, and stop() waited out the 10 s graceful timeout. Until the worker installs its
+    # own handlers, SIGTERM ends it at once; it serves nothing yet.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def gunicorn_options(
@@ -100,6 +93,7 @@ def gunicorn_options(
                 leftover.unlink()
 
     return {
+        "post_fork": _default_signals,
         "bind": app_bind or options.bind,
         "workers": options.workers or default_workers(),
         # Event-driven workers with header and send timeouts (server/worker.py): slow
@@ -142,7 +136,7 @@ class _FrontArbiter(Arbiter):
         super().start()
         try:
             pid = self.front.start()
-        except UserError as exc:
+        except ServerError as exc:
             self.log.error("error: %s", exc)
             self.halt(reason="the nginx front did not start", exit_status=1)
         self.log.info("nginx front started (pid %s), config %s", pid, self.front.conf)
@@ -189,13 +183,13 @@ def serve(config: ServerConfig, options: ServeOptions) -> None:
     """Serve in the foreground until SIGTERM/SIGINT."""
     pid = running_pid(config.root)
     if pid is not None:
-        raise UserError(
+        raise ServerError(
             f"a server is already running from {config.root} (pid {pid}); stop it with `invoke serve --stop --root {config.root}`"
         )
     try:
         config.root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(
+        raise ServerError(
             f"cannot create server root {config.root}: {exc.strerror}; pick a writable directory"
         ) from None
     if not config.tokens and not config.read_only:
@@ -221,7 +215,7 @@ def _prepare_front(config: ServerConfig, options: ServeOptions):
 
     binary = front.find_nginx()
     if binary is None:
-        raise UserError(
+        raise ServerError(
             "--front nginx needs nginx on PATH (Debian: apt-get install nginx); or run without --front"
         )
     front.stop_leftover(config.root)
@@ -243,44 +237,3 @@ def _raise_file_limit() -> None:
     if soft != hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def stop(root: Path, timeout: float = 15.0) -> int | None:
-    """Stop the server whose pid file is in `root`; return its pid, or None if none ran."""
-    from server import front
-
-    pid = running_pid(root)
-    if pid is None:
-        front.stop_leftover(root)
-        return None
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _reap(pid)
-        if not _alive(pid):
-            break
-        time.sleep(0.05)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        _reap(pid)
-    # gunicorn removes its pid file on a clean exit; after SIGKILL it cannot (nor stop nginx).
-    if pid_file(root).exists() and running_pid(root) is None:
-        pid_file(root).unlink(missing_ok=True)
-    front.stop_leftover(root)
-    return pid
-
-
-def stop_and_report(root: Path) -> None:
-    pid = stop(root)
-    print(
-        f"stopped the server from {root} (pid {pid})"
-        if pid
-        else f"no server was running from {root}"
-    )
-
-
-def _reap(pid: int) -> None:
-    # When we started the server ourselves it is our child: collect it so it is not a zombie
-    # that still answers kill(pid, 0).
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)

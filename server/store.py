@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from server import paths
+from server.headers import CHECKSUM_HEADER
 
 CHUNK = 1024 * 1024
 LOCK_BUCKETS = 64
@@ -44,46 +45,39 @@ _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 class StoreError(Exception):
-    """A refused operation: HTTP status, a short machine-readable reason, a human message."""
-
-    status = 400
-    reason = "bad_request"
+    """A refused operation, with a message for the client; the views say what it is in HTTP."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
-class BadRequestPath(StoreError):
-    reason = "bad_path"
+class InvalidPath(StoreError):
+    """Not a path an artifact may have, or one that leads outside the root."""
 
 
 class NotFound(StoreError):
-    status = 404
-    reason = "not_found"
+    pass
 
 
 class Conflict(StoreError):
-    status = 409
-    reason = "conflict"
+    """The path is taken: by different bytes (overwrite denied), a directory, or a file."""
 
 
 class TooLarge(StoreError):
-    status = 413
-    reason = "too_large"
+    pass
 
 
 class ChecksumMismatch(StoreError):
-    reason = "checksum_mismatch"
+    pass
 
 
 class ClientDisconnected(StoreError):
-    reason = "client_disconnected"
+    """The body ended before it was whole."""
 
 
 class DiskFull(StoreError):
-    status = 507
-    reason = "disk_full"
+    pass
 
 
 @dataclass(frozen=True)
@@ -92,14 +86,6 @@ class Artifact:
     size: int
     sha256: str
     modified: float
-
-    def as_json(self) -> dict:
-        return {
-            "path": self.path,
-            "size": self.size,
-            "sha256": self.sha256,
-            "modified": self.modified,
-        }
 
 
 @dataclass(frozen=True)
@@ -183,20 +169,20 @@ class Store:
         try:
             paths.check(rel)
         except paths.BadPath as exc:
-            raise BadRequestPath(str(exc)) from None
+            raise InvalidPath(str(exc)) from None
         target = self.root / rel
         if not paths.inside(self.root, target):
-            raise BadRequestPath("path leads outside the server root")
+            raise InvalidPath("path leads outside the server root")
         return target
 
     def locate_directory(self, rel: str) -> Path:
         try:
             clean = paths.check_directory(rel)
         except paths.BadPath as exc:
-            raise BadRequestPath(str(exc)) from None
+            raise InvalidPath(str(exc)) from None
         target = self.root / clean if clean else self.root
         if not paths.inside(self.root, target):
-            raise BadRequestPath("path leads outside the server root")
+            raise InvalidPath("path leads outside the server root")
         return target
 
     @contextlib.contextmanager
@@ -265,7 +251,7 @@ class Store:
         try:
             paths.check(rel)
         except paths.BadPath as exc:
-            raise BadRequestPath(str(exc)) from None
+            raise InvalidPath(str(exc)) from None
         target = os.path.join(self._root_text, rel)
         try:
             # Unbuffered: gunicorn sends it with sendfile; the caller owns it (WSGI file wrapper).
@@ -278,7 +264,7 @@ class Store:
             fd = handle.fileno()
             # Judge where the open file really is, not the path: no window for a symlink swap.
             if not self._fd_inside_root(fd, target):
-                raise BadRequestPath("path leads outside the server root")
+                raise InvalidPath("path leads outside the server root")
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise NotFound(f"/{rel} is not a regular file")
@@ -320,7 +306,7 @@ class Store:
     def info(self, rel: str) -> Artifact | None:
         try:
             handle, artifact = self.open(rel)  # type: ignore[misc] - rehash=True never gives None
-        except (NotFound, BadRequestPath):
+        except (NotFound, InvalidPath):
             return None
         handle.close()
         return artifact
@@ -328,7 +314,7 @@ class Store:
     def is_directory(self, rel: str) -> bool:
         try:
             return self.locate_directory(rel).is_dir()
-        except BadRequestPath:
+        except InvalidPath:
             return False
 
     def entries(self, rel: str) -> list[Entry]:
@@ -365,7 +351,7 @@ class Store:
         start = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         try:
             base = self.locate_directory(start)
-        except BadRequestPath:
+        except InvalidPath:
             return [], False
         cursor = tuple(after.split("/")) if after else None
         found = list(
@@ -439,7 +425,7 @@ class Store:
                 )
             if expected_sha256 is not None and sha != expected_sha256:
                 raise ChecksumMismatch(
-                    f"body sha256 is {sha}, X-Checksum-Sha256 said {expected_sha256}; nothing stored"
+                    f"body sha256 is {sha}, {CHECKSUM_HEADER} said {expected_sha256}; nothing stored"
                 )
             st = os.fstat(fd)
             os.close(fd)
@@ -510,7 +496,7 @@ class Store:
         except (FileExistsError, NotADirectoryError):
             raise Conflict(f"a parent of /{rel} is a file, not a directory") from None
         if not paths.inside(self.root, target.parent):
-            raise BadRequestPath("path leads outside the server root")
+            raise InvalidPath("path leads outside the server root")
 
     def _sidecar_temp(self, sha: str, st: os.stat_result) -> str:
         fd, name = tempfile.mkstemp(dir=self.uploads, prefix=f"{os.getpid()}-meta-")

@@ -17,9 +17,21 @@ from werkzeug.wsgi import wrap_file
 from server import front, openapi
 from server.config import ServerConfig
 from server.fastpath import INLINE_LIMIT, SEND_BUFFER, accel_headers, cache_for, download_headers
+from server.headers import CHECKSUM_HEADER
 from server.metrics import Metrics
 from server.ranges import Unsatisfiable, effective_range
-from server.store import Artifact, Store, StoreError
+from server.store import (
+    Artifact,
+    ChecksumMismatch,
+    ClientDisconnected,
+    Conflict,
+    DiskFull,
+    InvalidPath,
+    NotFound,
+    Store,
+    StoreError,
+    TooLarge,
+)
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 WRITE_METHODS = ("PUT", "DELETE")
@@ -41,11 +53,29 @@ class AnyPath(BaseConverter):
     weight = 300
 
 
-class Refused(StoreError):
+# What each of the store's refusals is in HTTP: the status, and the API's reason code.
+STORE_ERRORS: dict[type[StoreError], tuple[int, str]] = {
+    StoreError: (400, "bad_request"),
+    InvalidPath: (400, "bad_path"),
+    NotFound: (404, "not_found"),
+    Conflict: (409, "conflict"),
+    TooLarge: (413, "too_large"),
+    ChecksumMismatch: (400, "checksum_mismatch"),
+    ClientDisconnected: (400, "client_disconnected"),
+    DiskFull: (507, "disk_full"),
+}
+
+
+def store_error_status(exc: StoreError) -> tuple[int, str]:
+    return next(STORE_ERRORS[kind] for kind in type(exc).__mro__ if kind in STORE_ERRORS)
+
+
+class Refused(Exception):
     """A request refused before it reaches the store (auth, headers, mode)."""
 
     def __init__(self, status: int, reason: str, message: str, headers: dict | None = None):
         super().__init__(message)
+        self.message = message
         self.status = status
         self.reason = reason
         self.headers = headers or {}
@@ -268,10 +298,10 @@ def browse(path: str):
 
 def upload(path: str):
     require_write()
-    expected = request.headers.get("X-Checksum-Sha256")
+    expected = request.headers.get(CHECKSUM_HEADER)
     if expected is not None and not _SHA256.match(expected.strip()):
         raise Refused(
-            400, "bad_request", "X-Checksum-Sha256 must be 64 hex digits (the body's sha256)"
+            400, "bad_request", f"{CHECKSUM_HEADER} must be 64 hex digits (the body's sha256)"
         )
     chunked = "chunked" in request.environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     length = request.content_length
@@ -370,8 +400,14 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(StoreError)
     def store_error(exc: StoreError):
+        status, reason = store_error_status(exc)
+        _count_rejection(reason)
+        return error_response(status, reason, exc.message)
+
+    @app.errorhandler(Refused)
+    def refused(exc: Refused):
         _count_rejection(exc.reason)
-        return error_response(exc.status, exc.reason, exc.message, getattr(exc, "headers", None))
+        return error_response(exc.status, exc.reason, exc.message, exc.headers)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

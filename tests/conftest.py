@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from ci.config import Settings
+from tests.helpers import tools
 from tests.helpers.mosn import make_checkout
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# .ci/run sets this so that a missing engine fails CI instead of skipping tests.
-REQUIRE_DOCKER = os.environ.get("MOSN_PROXYV2_REQUIRE_DOCKER") == "1"
 
 
 @pytest.fixture(scope="session")
@@ -31,14 +29,12 @@ def built_dist(mosn_checkout, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def docker_client():
-    docker = pytest.importorskip("docker")
+    docker = tools.module("docker engine", "docker")
     try:
         client = docker.from_env(timeout=120)
         client.ping()
     except Exception as exc:
-        if REQUIRE_DOCKER:
-            pytest.fail(f"Docker engine not reachable: {exc}")
-        pytest.skip(f"Docker engine not reachable ({exc}); .ci/run starts one")
+        tools.need("docker engine", f"Docker engine not reachable ({exc})")
     return client
 
 
@@ -48,18 +44,15 @@ def busybox_base(docker_client) -> str:
     from tests.helpers.images import BUSYBOX, import_busybox_base
 
     if not BUSYBOX.exists():
-        pytest.fail("busybox not found: install Debian's busybox-static (.ci/run does)")
+        tools.need("busybox", f"busybox not found on PATH or at {BUSYBOX}")
     return import_busybox_base(docker_client)
 
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory) -> str:
     """A real registry on 127.0.0.1 (no auth); yields `127.0.0.1:PORT`."""
-    import shutil
-
     from tests.helpers.registry import running_registry
 
-    if not shutil.which("docker-registry"):
-        pytest.fail("docker-registry not found: install Debian's docker-registry (.ci/run does)")
+    tools.which("docker-registry")
     with running_registry(tmp_path_factory.mktemp("registry")) as address:
         yield address

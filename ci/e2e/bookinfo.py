@@ -26,8 +26,6 @@ UNKNOWN = "unknown"
 # productpage could not reach reviews at all.
 ERROR = "error"
 STAR_COLORS = {"black": "v2", "red": "v3"}
-# The paths bookinfo-gateway.yaml routes; everything else 404s at the gateway.
-GATEWAY_PATHS = ("/productpage", "/static", "/login", "/logout", "/api/v1/products")
 
 
 class _ReviewMarkup(HTMLParser):
@@ -102,13 +100,20 @@ class Client:
             return http
         # productpage answers the login with redirect(request.referrer): without a Referer it
         # points at /None, a 404 for a client that follows it; send one as a browser does.
-        response = http.post(
-            f"{self.base_url}/login",
-            data={"username": user, "passwd": "password"},
-            headers={"Referer": self.productpage},
-            allow_redirects=False,
-            timeout=self.timeout,
-        )
+        login = f"{self.base_url}/login"
+        try:
+            response = http.post(
+                login,
+                data={"username": user, "passwd": "password"},
+                headers={"Referer": self.productpage},
+                allow_redirects=False,
+                timeout=self.timeout,
+            )
+        except requests.RequestException as exc:
+            raise UserError(
+                f"logging in to Bookinfo as {user!r} failed: POST {login} raised "
+                f"{type(exc).__name__}; check that the ingress gateway answers"
+            ) from None
         if response.status_code not in (200, 302, 303) or "session" not in http.cookies:
             raise UserError(
                 f"logging in to Bookinfo as {user!r} failed: POST /login answered "

@@ -9,6 +9,7 @@ rename, so an interrupted or corrupt download never looks like a cached one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import platform
 import re
@@ -17,13 +18,14 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import requests
 
 from ci import log
-from ci.dist import sha256_file
 from ci.e2e.versions import ClusterVersions
 from ci.errors import UserError
+from ci.fsutil import atomic_file
 
 GITHUB = "https://github.com"
 K8S_RELEASES = "https://dl.k8s.io"
@@ -94,39 +96,44 @@ def published_sha256(url: str, timeout: float = 60.0) -> str:
 def download(url: str, dest: Path, sha256: str, timeout: float = 300.0) -> None:
     """Fetch url into dest if sha256 matches; on mismatch or error nothing is left at dest."""
     made_folder = not dest.parent.exists()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
     ok = False
     try:
-        with os.fdopen(fd, "wb") as handle:
-            try:
-                with requests.get(url, stream=True, timeout=timeout) as response:
-                    if response.status_code != 200:
-                        raise UserError(
-                            f"download {url} answered {response.status_code}; check the version"
-                        )
-                    for chunk in response.iter_content(chunk_size=1 << 20):
-                        handle.write(chunk)
-            except requests.RequestException as exc:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # The digest is taken while writing: atomic_file renames into place on a clean exit.
+        with atomic_file(dest, mode=0o755) as handle:
+            actual = _fetch_into(url, handle, timeout)
+            if actual != sha256.lower():
                 raise UserError(
-                    f"could not download {url} ({type(exc).__name__}); check the network"
-                ) from None
-        actual = sha256_file(tmp)
-        if actual != sha256.lower():
-            raise UserError(
-                f"{url} has sha256 {actual}, expected {sha256}; the download is corrupt or "
-                "was replaced: nothing was kept, retry or check the release"
-            )
-        tmp.chmod(0o755)
-        os.replace(tmp, dest)
+                    f"{url} has sha256 {actual}, expected {sha256}; the download is corrupt or "
+                    "was replaced: nothing was kept, retry or check the release"
+                )
         ok = True
+    except OSError as exc:
+        raise _unwritable(dest, exc) from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
         if made_folder and not ok:
             with contextlib.suppress(OSError):
                 dest.parent.rmdir()
+
+
+def _fetch_into(url: str, handle: BinaryIO, timeout: float) -> str:
+    """Stream url's body into handle; its sha256."""
+    digest = hashlib.sha256()
+    # requests' errors are OSErrors too: caught here so they are not taken for the disk's.
+    try:
+        with requests.get(url, stream=True, timeout=timeout) as response:
+            if response.status_code != 200:
+                raise UserError(
+                    f"download {url} answered {response.status_code}; check the version"
+                )
+            for chunk in response.iter_content(chunk_size=1 << 20):
+                digest.update(chunk)
+                handle.write(chunk)
+    except requests.RequestException as exc:
+        raise UserError(
+            f"could not download {url} ({type(exc).__name__}); check the network"
+        ) from None
+    return digest.hexdigest()
 
 
 def _safe_extract(archive: Path, into: Path) -> None:
@@ -149,9 +156,10 @@ def ensure_istio(tools: Tools, istio_version: str, arch: str, github: str = GITH
     url = istio_release_url(istio_version, arch, github)
     digest = published_sha256(url + ".sha256")
     release_dir = tools.istio_home.parent
-    release_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{release_dir.name}.", dir=release_dir.parent))
+    staging: Path | None = None
     try:
+        release_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{release_dir.name}.", dir=release_dir.parent))
         archive = staging / "release.tar.gz"
         log.info(f"    fetching {url}")
         download(url, archive, digest)
@@ -162,5 +170,15 @@ def ensure_istio(tools: Tools, istio_version: str, arch: str, github: str = GITH
             raise UserError(f"{url} has no {tools.istio_home.name}/bin/istioctl; wrong asset")
         shutil.rmtree(release_dir, ignore_errors=True)
         os.replace(unpacked, release_dir)
+    except OSError as exc:
+        raise _unwritable(release_dir, exc) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unwritable(path: Path, exc: OSError) -> UserError:
+    return UserError(
+        f"could not write {path} ({exc.strerror or exc}); check the free space and "
+        f"permissions of {path.parent}"
+    )

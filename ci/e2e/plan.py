@@ -3,7 +3,7 @@
 The run is a list of steps; each step yields commands (external programs) and actions (work
 done in Python: writing the kind config, rewriting the injected YAML, HTTP probes). Plan mode
 prints the commands and names the actions as `#` lines; the real run executes the very same
-items (ci/e2e/__init__.py), so what `invoke e2e --plan` shows is what runs.
+items (ci/e2e/runner.py), so what `invoke e2e --plan` shows is what runs.
 
 Checks of a command's output (`expect`) are pure functions of that output: they are
 what the real run asserts, and they are tested here without a cluster.
@@ -11,6 +11,7 @@ what the real run asserts, and they are tested here without a cluster.
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 import shlex
@@ -55,6 +56,34 @@ MOSN_LOGS = (
 )
 
 
+class Do(enum.Enum):
+    """The actions: work the runner does in Python. ci/e2e/runner.py maps each to its method
+    in one table, so a misspelt action fails when the plan is built, not mid-run."""
+
+    FETCH_KIND = enum.auto()
+    FETCH_KUBECTL = enum.auto()
+    FETCH_ISTIO = enum.auto()
+    CLAIM_CLUSTER = enum.auto()
+    WRITE_KIND_CONFIG = enum.auto()
+    CLUSTER_CREATED = enum.auto()
+    LOAD_IMAGES = enum.auto()
+    DERIVE_IMAGES = enum.auto()
+    PULL_IMAGES = enum.auto()
+    REWRITE_INJECTED = enum.auto()
+    REACH_INGRESS = enum.auto()
+    NO_RULES = enum.auto()
+    ALL_V1 = enum.auto()
+    FIFTY_V3 = enum.auto()
+    TEST_V2 = enum.auto()
+    DIAGNOSE_SIDECARS = enum.auto()
+
+
+class Record(enum.Enum):
+    """Report fields a command's output may fill (ci/e2e/runner.py's RECORDS)."""
+
+    MOSN_VERSION = enum.auto()
+
+
 @dataclass(frozen=True)
 class Command:
     argv: tuple[str, ...]
@@ -68,8 +97,8 @@ class Command:
     # Repeat until `expect` holds, for at most the wait timeout.
     poll: bool = False
     hint: str = ""
-    # A report field that keeps the (stripped) output once `expect` holds.
-    record: str = ""
+    # The report field that keeps the (stripped) output once `expect` holds.
+    record: Record | None = None
 
     def line(self) -> str:
         prefix = [f"{key}={shlex.quote(value)}" for key, value in self.env]
@@ -83,11 +112,14 @@ class Command:
 
 @dataclass(frozen=True)
 class Action:
-    """Work done in Python; `name` selects the runner's method, `params` its arguments."""
+    """Work done in Python: what the runner's method for `do` does, in words."""
 
     description: str
-    name: str
-    params: tuple[tuple[str, object], ...] = ()
+    do: Do
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.do, Do):
+            raise TypeError(f"Action {self.description!r}: do={self.do!r} is not a plan.Do")
 
     def line(self) -> str:
         return f"# {self.description}"
@@ -106,6 +138,10 @@ class Step:
 
 
 CLUSTER, OWNED, NOTHING = "cluster", "owned", ""
+
+
+def namespace_of(deployment: str) -> str:
+    return ISTIO_NAMESPACE if deployment == GATEWAY_DEPLOYMENT else NAMESPACE
 
 
 _CLUSTER_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]{0,48}[a-z0-9])?")
@@ -216,7 +252,7 @@ class Plan:
             Step("ingress gateway", list(self._gateway())),
             Step(
                 "no rules: v1, v2, v3",
-                [Action("GET /productpage until v1, v2, v3 all seen", "no_rules")],
+                [Action("GET /productpage until v1, v2, v3 all seen", Do.NO_RULES)],
             ),
             Step("all v1", list(self._all_v1())),
             Step("reviews 50/50 v1/v3", list(self._fifty_v3())),
@@ -233,26 +269,26 @@ class Plan:
         yield Action(
             f"fetch {kind_url(row, arch)} -> {self.tools.kind} "
             "(sha256 pinned in ci/e2e/versions.py)",
-            "fetch_kind",
+            Do.FETCH_KIND,
         )
         url = kubectl_url(row, arch)
         yield Action(
-            f"fetch {url} -> {self.tools.kubectl} (sha256 from {url}.sha256)", "fetch_kubectl"
+            f"fetch {url} -> {self.tools.kubectl} (sha256 from {url}.sha256)", Do.FETCH_KUBECTL
         )
         url = istio_release_url(self.settings.istio_version, arch)
         yield Action(
             f"fetch {url} -> {self.tools.istio_home} (sha256 from {url}.sha256; istioctl, samples)",
-            "fetch_istio",
+            Do.FETCH_ISTIO,
         )
 
     def _cluster(self) -> Iterator[Item]:
         name = self.settings.cluster_name
         yield self.kind("get", "clusters", expect=cluster_absent(name))
-        yield Action(f"cluster {name} is this run's: cleanup may delete it", "claim_cluster")
+        yield Action(f"cluster {name} is this run's: cleanup may delete it", Do.CLAIM_CLUSTER)
         yield Action(
             f"write {self.kind_config} (127.0.0.1:{self.settings.ingress_port} -> node port "
             f"{INGRESS_NODE_PORT})",
-            "write_kind_config",
+            Do.WRITE_KIND_CONFIG,
         )
         yield self.kind(
             "create",
@@ -269,7 +305,7 @@ class Plan:
             f"{self.settings.wait_timeout}s",
         )
         yield Action(
-            f"cluster {name} exists: cleanup uninstalls what this run installs", "cluster_created"
+            f"cluster {name} exists: cleanup uninstalls what this run installs", Do.CLUSTER_CREATED
         )
         # kind's --wait covers the control plane only; pods need a Ready node and the
         # namespace's default service account ("serviceaccount default not found" otherwise).
@@ -284,7 +320,7 @@ class Plan:
             f"kind load docker-image --name {name} <each of {loaded}the images in "
             f"{self.images_list}>; when that fails, docker image save --platform "
             f"{self.platform} + kind load image-archive (Docker's containerd store, kind#3795)",
-            "load_images",
+            Do.LOAD_IMAGES,
         )
 
     @property
@@ -300,12 +336,12 @@ class Plan:
             f"images to preload: every container image in {self.istio_manifest} and "
             f"{self.sample('platform/kube/bookinfo.yaml')}, plus the sidecar injector's "
             f"istio-proxy and istio-init images -> {self.images_list}",
-            "derive_images",
+            Do.DERIVE_IMAGES,
         )
         yield Action(
             "docker pull each image the engine lacks (once, on this host; logged in when the "
             "workflow was given Docker Hub credentials)",
-            "pull_images",
+            Do.PULL_IMAGES,
         )
 
     def _istio(self) -> Iterator[Item]:
@@ -341,7 +377,7 @@ class Plan:
         )
 
     def _sidecar_checks(self, deployment: str) -> Iterator[Item]:
-        namespace = ISTIO_NAMESPACE if deployment == GATEWAY_DEPLOYMENT else NAMESPACE
+        namespace = namespace_of(deployment)
         if deployment == GATEWAY_DEPLOYMENT:
             yield self.kubectl(
                 "get",
@@ -360,7 +396,7 @@ class Plan:
             "--version",
             namespace=namespace,
             expect=mosn_version,
-            record="mosn_version",
+            record=Record.MOSN_VERSION,
         )
         yield self.kubectl(
             *exec_, "sh", "-c", PROCESS_LIST, namespace=namespace, expect=mosn_running
@@ -378,7 +414,7 @@ class Plan:
         yield Action(
             f"rewrite {self.injected} -> {self.rewritten}: every istio-proxy names "
             f"{names.BINARY_PATH_IN_IMAGE} (pyyaml)",
-            "rewrite_injected",
+            Do.REWRITE_INJECTED,
         )
         yield self.kubectl("apply", "-f", str(self.rewritten))
         for deployment in BOOKINFO_DEPLOYMENTS:
@@ -415,7 +451,7 @@ class Plan:
         yield self.kubectl("apply", "-f", self.sample("networking/bookinfo-gateway.yaml"))
         yield Action(
             f"GET http://127.0.0.1:{self.settings.ingress_port}/productpage until 200",
-            "reach_ingress",
+            Do.REACH_INGRESS,
         )
 
     def _apply_rule(self, file: str) -> Command:
@@ -424,14 +460,14 @@ class Plan:
     def _all_v1(self) -> Iterator[Item]:
         yield self._apply_rule("destination-rule-all.yaml")
         yield self._apply_rule("virtual-service-all-v1.yaml")
-        yield Action("GET /productpage until only v1 answers, then count: all v1", "all_v1")
+        yield Action("GET /productpage until only v1 answers, then count: all v1", Do.ALL_V1)
 
     def _fifty_v3(self) -> Iterator[Item]:
         yield self._apply_rule("virtual-service-reviews-50-v3.yaml")
         yield Action(
             "GET /productpage until v3 answers, then count N: only v1/v3, 50/50 by the "
             "binomial verdict",
-            "fifty_v3",
+            Do.FIFTY_V3,
         )
 
     def _test_v2(self) -> Iterator[Item]:
@@ -439,198 +475,104 @@ class Plan:
         yield Action(
             "POST /login as jason (Referer, session cookie); GET /productpage until jason sees "
             "v2 and anonymous v1, then count: jason all v2, anonymous all v1",
-            "test_v2",
+            Do.TEST_V2,
         )
 
     def diagnostics_steps(self) -> list[Step]:
-        d = self.diagnostics
-
-        def save(name: str) -> dict:
-            return {"save": d / name, "check": False}
-
+        d, kubeconfig = self.diagnostics, str(self.kubeconfig)
         items: list[Item] = [
-            self.kubectl("get", "all", "-A", "-o", "wide", namespace=None, **save("all.txt")),
-            self.kubectl("get", "pods", "-A", "-o", "json", namespace=None, **save("pods.json")),
+            self._diagnostic("all.txt", "get", "all", "-A", "-o", "wide"),
+            self._diagnostic("pods.json", "get", "pods", "-A", "-o", "json"),
             Action(
                 f"each istio-proxy's state, restarts and last termination from {d / 'pods.json'}"
                 f" -> {d / 'sidecars.txt'}; the report names every pod whose sidecar is not Ready",
-                "diagnose_sidecars",
+                Do.DIAGNOSE_SIDECARS,
             ),
-            self.kubectl("describe", "pods", "-A", namespace=None, **save("pods-describe.txt")),
-            self.kubectl(
-                "get",
-                "events",
-                "-A",
-                "--sort-by=.lastTimestamp",
-                namespace=None,
-                **save("events.txt"),
-            ),
+            self._diagnostic("pods-describe.txt", "describe", "pods", "-A"),
+            self._diagnostic("events.txt", "get", "events", "-A", "--sort-by=.lastTimestamp"),
             self.istioctl(
-                "proxy-status", "--kubeconfig", str(self.kubeconfig), **save("proxy-status.txt")
+                "proxy-status", "--kubeconfig", kubeconfig, **self._keep("proxy-status.txt")
             ),
         ]
         if not self.settings.pull_image:
             # The binary as the image holds it, even when no sidecar stays up to exec into.
-            items.append(
-                Command(
-                    (
-                        "docker",
-                        "run",
-                        "--rm",
-                        "--network",
-                        "none",
-                        "--entrypoint",
-                        names.BINARY_PATH_IN_IMAGE,
-                        self.image,
-                        "--version",
-                    ),
-                    **save("mosn-version-image.txt"),
-                )
-            )
+            run = ("docker", "run", "--rm", "--network", "none", "--entrypoint")
+            version = (names.BINARY_PATH_IN_IMAGE, self.image, "--version")
+            items.append(Command((*run, *version), **self._keep("mosn-version-image.txt")))
         for deployment in (*BOOKINFO_DEPLOYMENTS, GATEWAY_DEPLOYMENT):
-            namespace = ISTIO_NAMESPACE if deployment == GATEWAY_DEPLOYMENT else NAMESPACE
-            target = (f"deploy/{deployment}", "-c", SIDECAR)
-            # The istio-proxy container's log is pilot-agent's, MOSN's stdout included.
-            items.append(
-                self.kubectl(
-                    "logs",
-                    *target,
-                    "--tail=2000",
-                    namespace=namespace,
-                    **save(f"sidecar-{deployment}.log"),
-                )
-            )
-            items.append(
-                self.kubectl(
-                    "logs",
-                    *target,
-                    "--previous",
-                    "--tail=2000",
-                    namespace=namespace,
-                    **save(f"sidecar-{deployment}-previous.log"),
-                )
-            )
-            items.append(
-                self.kubectl(
-                    "exec",
-                    *target,
-                    "--",
-                    names.BINARY_PATH_IN_IMAGE,
-                    "--version",
-                    namespace=namespace,
-                    **save(f"mosn-version-{deployment}.txt"),
-                )
-            )
-            items.append(
-                self.kubectl(
-                    "exec",
-                    *target,
-                    "--",
-                    "sh",
-                    "-c",
-                    MOSN_LOGS,
-                    namespace=namespace,
-                    **save(f"mosn-logs-{deployment}.txt"),
-                )
-            )
+            items.extend(self._sidecar_diagnostics(deployment))
         items.append(
-            self.kubectl(
-                "logs",
-                "deploy/istiod",
-                "--tail=2000",
-                namespace=ISTIO_NAMESPACE,
-                **save("istiod.log"),
+            self._diagnostic(
+                "istiod.log", "logs", "deploy/istiod", "--tail=2000", namespace=ISTIO_NAMESPACE
             )
         )
-        items.append(
-            self.kind(
-                "export", "logs", str(d / "kind"), "--name", self.settings.cluster_name, check=False
-            )
-        )
+        name = self.settings.cluster_name
+        items.append(self.kind("export", "logs", str(d / "kind"), "--name", name, check=False))
         return [Step("diagnostics", items)]
 
+    def _keep(self, name: str) -> dict:
+        """Command options for a diagnostic: its output saved as `name`, its exit code ignored."""
+        return {"save": self.diagnostics / name, "check": False}
+
+    def _diagnostic(self, file: str, *args: str, namespace: str | None = None) -> Command:
+        return self.kubectl(*args, namespace=namespace, **self._keep(file))
+
+    def _sidecar_diagnostics(self, deployment: str) -> Iterator[Command]:
+        target = (f"deploy/{deployment}", "-c", SIDECAR)
+        # The istio-proxy container's log is pilot-agent's, MOSN's stdout included.
+        for args, file in (
+            (("logs", *target, "--tail=2000"), f"sidecar-{deployment}.log"),
+            (("logs", *target, "--previous", "--tail=2000"), f"sidecar-{deployment}-previous.log"),
+            (
+                ("exec", *target, "--", names.BINARY_PATH_IN_IMAGE, "--version"),
+                f"mosn-version-{deployment}.txt",
+            ),
+            (("exec", *target, "--", "sh", "-c", MOSN_LOGS), f"mosn-logs-{deployment}.txt"),
+        ):
+            yield self._diagnostic(file, *args, namespace=namespace_of(deployment))
+
     def cleanup_steps(self) -> list[Step]:
-        steps = [
-            Step(
-                "cleanup bookinfo",
-                [
-                    Command(
-                        ("bash", self.sample("platform/kube/cleanup.sh")),
-                        env=(("NAMESPACE", NAMESPACE), ("KUBECONFIG", str(self.kubeconfig))),
-                        path_prepend=str(self.tools.kubectl.parent),
-                    )
-                ],
+        bookinfo = Command(
+            ("bash", self.sample("platform/kube/cleanup.sh")),
+            env=(("NAMESPACE", NAMESPACE), ("KUBECONFIG", str(self.kubeconfig))),
+            path_prepend=str(self.tools.kubectl.parent),
+        )
+        manifest = str(self.istio_manifest)
+        istio = [
+            self.manifest_generate(),
+            # Deleting the CRDs first takes their resources with them, so kubectl may complain
+            # about kinds it no longer knows: the verdict is "nothing left" below, not this
+            # exit code.
+            self.kubectl(
+                "delete", "--ignore-not-found", "-f", manifest, namespace=None, check=False
             ),
-            Step(
-                "uninstall istio",
-                [
-                    self.manifest_generate(),
-                    # Deleting the CRDs first takes their resources with them, so kubectl
-                    # may complain about kinds it no longer knows: the verdict is "nothing
-                    # left" below, not this exit code.
-                    self.kubectl(
-                        "delete",
-                        "--ignore-not-found",
-                        "-f",
-                        str(self.istio_manifest),
-                        namespace=None,
-                        check=False,
-                    ),
-                    self.kubectl(
-                        "delete", "namespace", ISTIO_NAMESPACE, "--ignore-not-found", namespace=None
-                    ),
-                ],
-            ),
-            Step(
-                "nothing left",
-                [
-                    self.kubectl(
-                        "get",
-                        "deployments,services,pods",
-                        "-o",
-                        "json",
-                        expect=only_kubernetes_service,
-                        poll=True,
-                    ),
-                    self.kubectl(
-                        "get",
-                        "namespaces",
-                        "-o",
-                        "name",
-                        namespace=None,
-                        expect=absent([f"namespace/{ISTIO_NAMESPACE}"]),
-                        poll=True,
-                    ),
-                    self.kubectl(
-                        "get",
-                        "crd,mutatingwebhookconfigurations,validatingwebhookconfigurations",
-                        "-o",
-                        "name",
-                        namespace=None,
-                        expect=absent(["istio"]),
-                        poll=True,
-                    ),
-                ],
+            self.kubectl(
+                "delete", "namespace", ISTIO_NAMESPACE, "--ignore-not-found", namespace=None
             ),
         ]
+        steps = [
+            Step("cleanup bookinfo", [bookinfo]),
+            Step("uninstall istio", istio),
+            Step("nothing left", list(self._nothing_left())),
+        ]
         if not self.settings.keep_cluster:
-            steps.append(
-                Step(
-                    "delete cluster",
-                    requires=OWNED,
-                    items=[
-                        self.kind(
-                            "delete",
-                            "cluster",
-                            "--name",
-                            self.settings.cluster_name,
-                            "--kubeconfig",
-                            str(self.kubeconfig),
-                        )
-                    ],
-                )
-            )
+            name, kubeconfig = self.settings.cluster_name, str(self.kubeconfig)
+            delete = self.kind("delete", "cluster", "--name", name, "--kubeconfig", kubeconfig)
+            steps.append(Step("delete cluster", [delete], requires=OWNED))
         return steps
+
+    def _nothing_left(self) -> Iterator[Command]:
+        def gone(what: str, output: str, expect: Expect, namespace: str | None = None) -> Command:
+            return self.kubectl(
+                "get", what, "-o", output, namespace=namespace, expect=expect, poll=True
+            )
+
+        yield gone(
+            "deployments,services,pods", "json", only_kubernetes_service, namespace=NAMESPACE
+        )
+        yield gone("namespaces", "name", absent([f"namespace/{ISTIO_NAMESPACE}"]))
+        webhooks = "mutatingwebhookconfigurations,validatingwebhookconfigurations"
+        yield gone(f"crd,{webhooks}", "name", absent(["istio"]))
 
     def lines(self) -> list[str]:
         out: list[str] = []

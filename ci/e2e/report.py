@@ -63,6 +63,9 @@ class Report:
     # One sentence per pod whose istio-proxy is not Ready (diagnostics only).
     sidecars: list[str] = field(default_factory=list)
 
+    def keep_mosn_version(self, output: str) -> None:
+        self.mosn_version = self.mosn_version or output
+
     @property
     def failed(self) -> list[Check]:
         return [c for c in self.checks if c.status == FAILED]

@@ -11,6 +11,7 @@ import yaml
 
 from ci import config
 from ci import github as action
+from tests.helpers import tools
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ACTION = ROOT / "action.yml"
@@ -176,7 +177,7 @@ def test_workflow_permissions_are_least_privilege(path):
 
 
 def test_dependency_check_covers_pyproject():
-    tomllib = pytest.importorskip("tomllib")
+    tomllib = tools.module("tomllib")
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     names = {re.split(r"[<>=!~\[ ;]", dep, maxsplit=1)[0].lower() for dep in deps}
     assert names == set(action.DEPENDENCY_MODULES)

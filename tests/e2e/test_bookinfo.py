@@ -119,3 +119,15 @@ def test_unreachable_productpage_counts_as_error():
     client = Client(f"http://127.0.0.1:{free_port()}", timeout=1)
     sample = client.sample(client.session())
     assert (sample.status, sample.version) == (0, "error")
+
+
+def test_unreachable_login_is_a_one_line_user_error():
+    from tests.helpers.net import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(UserError) as failure:
+        Client(url, timeout=1).session("jason")
+    assert str(failure.value) == (
+        f"logging in to Bookinfo as 'jason' failed: POST {url}/login raised ConnectionError; "
+        "check that the ingress gateway answers"
+    )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
+import resource
+import signal
 import tarfile
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
@@ -156,3 +159,46 @@ def test_an_unreachable_host_is_one_line_and_leaves_no_folder(tmp_path):
         istioctl.download(url, dest, "1" * 64)
     assert str(failure.value) == f"could not download {url} (ConnectionError); check the network"
     assert not dest.parent.exists()
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int):
+    """A disk that fills mid-write (a small tmpfs would do; RLIMIT_FSIZE does the same without
+    root): every write past `limit` bytes fails with EFBIG."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old)
+
+
+def test_a_write_error_is_one_line_and_leaves_no_partial_file(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "kind").write_bytes(b"k" * (4 << 20))
+    dest = tmp_path / "cache" / "kind"
+    dest.parent.mkdir(parents=True)
+    with serve(site) as base, file_size_limit(1 << 20), pytest.raises(UserError) as failure:
+        istioctl.download(f"{base}/kind", dest, "1" * 64)
+    assert str(failure.value) == (
+        f"could not write {dest} (File too large); check the free space and permissions "
+        f"of {dest.parent}"
+    )
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_a_write_error_while_unpacking_is_one_line_and_leaves_nothing(tmp_path, tools):
+    """The tarball fits under the limit; its 4 MiB istioctl does not."""
+    site = tmp_path / "site"
+    _release(site, _tarball({**ISTIO_TREE, f"istio-{VERSION}/bin/istioctl": bytes(4 << 20)}))
+    with serve(site) as base, file_size_limit(1 << 20), pytest.raises(UserError) as failure:
+        istioctl.ensure_istio(tools, VERSION, "amd64", github=base)
+    release = tools.istio_home.parent
+    assert str(failure.value) == (
+        f"could not write {release} (File too large); check the free space and permissions "
+        f"of {release.parent}"
+    )
+    assert list(release.parent.iterdir()) == []

@@ -18,7 +18,6 @@ image store (we use the run's loader, with its one-platform archive fallback).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
@@ -31,17 +30,15 @@ from ci.e2e import images
 from ci.e2e.istioctl import Tools, host_arch
 from ci.e2e.plan import full_image
 from ci.e2e.versions import for_istio
+from tests.helpers import tools
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 CLUSTER_NAME = "mp-e2e-live"
-# The workflow sets this so that a missing piece fails the job instead of skipping the test.
-REQUIRE_CLUSTER = os.environ.get("MOSN_PROXYV2_REQUIRE_CLUSTER") == "1"
 
 
 def _unavailable(reason: str) -> None:
-    if REQUIRE_CLUSTER:
-        pytest.fail(reason)
-    pytest.skip(reason)
+    # The workflow sets MOSN_PROXYV2_REQUIRE_CLUSTER=1: a missing piece fails the job there.
+    tools.need("kind cluster", reason)
 
 
 def _docker(*args: str) -> subprocess.CompletedProcess:

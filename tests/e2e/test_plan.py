@@ -210,3 +210,21 @@ def test_expectations_read_real_shaped_outputs():
 def test_plan_names_no_credentials_in_the_artifacts_folder():
     plan = Plan(GOLDEN_SETTINGS, "amd64")
     assert not plan.kubeconfig.is_relative_to(plan.artifacts)
+
+
+def test_an_action_named_by_a_string_is_refused_when_the_plan_is_built():
+    with pytest.raises(TypeError, match="do='fetch_kind' is not a plan.Do"):
+        plan_module.Action("fetch kind", "fetch_kind")
+
+
+def test_every_action_and_record_of_the_plan_has_its_runner_entry():
+    from ci.e2e.runner import ACTIONS, RECORDS
+
+    plan = Plan(GOLDEN_SETTINGS, "amd64")
+    items = [
+        i for s in plan.main() + plan.diagnostics_steps() + plan.cleanup_steps() for i in s.items
+    ]
+    assert {i.do for i in items if isinstance(i, plan_module.Action)} == set(ACTIONS)
+    assert {i.record for i in items if isinstance(i, plan_module.Command) and i.record} == set(
+        RECORDS
+    )

@@ -13,25 +13,19 @@ import json
 import pytest
 
 from ci import log
-from ci.e2e import Runner, images, plan_lines
-from ci.e2e.plan import Plan
+from ci.e2e import images, plan_lines
+from ci.e2e.plan import BOOKINFO_DEPLOYMENTS, Plan
+from ci.e2e.runner import Runner
 from ci.errors import UserError
 from tests.e2e.conftest import FULL_IMAGE, UPSTREAM_ISTIO
+from tests.helpers import tools
 from tests.helpers.e2e_tools import istio_manifest
 
 BOOKINFO_IMAGES = [
-    f"docker.io/istio/examples-bookinfo-{name}:1.16.2"
-    for name in (
-        "details-v1",
-        "ratings-v1",
-        "reviews-v1",
-        "reviews-v2",
-        "reviews-v3",
-        "productpage-v1",
-    )
+    f"docker.io/istio/examples-bookinfo-{name}:1.16.2" for name in BOOKINFO_DEPLOYMENTS
 ]
-needs_upstream = pytest.mark.skipif(
-    UPSTREAM_ISTIO is None, reason="Istio 1.10.6's Bookinfo YAML is not beside the project"
+needs_upstream = tools.skip_unless(
+    "istio upstream", UPSTREAM_ISTIO is not None, "Istio 1.10.6's Bookinfo YAML is not found"
 )
 
 

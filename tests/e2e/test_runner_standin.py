@@ -13,8 +13,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from ci import log
-from ci.e2e import Runner
 from ci.e2e.plan import Command, Plan
+from ci.e2e.runner import Runner
 from ci.errors import UserError
 
 

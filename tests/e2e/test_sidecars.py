@@ -7,8 +7,8 @@ import json
 import pytest
 
 from ci import log
-from ci.e2e import Runner
 from ci.e2e.plan import Plan
+from ci.e2e.runner import Runner
 from ci.e2e.sidecars import not_ready
 from ci.errors import UserError
 

@@ -7,6 +7,7 @@ from fractions import Fraction
 import pytest
 
 from ci.e2e import stats
+from tests.helpers import tools
 
 
 def test_chosen_n_keeps_both_error_rates_under_one_in_a_thousand():
@@ -24,7 +25,7 @@ def test_one_fewer_request_would_miss_the_false_pass_target():
 
 
 def test_exact_rates_agree_with_scipy():
-    binom = pytest.importorskip("scipy.stats").binom
+    binom = tools.module("scipy", "scipy.stats").binom
     design = stats.choose_n()
     inside_half = binom.cdf(design.hi, design.n, 0.5) - binom.cdf(design.lo - 1, design.n, 0.5)
     inside_broken = binom.cdf(design.hi, design.n, 0.8) - binom.cdf(design.lo - 1, design.n, 0.8)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from tests.helpers import tools
 from tests.helpers.mosn import git
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -168,7 +169,7 @@ def run_act(
     masks (::add-mask::) are hidden, which is what a test of the action's masking needs.
     """
     cmd = [
-        "act",
+        tools.which("act"),
         "push",
         "-W",
         workflow,

@@ -1,4 +1,5 @@
-"""A real artifact server (gunicorn + the Flask app) on loopback, for any test that needs one.
+"""A real artifact server (gunicorn + the Flask app) on loopback, for any test that needs one;
+and the same app in-process (InProcess, below) for the API cases that need no network.
 
     with running_server(tmp_path / "root", tokens=["t"]) as base_url:
         requests.put(f"{base_url}/a/b.tar.gz", data=..., headers={"Authorization": "Bearer t"})
@@ -13,10 +14,15 @@ trusted_proxies).
 from __future__ import annotations
 
 import contextlib
+import functools
+import io
+import json
 import os
 import signal
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from requests.utils import parse_header_links
 
 from server import background
 from tests.helpers.net import free_port
@@ -63,3 +69,76 @@ def running_server(
             background.stop(root)
         else:
             url.kill_hard()
+
+
+class Answer:
+    """A test-client response seen through the parts of requests.Response the tests read."""
+
+    def __init__(self, response) -> None:
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self.content = response.get_data()
+        response.close()
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.content)
+
+    @property
+    def links(self) -> dict:
+        header = self.headers.get("Link")
+        if not header:
+            return {}
+        return {link.get("rel") or link["url"]: link for link in parse_header_links(header)}
+
+
+class InProcess(str):
+    """The app in this process, on Flask's test client, behind the base URL http://localhost.
+
+    Its calls take what requests.Session's take (a full URL, data=bytes or an iterable of
+    chunks, headers=, params=), so a test reads the same in-process as over the wire. The
+    WSGI stack is the one gunicorn runs (the fast path included), without the network.
+    """
+
+    root: Path
+
+    def __new__(cls, root: Path, tokens: Sequence[str], **config) -> InProcess:
+        from server import create_app
+
+        url = super().__new__(cls, "http://localhost")
+        url.root = Path(root)
+        url.client = create_app({"root": url.root, "tokens": list(tokens), **config}).test_client()
+        return url
+
+    def request(self, method: str, url: str, data=b"", headers=None, params=None) -> Answer:
+        assert url.startswith(self), url
+        headers = dict(headers or {})
+        extra = {}
+        if isinstance(data, bytes):  # requests sends a length, 0 included
+            extra = {"content_length": len(data)}
+        else:  # an iterable of chunks: sent chunked, no length
+            headers["Transfer-Encoding"] = "chunked"
+            extra = {
+                "input_stream": io.BytesIO(b"".join(data)),
+                "environ_overrides": {"wsgi.input_terminated": True},
+            }
+            data = None
+        path, _, query = url.removeprefix(self).partition("?")
+        response = self.client.open(
+            path or "/",  # werkzeug decodes %XX into PATH_INFO, as gunicorn does
+            method=method,
+            data=data,
+            headers=headers,
+            query_string=params if params is not None else query,
+            **extra,
+        )
+        return Answer(response)
+
+    def __getattr__(self, name: str):
+        # .get(url, ...), .put(...), ...: requests.Session's method names.
+        if name in ("get", "head", "put", "delete", "post", "options"):
+            return functools.partial(self.request, name.upper())
+        raise AttributeError(name)

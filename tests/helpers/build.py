@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import tarfile
 from pathlib import Path
 
+from tests.helpers import tools
 from tests.helpers.cli import run_invoke
 from tests.helpers.images import add_busybox, import_rootfs
 
@@ -26,15 +26,13 @@ TOOLS = ("compile", "link", "asm", "buildid", "cgo", "pack")
 
 
 def host_goroot() -> Path:
-    go = shutil.which("go")
-    if go is None:
-        raise RuntimeError("go not on PATH: install Debian's golang-go (.ci/run does)")
+    go = tools.which("go")
     return Path(go).resolve().parent.parent
 
 
 def goroot(path: Path) -> Path:
     if not (path / "bin" / "go").is_file():
-        raise RuntimeError(f"no Go at {path}: install Debian's golang-go and golang-1.15 (.ci/run)")
+        tools.need("go releases", f"no Go at {path}")
     return path
 
 

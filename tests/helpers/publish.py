@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from ci import names
 from ci.dist import Dist, sha256_file
+from tests.helpers import tools
 from tests.helpers.cli import run_invoke
 from tests.helpers.net import free_port, running_process
 
@@ -42,6 +43,7 @@ def moto_server(workdir: Path, **env: str) -> Iterator[str]:
     """moto's S3 API as a real HTTP server process on loopback; yields its endpoint URL.
     `env` configures moto (e.g. INITIAL_NO_AUTH_ACTION_COUNT="0" to check credentials)."""
     port = free_port()
+    tools.module("moto", "moto.server")
     argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     with running_process(argv, port, log=workdir / "moto.log", env={**os.environ, **env}):
         yield f"http://127.0.0.1:{port}"

@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.helpers import tools
 from tests.helpers.net import free_port, running_process
 
 CONFIG = """version: 0.1
@@ -31,8 +32,7 @@ AUTH = """auth:
 
 def htpasswd_file(path: Path, user: str, password: str) -> Path:
     """A bcrypt htpasswd file (the registry accepts bcrypt only), made with apache2-utils."""
-    if not shutil.which("htpasswd"):
-        raise RuntimeError("htpasswd not found: install Debian's apache2-utils (.ci/run does)")
+    tools.which("htpasswd")
     line = subprocess.run(
         ["htpasswd", "-Bbn", user, password], capture_output=True, text=True, check=True
     ).stdout.strip()

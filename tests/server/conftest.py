@@ -1,4 +1,5 @@
-"""Fixtures for the artifact server tests: one live gunicorn server per session, plus helpers."""
+"""Fixtures for the artifact server tests: one live server per session and mode (gunicorn
+alone, and behind nginx), the same app in-process for the detailed API cases, and helpers."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 import requests
 
 from server.front import find_nginx
-from tests.helpers.artifact_server import running_server
+from tests.helpers import tools
+from tests.helpers.artifact_server import InProcess, running_server
 
 TOKEN = "test-token-7f3a"
 OTHER_TOKEN = "second-token-19c2"
@@ -29,13 +31,20 @@ def live_server(request, tmp_path_factory):
     """A real server (gunicorn, 2 workers; alone, and behind nginx) shared by tests that need
     no special options."""
     if request.param == "nginx" and find_nginx() is None:
-        pytest.skip("nginx is not installed (Debian: apt-get install nginx)")
+        tools.need("nginx", "nginx is not installed")
     with running_server(
         tmp_path_factory.mktemp("live") / "root",
         tokens=[TOKEN, OTHER_TOKEN],
         front=None if request.param == "app" else request.param,
     ) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory) -> InProcess:
+    """The app in this process (Flask's test client), configured as live_server is: for the
+    API's detailed cases, which need no network. It is both the base URL and the client."""
+    return InProcess(tmp_path_factory.mktemp("in-process") / "root", [TOKEN, OTHER_TOKEN])
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 import pytest
 import requests
 
+from tests.helpers import tools
 from tests.server.conftest import AUTH, sha256
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -73,7 +74,7 @@ def dump_dom(url: str, profile) -> str:
 @pytest.mark.slow
 def test_browse_page_in_chromium_lists_the_artifacts(live_server, prefix, tmp_path):
     if not shutil.which(CHROMIUM):
-        pytest.fail("chromium not found: install Debian's chromium (.ci/run does)")
+        tools.need("chromium", f"{CHROMIUM} not found")
     files = {
         "mosn.tar.gz": b"linux tarball",
         "mosn-centos.tar.gz": b"centos tarball!",

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from ci.errors import UserError
 from server import background
+from server.errors import ServerError
 from tests.helpers.net import free_port
 from tests.server.conftest import TOKEN
 
@@ -77,6 +77,23 @@ def test_python_m_server_needs_a_root(tmp_path):
     )
 
 
+def test_python_m_server_prints_the_detail_then_the_message_with_a_stand_in_error(
+    monkeypatch, capsys, tmp_path
+):
+    """No error on this path carries a detail today (background.start's do): a stand-in
+    `serve` raises one, so the day one does, it is not dropped."""
+    import server.__main__ as main_module
+
+    def failing_serve(config, options):
+        raise ServerError("the server could not start; see its log", detail="line one\nline two")
+
+    monkeypatch.setattr(main_module, "serve", failing_serve)
+    assert main_module.main(["--root", str(tmp_path / "root")]) == 1
+    assert capsys.readouterr().err == (
+        "line one\nline two\nerror: the server could not start; see its log\n"
+    )
+
+
 def test_invoke_serve_runs_in_the_foreground_and_stop_ends_it(tmp_path):
     root = tmp_path / "root"
     port = free_port()
@@ -136,7 +153,7 @@ def test_background_start_and_stop(tmp_path):
         assert background.running(root) == pid
         assert requests.get(f"http://127.0.0.1:{port}/-/healthz").json()["status"] == "ok"
         assert TOKEN not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        with pytest.raises(UserError, match="already runs from"):
+        with pytest.raises(ServerError, match="already runs from"):
             background.start(root, f"127.0.0.1:{free_port()}", [TOKEN])
     finally:
         assert background.stop(root) == pid
@@ -149,7 +166,7 @@ def test_background_start_reports_a_port_in_use(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(UserError, match="exited with code") as caught:
+        with pytest.raises(ServerError, match="exited with code") as caught:
             background.start(tmp_path / "root", f"127.0.0.1:{port}", [TOKEN], timeout=60)
     assert "Address already in use" in caught.value.detail or "in use" in caught.value.detail
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-from ci.errors import UserError
 from server import create_app
-from server.config import build_config, from_args, parse_size
+from server.config import build_config, from_args, parse_size, size_text
+from server.errors import ServerError
 from tests.helpers.artifact_server import running_server
 from tests.server.conftest import AUTH, TOKEN
 
@@ -86,12 +86,12 @@ def test_parse_size(text, size):
 
 @pytest.mark.parametrize("bad", ["lots", "-1", "2X", ""])
 def test_bad_sizes_are_user_errors(bad, tmp_path):
-    with pytest.raises(UserError, match="size"):
+    with pytest.raises(ServerError, match="size"):
         build_config(tmp_path, max_upload_size=bad, environ={})
 
 
 def test_unreadable_token_file_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="cannot read token file"):
+    with pytest.raises(ServerError, match="cannot read token file"):
         build_config(tmp_path, token_file=tmp_path / "missing", environ={})
 
 
@@ -183,3 +183,14 @@ def test_tokens_never_reach_the_logs(tmp_path):
     assert '"PUT /l.bin HTTP/1.1" 201' in log  # the access log is on
     for secret in (TOKEN, READ_TOKEN, "wrong-token-abcdef", secret_basic, TOKEN[:8], "Bearer"):
         assert secret not in log
+
+
+def test_a_worker_count_from_the_environment_must_be_a_number(tmp_path):
+    with pytest.raises(ServerError, match="ARTIFACT_WORKERS='abc' is not a number of processes"):
+        from_args(["--root", str(tmp_path)], environ={"ARTIFACT_WORKERS": "abc"})
+
+
+@pytest.mark.parametrize(("size", "text"), [(4 * 1024**3, "4G"), (3072, "3K"), (1000, "1000")])
+def test_help_shows_sizes_as_parse_size_reads_them(size, text):
+    assert size_text(size) == text
+    assert parse_size(text) == size

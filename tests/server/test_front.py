@@ -1,6 +1,8 @@
 """The nginx front (`--front nginx`): what nginx serves itself, what it caches, and that it
 never serves what the app would refuse. The whole API also runs through the front: the
-`live_server` fixture is parametrized over both modes (tests/server/conftest.py).
+`live_server` tests (every endpoint's smoke, large downloads, Range, chunked bodies, auth,
+hostile clients) are parametrized over both modes (tests/server/conftest.py); the detailed
+API cases run on the app in-process.
 
 Each test runs a real nginx (Debian's) in front of a real gunicorn on loopback.
 """
@@ -19,12 +21,14 @@ import requests
 
 from server import background, front
 from server.config import front_options
+from server.errors import ServerError
 from server.fastpath import INLINE_LIMIT
+from tests.helpers import tools
 from tests.helpers.artifact_server import running_server
 from tests.server.conftest import AUTH, TOKEN, sha256
 from tests.server.test_hardening import closed_by_server, connect
 
-pytestmark = pytest.mark.skipif(front.find_nginx() is None, reason="nginx is not installed")
+pytestmark = tools.skip_unless("nginx", front.find_nginx() is not None, "nginx is not installed")
 
 READ_TOKEN = "read-token-5e1d"  # noqa: S105 - a test token
 LARGE = os.urandom(INLINE_LIMIT * 4 + 123)
@@ -113,24 +117,20 @@ def test_a_large_download_with_range_and_conditionals_through_nginx(fronted, htt
 
 def test_nginx_never_serves_dot_files_or_its_internal_locations(fronted, http):
     assert http.put(f"{fronted}/x/seen.bin", data=LARGE, headers=AUTH).status_code == 201
-    for target in (
-        "/.server.pid",
-        "/.front/nginx.conf",
-        "/x/.seen.bin.meta",
-        "/.tmp/",
+    for target, status in (
+        ("/.server.pid", 400),
+        ("/.front/nginx.conf", 400),
+        ("/x/.seen.bin.meta", 400),
+        ("/.tmp/", 400),
+        ("/-/front/full/x/seen.bin", 404),
+        ("/-/front/range/x/seen.bin", 404),
+        ("/-/front/full/.server.pid", 404),
+        ("/-/front/authorize", 404),
+        ("/x/../-/front/full/x/seen.bin", 404),
     ):
         answer = http.get(f"{fronted}{target}")
-        assert answer.status_code == 400, target
-    for target in (
-        "/-/front/full/x/seen.bin",
-        "/-/front/range/x/seen.bin",
-        "/-/front/full/.server.pid",
-        "/-/front/authorize",
-        "/x/../-/front/full/x/seen.bin",
-    ):
-        answer = http.get(f"{fronted}{target}")
-        assert answer.status_code == 404, target
-        assert answer.content != LARGE
+        assert answer.status_code == status, target
+        assert answer.content != LARGE, target
 
 
 def test_an_overwrite_is_served_once_the_cache_time_is_over(fronted, http):
@@ -282,11 +282,9 @@ def test_front_options_are_checked():
     env = {"ARTIFACT_FRONT": "NGINX", "ARTIFACT_FRONT_CACHE": "5"}
     assert front_options(None, None, env) == {"front": "nginx", "front_cache": 5}
     assert front_options("none", 0, env) == {"front": "none", "front_cache": 0}
-    from ci.errors import UserError
-
-    with pytest.raises(UserError, match="unknown; use none or nginx"):
+    with pytest.raises(ServerError, match="unknown; use none or nginx"):
         front_options("apache", None, {})
-    with pytest.raises(UserError, match="not a number of seconds"):
+    with pytest.raises(ServerError, match="not a number of seconds"):
         front_options(None, None, {"ARTIFACT_FRONT_CACHE": "soon"})
 
 

@@ -62,22 +62,20 @@ def closed_by_server(sock: socket.socket, within: float) -> bool:
 
 
 @pytest.mark.parametrize("name", ["n" * 250, "n" * 255, "é" * 125])
-def test_a_name_too_long_for_its_sidecar_is_refused_before_anything_is_stored(
-    live_server, prefix, http, name
-):
-    response = http.put(f"{live_server}/{prefix}/{name}", data=b"payload", headers=AUTH)
+def test_a_name_too_long_for_its_sidecar_is_refused_before_anything_is_stored(app, prefix, name):
+    response = app.put(f"{app}/{prefix}/{name}", data=b"payload", headers=AUTH)
     assert response.status_code == 400
     assert response.json()["reason"] == "bad_path"
-    assert not (live_server.root / prefix).exists()
+    assert not (app.root / prefix).exists()
 
 
-def test_the_longest_allowed_name_is_stored_with_its_sidecar(live_server, prefix, http):
+def test_the_longest_allowed_name_is_stored_with_its_sidecar(app, prefix):
     name = "n" * paths.MAX_NAME_BYTES
     directory = "d" * paths.MAX_SEGMENT_BYTES  # a directory name may use all 255 bytes
-    url = f"{live_server}/{prefix}/{directory}/{name}"
-    assert http.put(url, data=b"payload", headers=AUTH).status_code == 201
-    assert http.get(url).headers["ETag"] == f'"{sha256(b"payload")}"'
-    assert (live_server.root / prefix / directory / f".{name}.meta").is_file()
+    url = f"{app}/{prefix}/{directory}/{name}"
+    assert app.put(url, data=b"payload", headers=AUTH).status_code == 201
+    assert app.get(url).headers["ETag"] == f'"{sha256(b"payload")}"'
+    assert (app.root / prefix / directory / f".{name}.meta").is_file()
 
 
 # -- 2: a Host header werkzeug cannot parse --------------------------------------------------
@@ -121,26 +119,26 @@ def test_a_killed_worker_s_partial_upload_is_removed_while_the_master_lives(tmp_
 # -- 4: the listing in pages -----------------------------------------------------------------
 
 
-def test_the_listing_comes_in_pages_that_add_up_to_the_whole(live_server, prefix, http):
+def test_the_listing_comes_in_pages_that_add_up_to_the_whole(app, prefix):
     # '-' sorts before '/' as a string; the listing orders by path segment.
     names = ["a-c.bin", "a/b.bin", "a/z/q.bin", "b.bin", "c/d/e.bin"]
     for name in names:
-        http.put(f"{live_server}/{prefix}/{name}", data=name.encode(), headers=AUTH)
-    whole = http.get(f"{live_server}/-/api/artifacts", params={"prefix": prefix}).json()
+        app.put(f"{app}/{prefix}/{name}", data=name.encode(), headers=AUTH)
+    whole = app.get(f"{app}/-/api/artifacts", params={"prefix": prefix}).json()
     expected = [f"{prefix}/{n}" for n in ["a/b.bin", "a/z/q.bin", "a-c.bin", "b.bin", "c/d/e.bin"]]
     assert [a["path"] for a in whole] == expected
-    pages, url, params = [], f"{live_server}/-/api/artifacts", {"prefix": prefix, "limit": 2}
+    pages, url, params = [], f"{app}/-/api/artifacts", {"prefix": prefix, "limit": 2}
     while url:
-        page = http.get(url, params=params)
+        page = app.get(url, params=params)
         assert page.status_code == 200
         pages.append([a["path"] for a in page.json()])
         url, params = page.links.get("next", {}).get("url"), None
         if url:
             assert page.headers["X-Next-Cursor"] == pages[-1][-1]
     assert pages == [expected[0:2], expected[2:4], expected[4:]]
-    assert http.get(live_server + "/-/api/artifacts", params={"limit": 0}).status_code == 400
-    after = http.get(
-        live_server + "/-/api/artifacts", params={"prefix": prefix, "cursor": f"{prefix}/a"}
+    assert app.get(app + "/-/api/artifacts", params={"limit": 0}).status_code == 400
+    after = app.get(
+        app + "/-/api/artifacts", params={"prefix": prefix, "cursor": f"{prefix}/a"}
     ).json()
     assert [a["path"] for a in after] == expected
 
@@ -149,9 +147,9 @@ def test_the_listing_comes_in_pages_that_add_up_to_the_whole(live_server, prefix
 
 
 @pytest.fixture
-def ten_bytes(live_server, prefix, http) -> str:
-    url = f"{live_server}/{prefix}/ten.bin"
-    http.put(url, data=b"0123456789", headers=AUTH)
+def ten_bytes(app, prefix) -> str:
+    url = f"{app}/{prefix}/ten.bin"
+    app.put(url, data=b"0123456789", headers=AUTH)
     return url
 
 
@@ -159,34 +157,34 @@ def ten_bytes(live_server, prefix, http) -> str:
     "header",
     ["items=0-1", "bytes=garbage", "bytes=0-1,3-4", "bytes=5-2", "bytes=-", "bytes 0-1"],
 )
-def test_a_range_the_server_does_not_serve_is_ignored(ten_bytes, http, header):
-    got = http.get(ten_bytes, headers={"Range": header})
+def test_a_range_the_server_does_not_serve_is_ignored(ten_bytes, app, header):
+    got = app.get(ten_bytes, headers={"Range": header})
     assert got.status_code == 200
     assert got.content == b"0123456789"
 
 
-def test_a_suffix_longer_than_the_file_is_the_whole_file(ten_bytes, http):
-    got = http.get(ten_bytes, headers={"Range": "bytes=-100"})
+def test_a_suffix_longer_than_the_file_is_the_whole_file(ten_bytes, app):
+    got = app.get(ten_bytes, headers={"Range": "bytes=-100"})
     assert got.status_code == 206
     assert got.content == b"0123456789"
     assert got.headers["Content-Range"] == "bytes 0-9/10"
 
 
-def test_ranges_that_cannot_be_satisfied_are_416(ten_bytes, http):
+def test_ranges_that_cannot_be_satisfied_are_416(ten_bytes, app):
     for header in ("bytes=-0", "bytes=10-", "bytes=20-30"):
-        got = http.get(ten_bytes, headers={"Range": header})
+        got = app.get(ten_bytes, headers={"Range": header})
         assert got.status_code == 416, header
         assert got.headers["Content-Range"] == "bytes */10"
 
 
-def test_if_range_needs_a_strong_match(ten_bytes, http):
+def test_if_range_needs_a_strong_match(ten_bytes, app):
     etag = f'"{sha256(b"0123456789")}"'
-    strong = http.get(ten_bytes, headers={"Range": "bytes=2-3", "If-Range": etag})
+    strong = app.get(ten_bytes, headers={"Range": "bytes=2-3", "If-Range": etag})
     assert (strong.status_code, strong.content) == (206, b"23")
     for validator in (f"W/{etag}", f'"{sha256(b"other")}"'):
-        got = http.get(ten_bytes, headers={"Range": "bytes=2-3", "If-Range": validator})
+        got = app.get(ten_bytes, headers={"Range": "bytes=2-3", "If-Range": validator})
         assert (got.status_code, got.content) == (200, b"0123456789"), validator
-    cached = http.get(ten_bytes, headers={"Range": "bytes=2-3", "If-None-Match": etag})
+    cached = app.get(ten_bytes, headers={"Range": "bytes=2-3", "If-None-Match": etag})
     assert cached.status_code == 304
 
 
