@@ -2,8 +2,9 @@
 
 action.yml passes every pipeline input to its steps as the environment variable the settings
 already read (`MOSN_PROXYV2_<SETTING>`), so the invoke tasks it calls see exactly what a user
-running them by hand with those variables would. This module only adds what a task cannot
-know: the action's input names (for messages) and the GitHub step outputs and summary.
+running them by hand with those variables would. The inputs are checked with the same
+option registry (ci/config.py), which names each input. This module is also the one place
+that writes to the runner: step outputs, the job summary and ::error:: annotations.
 
     python -m ci.github validate       # ::error:: annotations and exit 1 when inputs are wrong
     python -m ci.github server-state   # output running-before: a bundled server already up?
@@ -20,14 +21,14 @@ that was already up (the user's, or one a later step needs: `keep-server: true`)
 from __future__ import annotations
 
 import os
-import re
+import secrets
 import sys
 from collections.abc import Mapping
 from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ci import config, log, names
+from ci import config, names
 from ci.dist import Dist
 from ci.errors import UserError
 from ci.progress import human
@@ -36,37 +37,11 @@ if TYPE_CHECKING:
     from ci.image.result import ImageResult
     from ci.publish.record import Record
 
-# Action input -> the setting it sets. action.yml's env blocks are checked against this.
+# Action input -> the setting it sets, from the registry (ci/config.py); action.yml's inputs
+# and env blocks are checked against it.
 INPUT_SETTINGS: dict[str, str] = {
-    "mosn-src": "mosn_src",
-    "mosn-ref": "mosn_ref",
-    "version": "version",
-    "istio-version": "istio_version",
-    "platforms": "platforms",
-    "store": "to",
-    "server-url": "server_url",
-    "server-token": "token",
-    "s3-bucket": "bucket",
-    "s3-prefix": "prefix",
-    "s3-endpoint-url": "endpoint_url",
-    "aws-region": "region",
-    "wasm": "wasm",
-    "mode": "mode",
-    "base-image": "base",
-    "istio-src": "istio_src",
-    "image": "image",
-    "tags": "tags",
-    "push": "push",
-    "registry-username": "registry_username",
-    "registry-password": "registry_password",
-    # -- MOSN source and toolchain: `invoke build`'s real-MOSN options (issue 10) --
-    "mosn-module": "mosn_module",
-    "in-docker": "in_docker",
-    "go-image": "go_image",
-    "skip-toolchain-check": "skip_toolchain_check",
-    "skip-smoke": "skip_smoke",
+    option.action: name for name, option in config.OPTIONS.items() if option.action
 }
-BOOLEAN_INPUTS = ("push", "in-docker", "skip-toolchain-check", "skip-smoke")
 # Inputs of the action itself, passed to its steps under these names.
 KEEP_SERVER_ENV = "KEEP_SERVER"
 RUNNING_BEFORE_ENV = "SERVER_RUNNING_BEFORE"
@@ -85,8 +60,7 @@ DEPENDENCY_MODULES = {
 }
 
 
-def env_name(setting: str) -> str:
-    return config.ENV_PREFIX + setting.upper()
+env_name = config.env_name
 
 
 def project_config(action_path: Path) -> dict:
@@ -103,8 +77,16 @@ def action_path(environ: Mapping[str, str]) -> Path:
     return Path(environ.get("GITHUB_ACTION_PATH") or Path(__file__).resolve().parent.parent)
 
 
+def read_settings(environ: Mapping[str, str]) -> tuple[config.Settings, list[str]]:
+    """The settings the inputs give, and what is wrong with them, in the inputs' names."""
+    return config.read(project_config(action_path(environ)), environ=environ, action=True)
+
+
 def load_settings(environ: Mapping[str, str]) -> config.Settings:
-    return config.load(project_config(action_path(environ)), environ=environ)
+    s, found = read_settings(environ)
+    if found:
+        raise UserError(found[0])
+    return s
 
 
 def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
@@ -118,99 +100,109 @@ def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
     # The tasks' modules need those packages (publish's stores import requests).
     from ci import build, image, publish
 
-    found: list[str] = []
-    booleans = {name: env_name(INPUT_SETTINGS[name]) for name in BOOLEAN_INPUTS}
-    for name, var in {**booleans, "keep-server": KEEP_SERVER_ENV}.items():
-        raw = environ.get(var, "").strip().lower()
-        if raw not in ("", "true", "false"):
-            found.append(f"{name} must be true or false, got '{raw}'")
-    if found:
-        return found  # the settings below cannot be read with a bad boolean
-    try:
-        s = load_settings(environ)
-    except UserError as exc:
-        return [str(exc)]
-
-    if s.to not in publish.STORES:
-        found.append(
-            f"store must be one of {', '.join(publish.STORES)}, got '{s.to}'; use `store: server` "
-            "(the bundled artifact server, or yours via server-url) or `store: s3`"
-        )
-    if s.to == "s3" and not s.bucket:
-        found.append(
-            "store: s3 needs s3-bucket; set `s3-bucket: <bucket>` "
-            "(and aws-region, or s3-endpoint-url for an S3-compatible store)"
-        )
-    if s.to == "server" and not s.server_url.startswith(("http://", "https://")):
-        found.append(
-            f"server-url must start with http:// or https://, got '{s.server_url}'; "
-            "e.g. `server-url: https://artifacts.example.com`"
-        )
-    if s.mode not in image.MODES:
-        found.append(
-            f"mode must be one of {', '.join(image.MODES)}, got '{s.mode}'; `quick` copies MOSN "
-            "into base-image, `full` builds proxyv2 from Istio's source"
-        )
-    if s.wasm not in names.WASM_MODES:
-        found.append(f"wasm must be one of {', '.join(names.WASM_MODES)}, got '{s.wasm}'")
-    if s.push and not s.image:
-        found.append(
-            "push: true needs image; set `image: <registry>/<repository>` "
-            "(e.g. ghcr.io/my-org/proxyv2) or drop push"
-        )
-    if s.image and s.mode == "quick" and not s.base:
-        found.append(
-            "mode: quick needs base-image, the proxyv2 image to put MOSN into; set e.g. "
-            "`base-image: mosnio/proxyv2:v1.0.0-1.10.6`, or use `mode: full`"
-        )
-    if s.tags and not s.image:
-        found.append("tags are given but image is not; set `image: <registry>/<repository>`")
-    if bool(s.registry_username) != bool(s.registry_password):
-        found.append(
-            "registry-username and registry-password go together; set both "
-            "(the password from a secret: `registry-password: ${{ secrets.REGISTRY_PASSWORD }}`) "
-            "or neither"
-        )
-    if s.mosn_src and s.mosn_ref:
-        found.append(
-            "mosn-src and mosn-ref are both set; use mosn-src for a checkout on the runner "
-            "or mosn-ref to clone a ref of MOSN, not both"
-        )
-    if s.mosn_src and not (cwd / s.path("mosn_src")).is_dir():
-        found.append(
-            f"mosn-src '{s.mosn_src}' is not a folder (relative paths are read from "
-            f"working-directory, here {cwd}); check MOSN out first, e.g. actions/checkout "
-            "with `repository: mosn/mosn` and `path: mosn`, then `mosn-src: mosn`"
-        )
+    s, found = read_settings(environ)
+    keep = environ.get(KEEP_SERVER_ENV, "").strip().lower()
+    if keep not in ("", "true", "false"):
+        found.append(config.not_one_of("input `keep-server`:", keep, ("true", "false")))
+    found += [message for wrong, message in _together(s, cwd) if wrong]
     # The tasks' own checks of single values, run now instead of after the build.
-    checks = [
-        ("platforms", lambda: build.check_platforms(s.platforms)),
-        ("s3-prefix", lambda: publish.check_prefix(s.prefix)),
-    ]
-    if s.image:
-        checks.append(
-            ("image", lambda: image.image_tags(image.parse_image_name(s.image), s.tags, "x"))
-        )
-    for name, check in checks:
+    checks = {
+        "platforms": lambda: build.check_platforms(s.platforms),
+        "s3-prefix": lambda: publish.check_prefix(s.prefix),
+        "image": lambda: s.image and image.image_tags(image.parse_image_name(s.image), s.tags, "x"),
+    }
+    for name, check in checks.items():
         try:
             check()
         except UserError as exc:
-            message = in_input_terms(str(exc))
-            found.append(message if message.startswith(name) else f"{name}: {message}")
+            found.append(f"input `{name}`: {exc}")
     return found
 
 
-def in_input_terms(message: str) -> str:
-    """A task's message with its command-line flags named as the action's inputs."""
-    for name, setting in INPUT_SETTINGS.items():
-        message = re.sub(rf"--{setting.replace('_', '-')}\b(?!-)", name, message)
-    return message
+def _together(s: config.Settings, cwd: Path) -> list[tuple[bool, str]]:
+    """The inputs that are wrong only in combination: (wrong?, what to do)."""
+    return [
+        (
+            s.to == "s3" and not s.bucket,
+            "store: s3 needs s3-bucket; set `s3-bucket: <bucket>` "
+            "(and aws-region, or s3-endpoint-url for an S3-compatible store)",
+        ),
+        (
+            s.to == "server" and not s.server_url.startswith(("http://", "https://")),
+            f"server-url must start with http:// or https://, got '{s.server_url}'; "
+            "e.g. `server-url: https://artifacts.example.com`",
+        ),
+        (
+            s.push and not s.image,
+            "push: true needs image; set `image: <registry>/<repository>` "
+            "(e.g. ghcr.io/my-org/proxyv2) or drop push",
+        ),
+        (
+            s.image and s.mode == "quick" and not s.base,
+            "mode: quick needs base-image, the proxyv2 image to put MOSN into; set e.g. "
+            "`base-image: mosnio/proxyv2:v1.0.0-1.10.6`, or use `mode: full`",
+        ),
+        (
+            s.tags and not s.image,
+            "tags are given but image is not; set `image: <registry>/<repository>`",
+        ),
+        (
+            bool(s.registry_username) != bool(s.registry_password),
+            "registry-username and registry-password go together; set both (the password "
+            "from a secret: `registry-password: ${{ secrets.REGISTRY_PASSWORD }}`) or neither",
+        ),
+        (
+            s.mosn_src and s.mosn_ref,
+            "mosn-src and mosn-ref are both set; use mosn-src for a checkout on the runner "
+            "or mosn-ref to clone a ref of MOSN, not both",
+        ),
+        (
+            s.mosn_src and not (cwd / s.path("mosn_src")).is_dir(),
+            f"mosn-src '{s.mosn_src}' is not a folder (relative paths are read from "
+            f"working-directory, here {cwd}); check MOSN out first, e.g. actions/checkout "
+            "with `repository: mosn/mosn` and `path: mosn`, then `mosn-src: mosn`",
+        ),
+    ]
+
+
+# ---- the runner's files and workflow commands: the one place that writes them --------------
+
+
+def write_outputs(values: Mapping[str, str], path: str | os.PathLike | None = None) -> None:
+    """Append step outputs to `path` (default $GITHUB_OUTPUT); outside Actions, do nothing."""
+    path = path or os.environ.get("GITHUB_OUTPUT")
+    if not path:
+        return
+    with open(path, "a", encoding="utf-8") as out:
+        for name, value in values.items():
+            if "\n" in value:
+                # The runner's heredoc form, with a delimiter no value can contain by chance.
+                delimiter = f"EOF_{secrets.token_hex(8)}"
+                out.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+            else:
+                out.write(f"{name}={value}\n")
+
+
+def append_summary(markdown: str, path: str | os.PathLike | None = None) -> bool:
+    """Append Markdown to `path` (default the job summary, $GITHUB_STEP_SUMMARY); False
+    outside Actions."""
+    path = path or os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return False
+    with open(path, "a", encoding="utf-8") as summary:
+        summary.write(markdown)
+    return True
 
 
 def error_annotation(title: str, message: str) -> str:
     """An ::error:: workflow command; its data escaped the way the runner unescapes it."""
     data = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     return f"::error title={title}::{data}"
+
+
+def markdown_cell(text: object) -> str:
+    """Text that stays inside one cell of a Markdown table."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def validate(environ: Mapping[str, str], cwd: Path) -> int:
@@ -225,13 +217,9 @@ def validate(environ: Mapping[str, str], cwd: Path) -> int:
     return 1 if found else 0
 
 
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def summary_markdown(dist: Dist, published: Record, image: ImageResult | None) -> str:
     lines = [
-        f"### mosn-proxyv2: MOSN {_cell(dist.mosn_version)} for Istio {_cell(dist.istio_version)}",
+        f"### mosn-proxyv2: MOSN {markdown_cell(dist.mosn_version)} for Istio {markdown_cell(dist.istio_version)}",
         "",
         "| tarball | size | sha256 | URL |",
         "| --- | ---: | --- | --- |",
@@ -239,19 +227,19 @@ def summary_markdown(dist: Dist, published: Record, image: ImageResult | None) -
     for f in dist.files:
         url = published.url(f.name)
         lines.append(
-            f"| `{_cell(f.name)}` | {human(f.size)} | `{f.sha256}` | {_cell(url) or 'not published'} |"
+            f"| `{markdown_cell(f.name)}` | {human(f.size)} | `{f.sha256}` | {markdown_cell(url) or 'not published'} |"
         )
     if published.istio_env:
-        lines += ["", f"Istio build variables: `{_cell(published.istio_env)}`"]
+        lines += ["", f"Istio build variables: `{markdown_cell(published.istio_env)}`"]
     if image:
         digest = image.digest or "not pushed"
         lines += ["", "| image | digest |", "| --- | --- |"]
         lines += [
-            f"| `{_cell(ref)}` | `{_cell(digest)}` |"
+            f"| `{markdown_cell(ref)}` | `{markdown_cell(digest)}` |"
             for ref in image.references or [image_reference(image)]
         ]
         if image.pinned:
-            lines += ["", f"Pull by digest: `{_cell(image.pinned)}`"]
+            lines += ["", f"Pull by digest: `{markdown_cell(image.pinned)}`"]
     return "\n".join(lines) + "\n"
 
 
@@ -280,12 +268,9 @@ def report(environ: Mapping[str, str], cwd: Path) -> int:
         "digest": (image.digest if image else None) or "",
     }
     if environ.get("GITHUB_OUTPUT"):
-        log.write_outputs(outputs, environ["GITHUB_OUTPUT"])
+        write_outputs(outputs, environ["GITHUB_OUTPUT"])
     markdown = summary_markdown(dist, published, image)
-    if environ.get("GITHUB_STEP_SUMMARY"):
-        with open(environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
-            summary.write(markdown)
-    else:
+    if not append_summary(markdown, environ.get("GITHUB_STEP_SUMMARY")):
         print(markdown)
     return 0
 
@@ -301,20 +286,27 @@ def bundled_server_root(s: config.Settings, cwd: Path) -> Path | None:
     return (cwd / s.path("server_root")).resolve()
 
 
+def _our_server_root(environ: Mapping[str, str], cwd: Path) -> Path | None:
+    # Inputs that validate refuses start no server: nothing to look for, and no second
+    # annotation for what validate reports.
+    s, found = read_settings(environ)
+    return None if found else bundled_server_root(s, cwd)
+
+
 def server_state(environ: Mapping[str, str], cwd: Path) -> int:
     from server import background
 
-    root = bundled_server_root(load_settings(environ), cwd)
+    root = _our_server_root(environ, cwd)
     pid = background.running(root) if root else None
     if environ.get("GITHUB_OUTPUT"):
-        log.write_outputs({"running-before": str(pid or "")}, environ["GITHUB_OUTPUT"])
+        write_outputs({"running-before": str(pid or "")}, environ["GITHUB_OUTPUT"])
     return 0
 
 
 def stop_server(environ: Mapping[str, str], cwd: Path) -> int:
     from server import background
 
-    root = bundled_server_root(load_settings(environ), cwd)
+    root = _our_server_root(environ, cwd)
     pid = background.running(root) if root else None
     if pid is None:
         return 0

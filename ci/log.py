@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import secrets
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 _quiet = False
@@ -36,21 +35,6 @@ def warn(message: str) -> None:
         print(f"::warning::{message}", flush=True)
     else:
         print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
-def write_outputs(values: Mapping[str, str], path: str | os.PathLike | None = None) -> None:
-    """Append step outputs to `path` (default $GITHUB_OUTPUT); outside Actions, do nothing."""
-    path = path or os.environ.get("GITHUB_OUTPUT")
-    if not path:
-        return
-    with open(path, "a", encoding="utf-8") as out:
-        for name, value in values.items():
-            if "\n" in value:
-                # The runner's heredoc form, with a delimiter no value can contain by chance.
-                delimiter = f"EOF_{secrets.token_hex(8)}"
-                out.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
-            else:
-                out.write(f"{name}={value}\n")
 
 
 @contextmanager

@@ -29,9 +29,7 @@ UserError = ServerError
 # they stay importable from here.
 __all__ = [
     "AccessLogger",
-    "bind_from_url",
     "gunicorn_options",
-    "run_task",
     "running_pid",
     "serve",
     "stop",
@@ -239,55 +237,3 @@ def _raise_file_limit() -> None:
     if soft != hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def bind_from_url(url: str) -> str:
-    """`http://127.0.0.1:8080/...` -> `127.0.0.1:8080`: where a server for that URL listens."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if not parts.hostname:
-        raise UserError(f"server URL {url!r} has no host; give e.g. http://127.0.0.1:8080")
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
-
-
-def run_task(
-    root: str,
-    server_url: str,
-    *,
-    bind: str | None = None,
-    stop_requested: bool = False,
-    workers: int | None = None,
-    connections: int | None = None,
-    header_timeout: float | None = None,
-    send_timeout: float | None = None,
-    trusted_proxies: str | None = None,
-    access_log: str | None = None,
-    front: str | None = None,
-    front_cache: int | None = None,
-    **config_flags,
-) -> None:
-    """What `invoke serve` does: stop the server from `root`, or serve it in the foreground."""
-    from server.config import build_config, front_options
-
-    config = build_config(root, **config_flags)
-    if stop_requested:
-        pid = stop(config.root)
-        print(
-            f"stopped the server from {config.root} (pid {pid})"
-            if pid
-            else f"no server was running from {config.root}"
-        )
-        return
-    options = ServeOptions(
-        bind=bind or bind_from_url(server_url),
-        workers=workers or 0,
-        connections=connections or ServeOptions.connections,
-        header_timeout=header_timeout or ServeOptions.header_timeout,
-        send_timeout=send_timeout or ServeOptions.send_timeout,
-        trusted_proxies=trusted_proxies or "",
-        access_log="-" if access_log is None else access_log,
-        **front_options(front, front_cache),
-    )
-    serve(config, options)

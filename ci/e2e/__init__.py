@@ -14,9 +14,9 @@ is used where it fits, in tests/e2e/test_live_kind.py, with those defects worked
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from ci import github
 from ci.config import Settings
 from ci.e2e.istioctl import host_arch
 from ci.e2e.plan import Plan
@@ -28,10 +28,7 @@ def summarize(folder: str) -> bool:
     """Print the matrix table (and append it to the job summary); whether every cell passed."""
     table, passed = matrix_markdown(Path(folder))
     print(table, end="")
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(table + "\n")
+    github.append_summary(table + "\n")
     return passed
 
 

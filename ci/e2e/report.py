@@ -8,13 +8,14 @@ bars per scenario. In GitHub Actions the Markdown is appended to $GITHUB_STEP_SU
 from __future__ import annotations
 
 import json
-import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from ci import github
 from ci.fsutil import atomic_write
+from ci.github import markdown_cell as table_cell
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 SERIES = ("v1", "v2", "v3", "error", "unknown")
@@ -95,11 +96,8 @@ class Report:
         atomic_write(paths["chart"], svg_chart(self.counts, self.bands))
         paths["result"] = folder / RESULT
         atomic_write(paths["result"], json.dumps(self.result(), indent=2) + "\n")
-        summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary:
-            with open(summary, "a", encoding="utf-8") as handle:
-                # The summary cannot show a file beside it: the chart goes in as text bars.
-                handle.write(markdown(self, chart_name=None) + "\n")
+        # The summary cannot show a file beside it: the chart goes in as text bars.
+        github.append_summary(markdown(self, chart_name=None) + "\n")
         return paths
 
 
@@ -136,10 +134,6 @@ def junit_xml(report: Report) -> str:
     )
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def _text_bars(counts: dict[str, dict[str, int]]) -> list[str]:
     widest = max((v for c in counts.values() for v in c.values()), default=0) or 1
     lines = ["```"]
@@ -162,8 +156,8 @@ def cell_row(result: dict, label: str = "") -> str:
     if result.get("failure"):
         failed += f": {result['failure'][:300]}"
     return (
-        f"| {_cell(str(result.get('istio_version', '?')))} | {_cell(mosn)} | "
-        f"`{_cell(str(result.get('image', '')))}` | {verdict} | {_cell(failed)} | "
+        f"| {table_cell(str(result.get('istio_version', '?')))} | {table_cell(mosn)} | "
+        f"`{table_cell(str(result.get('image', '')))}` | {verdict} | {table_cell(failed)} | "
         f"{result.get('seconds', 0)} |"
     )
 
@@ -195,8 +189,8 @@ def matrix_markdown(folder: Path) -> tuple[str, bool]:
         else:
             all_passed = False
             lines.append(
-                f"| {_cell(named.get('istio_version', '?'))} | "
-                f"{_cell(named.get('mosn', cell.name))} | | **no result** | the job stopped "
+                f"| {table_cell(named.get('istio_version', '?'))} | "
+                f"{table_cell(named.get('mosn', cell.name))} | | **no result** | the job stopped "
                 "before the kind run wrote its report (see its log) | |"
             )
     if not cells:
@@ -221,10 +215,15 @@ def markdown(report: Report, chart_name: str | None) -> str:
     ]
     for check in report.checks:
         lines.append(
-            f"| {_cell(check.name)} | {check.status} | {check.seconds:.1f} | {_cell(check.detail)} |"
+            f"| {table_cell(check.name)} | {check.status} | {check.seconds:.1f} | {table_cell(check.detail)} |"
         )
     if report.sidecars:
-        lines += ["", "### Sidecars not Ready", "", *[f"- {_cell(s)}" for s in report.sidecars]]
+        lines += [
+            "",
+            "### Sidecars not Ready",
+            "",
+            *[f"- {table_cell(s)}" for s in report.sidecars],
+        ]
     if report.counts:
         lines += [
             "",
@@ -235,7 +234,7 @@ def markdown(report: Report, chart_name: str | None) -> str:
         lines.append("| --- |" + " ---: |" * len(SERIES))
         for scenario, by_version in report.counts.items():
             row = " | ".join(str(by_version.get(v, 0)) for v in SERIES)
-            lines.append(f"| {_cell(scenario)} | {row} |")
+            lines.append(f"| {table_cell(scenario)} | {row} |")
         lines.append("")
         if chart_name:
             lines.append(f"![reviews versions per scenario]({chart_name})")

@@ -13,7 +13,7 @@ from typing import Any
 
 from ci import engine as docker_engine
 from ci import log, names
-from ci.config import Settings, check_choice
+from ci.config import Settings
 from ci.dist import Dist
 from ci.image import engine, full, quick, registry
 from ci.image.registry import ImageName, image_tags, parse_image_name
@@ -43,11 +43,6 @@ def image_labels(dist: Dist, istio_version: str, source: str) -> dict[str, str]:
     }
 
 
-def check_choices(settings: Settings) -> None:
-    check_choice("mode", settings.mode, MODES)
-    check_choice("wasm", settings.wasm, names.WASM_MODES)
-
-
 def load_dist(settings: Settings) -> Dist:
     dist = Dist.load(settings.path("dist"))
     dist.path(names.LINUX_TARBALL)  # refuses a dist without the Linux tarball, naming it
@@ -57,7 +52,6 @@ def load_dist(settings: Settings) -> Dist:
 
 def image(settings: Settings) -> ImageResult:
     """Build (quick: binary swap; full: Istio's make), verify, tag, optionally push."""
-    check_choices(settings)
     name = parse_image_name(settings.image)
     auth = registry.credentials(settings) if settings.push else None
     dist = load_dist(settings)

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ci import istio_env, log, names
-from ci.config import Settings, check_choice
+from ci import github, istio_env, log, names
+from ci.config import Settings
 from ci.dist import Dist, sha256_bytes, sha256_file
 from ci.errors import UserError
 from ci.publish import local_server
@@ -146,8 +146,6 @@ def verify(store: Store, items: list[Item], urls: dict[str, str]) -> None:
 
 
 def publish(settings: Settings) -> Published:
-    check_choice("to", settings.to, STORES)
-    check_choice("wasm", settings.wasm, names.WASM_MODES)
     prefix = check_prefix(settings.prefix)
     dist = Dist.load(settings.path("dist"))
     env_file = dist.root / names.ISTIO_ENV
@@ -194,7 +192,7 @@ def publish(settings: Settings) -> Published:
         uploaded=uploaded,
         unchanged=unchanged,
     )
-    log.write_outputs(github_outputs(result))
+    github.write_outputs(github_outputs(result))
     log.info(f"wrote {env_file}")
     log.info("Build Istio's proxyv2 from an Istio checkout with:")
     log.info(f"  {result.make_command}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ci import github as action
-from ci import log, names
+from ci import names
 from ci.image.result import ImageResult
 from ci.publish.record import PublishedFile, Record
 
@@ -33,26 +33,29 @@ def test_defaults_are_valid(tmp_path):
     ("given", "expected"),
     [
         ({"store": "s3"}, "store: s3 needs s3-bucket; set `s3-bucket: <bucket>`"),
-        ({"store": "ftp"}, "store must be one of server, s3, got 'ftp'"),
-        ({"mode": "fast"}, "mode must be one of quick, full, got 'fast'"),
+        ({"store": "ftp"}, "input `store`: 'ftp' is not one of server, s3; pick one"),
+        ({"mode": "fast"}, "input `mode`: 'fast' is not one of quick, full; pick one"),
         ({"push": "true"}, "push: true needs image; set `image: <registry>/<repository>`"),
-        ({"push": "yes please"}, "push must be true or false, got 'yes please'"),
-        ({"in_docker": "maybe"}, "in-docker must be true or false, got 'maybe'"),
-        ({"skip_smoke": "1"}, "skip-smoke must be true or false, got '1'"),
+        ({"push": "yes please"}, "input `push`: 'yes please' is not one of true, false"),
+        ({"in_docker": "maybe"}, "input `in-docker`: 'maybe' is not one of true, false"),
+        ({"skip_smoke": "1"}, "input `skip-smoke`: '1' is not one of true, false"),
         ({"tags": "a,b"}, "tags are given but image is not"),
         ({"image": "127.0.0.1:5000/x"}, "mode: quick needs base-image"),
         ({"registry_username": "bot"}, "registry-username and registry-password go together"),
         ({"registry_password": "pw"}, "registry-username and registry-password go together"),
-        ({"platforms": "linux/amd64,windows/386"}, "platforms: unknown platform windows/386"),
-        ({"s3_prefix": "a/../b"}, "s3-prefix 'a/../b': each /-separated part must be"),
-        ({"wasm": "skip"}, "wasm must be one of placeholder, patch, got 'skip'"),
+        (
+            {"platforms": "linux/amd64,windows/386"},
+            "input `platforms`: unknown platform windows/386",
+        ),
+        ({"s3_prefix": "a/../b"}, "input `s3-prefix`: --prefix 'a/../b': each /-separated part"),
+        ({"wasm": "skip"}, "input `wasm`: 'skip' is not one of placeholder, patch; pick one"),
         (
             {"image": "proxyv2", "mode": "full"},
-            "image name 'proxyv2' has no registry or namespace",
+            "input `image`: image name 'proxyv2' has no registry or namespace",
         ),
         (
             {"image": "127.0.0.1:5000/p", "mode": "full", "tags": "ok,not ok"},
-            "image: 'not ok' is not a valid image tag (letters, digits, _ . -, up to 128); fix tags",
+            "input `image`: 'not ok' is not a valid image tag (letters, digits, _ . -, up to 128)",
         ),
         ({"server_url": "127.0.0.1:8080"}, "server-url must start with http:// or https://"),
         ({"mosn_src": "no-such-dir"}, "mosn-src 'no-such-dir' is not a folder"),
@@ -213,7 +216,7 @@ def test_report_without_a_build_says_what_to_run(tmp_path):
 
 def test_multiline_output_uses_a_delimiter(tmp_path):
     out = tmp_path / "out"
-    log.write_outputs({"one": "a", "two": "b\nc"}, out)
+    action.write_outputs({"one": "a", "two": "b\nc"}, out)
     lines = out.read_text().splitlines()
     assert lines[0] == "one=a"
     assert lines[1].startswith("two<<") and lines[2:4] == ["b", "c"]
@@ -254,7 +257,9 @@ def test_report_of_an_image_not_pushed(stage_records, tmp_path):
 
 def test_keep_server_must_be_a_boolean(tmp_path):
     env = {**inputs(), action.KEEP_SERVER_ENV: "sometimes"}
-    assert action.problems(env, tmp_path) == ["keep-server must be true or false, got 'sometimes'"]
+    assert action.problems(env, tmp_path) == [
+        "input `keep-server`: 'sometimes' is not one of true, false; pick one"
+    ]
 
 
 @pytest.fixture
@@ -304,3 +309,13 @@ def test_server_state_records_a_server_already_up(bundled, tmp_path):
     # Another store, or a server elsewhere: nothing of ours to look for.
     elsewhere = {**env, "MOSN_PROXYV2_SERVER_URL": "https://artifacts.example.com"}
     assert action.bundled_server_root(action.load_settings(elsewhere), tmp_path) is None
+
+
+def test_server_steps_leave_bad_inputs_to_validate(tmp_path, capsys):
+    # They run before (and after) validate: a refused store is validate's to report, once.
+    out = tmp_path / "github-output"
+    env = {**inputs(store="ftp"), "GITHUB_OUTPUT": str(out)}
+    assert action.server_state(env, tmp_path) == 0
+    assert out.read_text() == "running-before=\n"
+    assert action.stop_server(env, tmp_path) == 0
+    assert capsys.readouterr().out == ""

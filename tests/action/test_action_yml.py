@@ -64,15 +64,35 @@ def test_schema_check_rejects_a_broken_action(tmp_path):
     assert check_jsonschema("vendor.github-actions", broken).returncode != 0
 
 
-def test_every_input_is_documented_and_reaches_its_setting():
-    inputs = load(ACTION)["inputs"]
-    assert set(inputs) == set(action.INPUT_SETTINGS) | ACTION_ONLY_INPUTS
-    for name, spec in inputs.items():
+def test_action_inputs_and_the_registry_agree():
+    inputs = set(load(ACTION)["inputs"])
+    registry = {o.action: name for name, o in config.OPTIONS.items() if o.action}
+    assert sorted(set(registry) - inputs) == [], "registry inputs missing from action.yml"
+    assert sorted(inputs - set(registry) - set(ACTION_ONLY_INPUTS)) == [], (
+        "action.yml inputs that are neither a registry setting nor listed as the action's own"
+    )
+    assert set(ACTION_ONLY_INPUTS) <= inputs and not set(ACTION_ONLY_INPUTS) & set(registry)
+    # Each reaches its setting through the variable the settings read, and nothing else does.
+    env = action_steps()["pipeline"]["env"]
+    wired = {var: value for var, value in env.items() if var.startswith(config.ENV_PREFIX)}
+    assert wired == {
+        config.env_name(setting): "${{ inputs." + name + " }}" for name, setting in registry.items()
+    }
+    assert registry == action.INPUT_SETTINGS
+
+
+def test_every_step_passes_an_input_as_its_settings_variable():
+    expected = {config.env_name(setting): name for name, setting in action.INPUT_SETTINGS.items()}
+    for step_id, step in action_steps().items():
+        for var, value in step.get("env", {}).items():
+            if var.startswith(config.ENV_PREFIX):
+                assert value == "${{ inputs." + expected[var] + " }}", f"{step_id}: {var}"
+
+
+def test_every_input_is_documented():
+    for name, spec in load(ACTION)["inputs"].items():
         assert spec.get("description", "").strip(), f"input {name} has no description"
         assert name == name.lower() and "_" not in name, f"input {name} is not kebab-case"
-    env = action_steps()["pipeline"]["env"]
-    for name, setting in action.INPUT_SETTINGS.items():
-        assert env[action.env_name(setting)] == "${{ inputs." + name + " }}"
 
 
 def test_input_defaults_agree_with_invoke_yaml():
