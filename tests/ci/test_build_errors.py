@@ -198,8 +198,16 @@ def test_ctrl_c_while_compiling_leaves_out_and_temp_clean(tmp_path, out):
     src = make_checkout(tmp_path / "src")
     before = snapshot(out)
     command = [sys.executable, "-m", "invoke", "build", "--mosn-src", str(src), "--out", str(out)]
+    # A shell without job control starts background jobs with SIGINT ignored, and Python
+    # then never turns it into KeyboardInterrupt: give the build the terminal's default.
     with subprocess.Popen(
-        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as running:
         assert running.stdout is not None
         for line in running.stdout:
