@@ -276,8 +276,9 @@ def _probe_in(container, pid: int) -> str:
             # runpy warns on stderr that ci.build imported this module first.
             separate_stderr=True,
         ).strip()
-        # The probe prints "ok" when MOSN proxied, else why not.
-        return "" if said == PROBE_OK else said
+        # The probe prints "ok" when MOSN proxied, else why not; nothing at all means it did
+        # not run (nsenter finds no namespace once MOSN has exited).
+        return "" if said == PROBE_OK else said or "the probe printed nothing"
     deadline = time.monotonic() + STARTUP_TIMEOUT
     why = "neither curl nor wget in the image to send the request with"
     # busybox's wget crashes with -q -T; plain -O - works everywhere.
