@@ -19,9 +19,7 @@ from ci.image import engine, full, quick, registry
 from ci.image.registry import ImageName, image_tags, parse_image_name
 from ci.image.result import ImageResult
 
-MODES = ("quick", "full")
-
-__all__ = ["MODES", "ImageResult", "image", "image_tags", "parse_image_name"]
+__all__ = ["ImageResult", "image", "image_tags", "parse_image_name"]
 
 
 def rfc3339(epoch: int) -> str:

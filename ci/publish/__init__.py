@@ -22,7 +22,6 @@ from ci.publish.record import PublishedFile, Record
 from ci.publish.s3 import S3Store
 from ci.publish.server import ServerStore
 
-STORES = ("server", "s3")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 
 
