@@ -43,18 +43,22 @@ class _Socket(gsocket.socket):
         remaining = count if count is not None else os.fstat(source).st_size - offset
         sent = 0
         while remaining > 0:
+            wanted = min(remaining, _SENDFILE_CHUNK)
             try:
-                n = os.sendfile(out, source, offset, min(remaining, _SENDFILE_CHUNK))
+                n = os.sendfile(out, source, offset, wanted)
             except BlockingIOError:
-                gsocket.wait_write(
-                    out, timeout=self.gettimeout(), timeout_exc=TimeoutError("send timed out")
-                )
-                continue
+                n = None
             if n == 0:  # the file is shorter than announced
                 break
-            offset += n
-            sent += n
-            remaining -= n
+            if n is not None:
+                offset += n
+                sent += n
+                remaining -= n
+            if n is None or (n < wanted and remaining > 0):
+                # A short send means the socket buffer is full: wait for room rather than
+                # pay for a call that can only fail. The socket's own write watcher and
+                # timeout (SEND_TIMEOUT) are reused, not made anew for every wait.
+                self._wait(self._write_event)
         return sent
 
 
