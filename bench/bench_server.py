@@ -6,7 +6,10 @@ access log) and behind its nginx front (`invoke serve --front nginx`, server/fro
     python3 bench/bench_server.py [--seconds 5] [--rounds 3] [--clients 1000] [--hold 30]
 
 Throughput: a 64 MiB artifact with 16 concurrent connections and a 1 KiB one with 16 (wrk,
-keep-alive, loopback), the servers taking turns, medians of the rounds, ratios to Go.
+keep-alive, loopback), the servers taking turns, medians of the rounds, ratios to Go; and
+each server's CPU time per GiB of the 64 MiB file. On 2 cores wrk itself uses most of the CPU
+during the large-file runs and its share swings from run to run, so the large-file ratio is
+noisy (nginx itself has measured 0.91x-1.02x); the CPU per GiB is the server's own cost.
 Slow clients, against each server in turn: --clients slow readers (each GETs the 64 MiB file
 and reads about 1 KiB/s), then --clients slowloris connections (each sends one header byte
 per second and reconnects when the server closes it), held for --hold seconds while a probe
@@ -218,6 +221,16 @@ def rss_mib(pids: list[int]) -> float:
     return total / 1024
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mib(pid: int) -> float:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -245,10 +258,16 @@ def warm_up(peers: list[Peer]) -> None:
 def measure(peers: list[Peer], seconds: int, rounds: int) -> dict[str, dict[str, float]]:
     """Median of `rounds` runs per server, the servers taking turns so that a burst of load
     from elsewhere on the machine hits them all alike."""
-    samples = {peer.name: {"large": [], "small": []} for peer in peers}
+    samples = {peer.name: {"large": [], "small": [], "cpu": []} for peer in peers}
     for round_number in range(1, rounds + 1):
         for peer in peers:
+            pids = peer.pids()
+            cpu_before = cpu_seconds(pids)
             large_bps = wrk(f"{peer.base}/{peer.large}", 16, seconds)[1]
+            # The server's own cost, apart from the load generator's share of the 2 cores.
+            samples[peer.name]["cpu"].append(
+                (cpu_seconds(pids) - cpu_before) * 1000 / (large_bps * seconds / 1024**3)
+            )
             small_rps, _ = wrk(f"{peer.base}/{peer.small}", 16, seconds)
             samples[peer.name]["large"].append(large_bps)
             samples[peer.name]["small"].append(small_rps)
@@ -542,6 +561,11 @@ def main() -> int:
                 other = results[name]
                 print(
                     f"{name} to Go: large {other['large'] / go_figures['large']:.2f}x   small {other['small'] / go_figures['small']:.2f}x"
+                )
+            print("server CPU per GiB of the 64 MiB file (user + system time, lower is better):")
+            for name, figures in results.items():
+                print(
+                    f"  {name:20s} {figures['cpu']:6.0f} ms   {figures['cpu'] / go_figures['cpu']:.2f}x Go"
                 )
         print(
             f"1 GiB upload: {upload_speed:.0f} MiB/s, server peak RSS {rss:.0f} MiB (target < 150);"
