@@ -80,13 +80,16 @@ def parse_image_name(image: str) -> ImageName:
     return ImageName(repository, tag)
 
 
-def image_tags(name: ImageName, extra: Iterable[str], default_tag: str) -> list[str]:
-    """The tag from --image (else the default `<mosn>-<istio>` tag) first, then --tags."""
+def image_tags(
+    name: ImageName, extra: Iterable[str], default_tag: str, where: str = "--image or --tags"
+) -> list[str]:
+    """The tag from --image (else the default `<mosn>-<istio>` tag) first, then --tags; `where`
+    names those settings as the caller's user knows them."""
     tags = [name.tag or default_tag, *extra]
     for tag in tags:
         if not TAG_RE.match(tag):
             raise UserError(
-                f"{tag!r} is not a valid image tag (letters, digits, _ . -, up to 128); fix --tags"
+                f"{tag!r} is not a valid image tag (letters, digits, _ . -, up to 128); fix {where}"
             )
     return list(dict.fromkeys(tags))
 

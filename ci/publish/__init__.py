@@ -38,12 +38,13 @@ class Published:
         return istio_env.make_command(self.values)
 
 
-def check_prefix(prefix: str) -> str:
+def check_prefix(prefix: str, name: str = "--prefix") -> str:
+    """The prefix without its outer slashes; `name` is the setting as the caller's user knows it."""
     prefix = prefix.strip("/")
     for segment in prefix.split("/") if prefix else ():
         if not _SEGMENT.match(segment):
             raise UserError(
-                f"--prefix {prefix!r}: each /-separated part must be letters, digits, . _ -"
+                f"{name} {prefix!r}: each /-separated part must be letters, digits, . _ -"
                 " and not start with a dot; pick another prefix"
             )
     return prefix

@@ -47,7 +47,7 @@ def test_defaults_are_valid(tmp_path):
             {"platforms": "linux/amd64,windows/386"},
             "input `platforms`: unknown platform windows/386",
         ),
-        ({"s3_prefix": "a/../b"}, "input `s3-prefix`: --prefix 'a/../b': each /-separated part"),
+        ({"s3_prefix": "a/../b"}, "input `s3-prefix` 'a/../b': each /-separated part"),
         ({"wasm": "skip"}, "input `wasm`: 'skip' is not one of placeholder, patch; pick one"),
         (
             {"image": "proxyv2", "mode": "full"},
@@ -55,7 +55,8 @@ def test_defaults_are_valid(tmp_path):
         ),
         (
             {"image": "127.0.0.1:5000/p", "mode": "full", "tags": "ok,not ok"},
-            "input `image`: 'not ok' is not a valid image tag (letters, digits, _ . -, up to 128)",
+            "input `image`: 'not ok' is not a valid image tag (letters, digits, _ . -, up to 128);"
+            " fix `image` or `tags`",
         ),
         ({"server_url": "127.0.0.1:8080"}, "server-url must start with http:// or https://"),
         ({"mosn_src": "no-such-dir"}, "mosn-src 'no-such-dir' is not a folder"),

@@ -69,7 +69,7 @@ def test_tag_from_the_name_comes_first_then_extra_tags_without_repeats():
     name = ImageName("r.example/p", "mine")
     assert image_tags(name, ("latest", "mine"), "v1-1.10.6") == ["mine", "latest"]
     assert image_tags(ImageName("r.example/p"), (), "v1-1.10.6") == ["v1-1.10.6"]
-    with pytest.raises(UserError, match="fix --tags"):
+    with pytest.raises(UserError, match="fix --image or --tags"):
         image_tags(name, ("no/slash",), "v1")
 
 
