@@ -36,6 +36,8 @@ def configure(header_timeout: float, send_timeout: float) -> None:
 
 
 class _Socket(gsocket.socket):
+    # Waits go through gevent's own socket internals (_wait on _write_event): the socket's
+    # one write watcher and its timeout (SEND_TIMEOUT), not a new watcher and Timeout per wait.
     __slots__ = ()
 
     def sendfile(self, file, offset: int = 0, count: int | None = None) -> int:
@@ -47,17 +49,16 @@ class _Socket(gsocket.socket):
             try:
                 n = os.sendfile(out, source, offset, wanted)
             except BlockingIOError:
-                n = None
+                self._wait(self._write_event)
+                continue
             if n == 0:  # the file is shorter than announced
                 break
-            if n is not None:
-                offset += n
-                sent += n
-                remaining -= n
-            if n is None or (n < wanted and remaining > 0):
+            offset += n
+            sent += n
+            remaining -= n
+            if n < wanted and remaining > 0:
                 # A short send means the socket buffer is full: wait for room rather than
-                # pay for a call that can only fail. The socket's own write watcher and
-                # timeout (SEND_TIMEOUT) are reused, not made anew for every wait.
+                # pay for a call that can only fail.
                 self._wait(self._write_event)
         return sent
 
