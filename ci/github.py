@@ -108,7 +108,7 @@ def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
     # The tasks' own checks of single values, run now instead of after the build.
     checks = {
         "platforms": lambda: build.check_platforms(s.platforms),
-        "s3-prefix": lambda: publish.check_prefix(s.prefix, name="input `s3-prefix`"),
+        "s3-prefix": lambda: publish.check_prefix(s.prefix, flag=None),
         "image": lambda: (
             s.image
             and image.image_tags(image.parse_image_name(s.image), s.tags, "x", "`image` or `tags`")
@@ -118,8 +118,7 @@ def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
         try:
             check()
         except UserError as exc:
-            message = str(exc)
-            found.append(message if message.startswith("input `") else f"input `{name}`: {message}")
+            found.append(f"input `{name}`: {exc}")
     return found
 
 

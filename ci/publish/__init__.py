@@ -38,13 +38,15 @@ class Published:
         return istio_env.make_command(self.values)
 
 
-def check_prefix(prefix: str, name: str = "--prefix") -> str:
-    """The prefix without its outer slashes; `name` is the setting as the caller's user knows it."""
+def check_prefix(prefix: str, flag: str | None = "--prefix") -> str:
+    """The prefix without its outer slashes; the error names `flag`, unless the caller names
+    the setting itself (None)."""
     prefix = prefix.strip("/")
     for segment in prefix.split("/") if prefix else ():
         if not _SEGMENT.match(segment):
+            given = f"{flag} {prefix!r}" if flag else repr(prefix)
             raise UserError(
-                f"{name} {prefix!r}: each /-separated part must be letters, digits, . _ -"
+                f"{given}: each /-separated part must be letters, digits, . _ -"
                 " and not start with a dot; pick another prefix"
             )
     return prefix

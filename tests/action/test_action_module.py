@@ -47,7 +47,7 @@ def test_defaults_are_valid(tmp_path):
             {"platforms": "linux/amd64,windows/386"},
             "input `platforms`: unknown platform windows/386",
         ),
-        ({"s3_prefix": "a/../b"}, "input `s3-prefix` 'a/../b': each /-separated part"),
+        ({"s3_prefix": "a/../b"}, "input `s3-prefix`: 'a/../b': each /-separated part"),
         ({"wasm": "skip"}, "input `wasm`: 'skip' is not one of placeholder, patch; pick one"),
         (
             {"image": "proxyv2", "mode": "full"},
