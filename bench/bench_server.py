@@ -289,8 +289,11 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def figures_line(name: str, large_bps: float, small_rps: float) -> str:
-    return f"{name:20s} 64 MiB x16: {large_bps / 1024**2:8.1f} MiB/s   1 KiB x16: {small_rps:8.0f} req/s"
+def figures_line(name: str, large_bps: float, spread_bps: float, small_rps: float) -> str:
+    return (
+        f"{name:20s} 64 MiB x16: {large_bps / 1024**2:8.1f} MiB/s   1 KiB x16: {small_rps:8.0f} req/s"
+        f"   64 MiB apart: {spread_bps / 1024**2:8.1f} MiB/s"
+    )
 
 
 def warm_up(peers: list[Peer]) -> None:
@@ -322,8 +325,7 @@ def measure(peers: list[Peer], seconds: int, rounds: int, tmp: Path) -> dict[str
             samples[peer.name]["spread"].append(spread_bps)
             samples[peer.name]["small"].append(small_rps)
             print(
-                f"  round {round_number} {figures_line(peer.name, large_bps, small_rps)}"
-                f"   64 MiB apart: {spread_bps / 1024**2:8.1f} MiB/s",
+                f"  round {round_number} {figures_line(peer.name, large_bps, spread_bps, small_rps)}",
                 flush=True,
             )
     return {
@@ -601,8 +603,7 @@ def main() -> int:
             print("medians:")
             for name, figures in results.items():
                 print(
-                    f"  {figures_line(name, figures['large'], figures['small'])}"
-                    f"   64 MiB apart: {figures['spread'] / 1024**2:8.1f} MiB/s"
+                    f"  {figures_line(name, figures['large'], figures['spread'], figures['small'])}"
                 )
             go_figures = results["Go FileServer"]
             for name in (OURS, FRONT):
