@@ -14,7 +14,7 @@ itself has measured 0.91x-1.02x); the CPU per GiB is the server's own cost.
 Why "apart": with 16 connections on one file, wrk's cost per byte depends on the exact length
 of the response head. With wrk pinned to one core and the server to the other, the artifact
 server's 483-byte head measured 0.78x-0.86x Go, while the same app with heads of 12 other
-lengths (164 to 611 bytes) measured 0.93x-1.00x. With a copy per connection it measured
+lengths (164 to 611 bytes) measured 0.93x-1.03x. With a copy per connection it measured
 0.98x-1.08x. The one-file figure stays, because CI fleets do fetch one tarball at once.
 Slow clients, against each server in turn: --clients slow readers (each GETs the 64 MiB file
 and reads about 1 KiB/s), then --clients slowloris connections (each sends one header byte
