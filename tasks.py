@@ -66,7 +66,7 @@ def build(
     quiet=False,
 ):
     """Build MOSN tarballs (mosn.tar.gz, mosn-centos.tar.gz, mosn-macos.tar.gz, ...) with manifest."""
-    from ci.build import build as run_build
+    from ci.builder import build as run_build
 
     if (mosn_ref is not None or mosn_module is not None) and mosn_src is None:
         # --mosn-ref/--mosn-module on the command line beat a mosn_src from invoke.yaml or MOSN_SRC.

@@ -35,7 +35,7 @@ REPOSITORY = "example.invalid/mp-image-bench/proxyv2"
 def dist_for_bench(given: str | None, work: Path) -> Dist:
     if given:
         return Dist.load(given)
-    from ci.build import build
+    from ci.builder import build
 
     checkout = make_checkout(work / "mosn")
     return build(Settings(mosn_src=str(checkout), dist=str(work / "dist"), quiet=True))

@@ -9,7 +9,7 @@ without --darwin the Linux binary, rotated, stands in for the macOS one.
 The inputs are real Go machine code: the `go` tool padded with its own bytes to the size
 asked for. The darwin input uses a different padding so that nothing can be shared between
 the two compressions. Each round runs `tar -czf` of the Linux input (GNU tar + gzip -6, the
-usual way to make such a tarball) and `ci.build.package.write_dist` for linux/amd64 and
+usual way to make such a tarball) and `ci.builder.package.write_dist` for linux/amd64 and
 darwin/amd64 (three tarballs: mosn.tar.gz, mosn-centos.tar.gz, mosn-macos.tar.gz), in
 alternation, and the best time of each is compared. Target: ratio <= 1.0 in time and
 <= 1.05 in size, and every round's tarballs byte-identical.
@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ci import names
-from ci.build import package  # noqa: E402
+from ci.builder import package  # noqa: E402
 from ci.dist import Dist, sha256_file  # noqa: E402
 
 
@@ -134,7 +134,7 @@ def main() -> None:
         f"({', '.join(f'{t:.2f}' for t in tar_times)})  {tar_size} bytes"
     )
     print(
-        f"ci.build.package (3 tarballs, 2 compressed): best {best_ours:6.2f}s  "
+        f"ci.builder.package (3 tarballs, 2 compressed): best {best_ours:6.2f}s  "
         f"({', '.join(f'{t:.2f}' for t in ours_times)})  {ours_size} bytes (mosn.tar.gz)"
     )
     print(f"time ratio (ours / tar -czf): {best_ours / best_tar:.2f}   target <= 1.00")

@@ -21,7 +21,7 @@ def mosn_checkout(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def built_dist(mosn_checkout, tmp_path_factory):
     """A dist built once per session from the stand-in checkout (linux and darwin, amd64)."""
-    from ci.build import build
+    from ci.builder import build
 
     out = tmp_path_factory.mktemp("dist")
     return build(Settings(mosn_src=str(mosn_checkout), dist=str(out), quiet=True))

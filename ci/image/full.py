@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ci import istio_env, log, names, proc
-from ci.build import source, toolchain
+from ci.builder import source, toolchain
 from ci.config import Settings
 from ci.dist import Dist
 from ci.engine import image_exists

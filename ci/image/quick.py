@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ci import names
-from ci.build import smoke as build_smoke
+from ci.builder import smoke as build_smoke
 from ci.config import Settings
 from ci.dist import Dist
 from ci.errors import UserError
@@ -25,6 +25,6 @@ def base(client, settings: Settings) -> str:
 
 
 def smoke(client, reference: str) -> None:
-    """ci.build.smoke inside the image; on failure the image is removed, nothing tagged."""
+    """ci.builder.smoke inside the image; on failure the image is removed, nothing tagged."""
     with removed_on_failure(client, reference):
         build_smoke.run_in_image(client, reference, names.BINARY_PATH_IN_IMAGE)

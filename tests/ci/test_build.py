@@ -274,7 +274,7 @@ def test_cached_commit_builds_without_the_repository(upstream, tmp_path):
 
 
 def test_container_network_is_needed_only_for_unvendored_requirements(tmp_path):
-    from ci.build.source import inspect_checkout
+    from ci.builder.source import inspect_checkout
 
     src = make_checkout(tmp_path / "src")
     assert inspect_checkout(src).downloads_modules is False

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ci import names
-from ci.build.docker_go import LABEL
+from ci.builder.docker_go import LABEL
 from tests.helpers.build import (
     GO_CACHE_VOLUME,
     GOROOT_119,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ci.build import makefile_build_image, toolchain
-from ci.build.source import Checkout
+from ci.builder import makefile_build_image, toolchain
+from ci.builder.source import Checkout
 from ci.errors import UserError
 
 # The reflect2 lines of MOSN v1.0.0's go.sum (mosn.io/mosn@v1.0.0, module proxy).

@@ -1,4 +1,4 @@
-"""ci.build.package: the tar layout, the parallel gzip, and a dist that appears all at once."""
+"""ci.builder.package: the tar layout, the parallel gzip, and a dist that appears all at once."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ci import names
-from ci.build import package
+from ci.builder import package
 from ci.dist import Dist, sha256_file
 from ci.errors import UserError
 from tests.helpers.build import host_goroot, snapshot

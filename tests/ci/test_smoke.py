@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ci import config, names
-from ci.build import smoke
+from ci.builder import smoke
 from tests.helpers.build import invoke, invoke_build, isolated_env, snapshot
 from tests.helpers.image import copy_dist, local_references, remove_repository, unique
 from tests.helpers.mosn import git, make_checkout

@@ -18,9 +18,9 @@ import uuid
 from pathlib import Path
 
 from ci import engine, log, proc
-from ci.build import toolchain
-from ci.build.compile import go_build_command, go_build_env
-from ci.build.source import Checkout
+from ci.builder import toolchain
+from ci.builder.compile import go_build_command, go_build_env
+from ci.builder.source import Checkout
 from ci.config import Settings
 from ci.errors import UserError
 from ci.names import Platform

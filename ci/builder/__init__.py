@@ -9,10 +9,10 @@ import zlib
 from pathlib import Path
 
 from ci import log, names
-from ci.build import package, smoke, source, toolchain
-from ci.build.compile import HostGo
-from ci.build.docker_go import DockerGo
-from ci.build.source import Checkout
+from ci.builder import package, smoke, source, toolchain
+from ci.builder.compile import HostGo
+from ci.builder.docker_go import DockerGo
+from ci.builder.source import Checkout
 from ci.config import Settings
 from ci.dist import Dist
 from ci.errors import UserError

@@ -1,13 +1,13 @@
 """Compiling MOSN: the `go build` line and its environment, the same on the host and in a
-golang container (ci.build.docker_go), and the host's own Go."""
+golang container (ci.builder.docker_go), and the host's own Go."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ci import names, proc
-from ci.build import toolchain
-from ci.build.source import Checkout
+from ci.builder import toolchain
+from ci.builder.source import Checkout
 from ci.config import Settings
 
 

@@ -9,7 +9,7 @@ connection manager whose route goes to MOSN's own admin port, the shape of the b
 Prometheus listener. The upstream being MOSN itself means the same check runs on the host
 and inside an image with no network, with nothing else to start.
 
-`python -m ci.build.smoke probe LISTENER ADMIN` is the client, run as is on the host or, for
+`python -m ci.builder.smoke probe LISTENER ADMIN` is the client, run as is on the host or, for
 an image, inside the container's network namespace.
 """
 
@@ -267,13 +267,13 @@ def _probe_in(container, pid: int) -> str:
     ports = [str(IMAGE_LISTENER_PORT), str(IMAGE_ADMIN_PORT), str(STARTUP_TIMEOUT)]
     if os.geteuid() == 0 and shutil.which("nsenter"):
         said = proc.run(
-            ["nsenter", f"--net=/proc/{pid}/ns/net", "--", sys.executable, "-m", "ci.build.smoke"]
+            ["nsenter", f"--net=/proc/{pid}/ns/net", "--", sys.executable, "-m", "ci.builder.smoke"]
             + ["probe", *ports],
             cwd=PROJECT_ROOT,
             env={"PYTHONPATH": str(PROJECT_ROOT)},
             stream=False,
             check=False,
-            # runpy warns on stderr that ci.build imported this module first.
+            # runpy warns on stderr that ci.builder imported this module first.
             separate_stderr=True,
         ).strip()
         # The probe prints "ok" when MOSN proxied, else why not; nothing at all means it did
@@ -312,7 +312,7 @@ def _exec(container, command: list[str]) -> tuple[int, str]:
 def main(argv: list[str]) -> int:
     if len(argv) != 4 or argv[0] != "probe":
         print(
-            "usage: python -m ci.build.smoke probe LISTENER_PORT ADMIN_PORT TIMEOUT",
+            "usage: python -m ci.builder.smoke probe LISTENER_PORT ADMIN_PORT TIMEOUT",
             file=sys.stderr,
         )
         return 2
