@@ -8,7 +8,7 @@ import pytest
 
 from ci.config import Settings
 from tests.helpers import tools
-from tests.helpers.mosn import make_checkout
+from tests.helpers.mosn import RealMosnBuilds, make_checkout
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +25,12 @@ def built_dist(mosn_checkout, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("dist")
     return build(Settings(mosn_src=str(mosn_checkout), dist=str(out), quiet=True))
+
+
+@pytest.fixture(scope="session")
+def real_mosn(tmp_path_factory) -> RealMosnBuilds:
+    """Real MOSN dists built through the module proxy, shared by every test of the session."""
+    return RealMosnBuilds(tmp_path_factory.mktemp("real-mosn"))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tests.helpers.cli import REPO_ROOT, clean_environ, run_invoke
+
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "mosn-mini"
 COMMIT_DATE = "2022-03-25T00:00:00+00:00"
 
@@ -114,3 +116,47 @@ def real_mosn_checkout(version: str, dest: Path, env: dict[str, str]) -> Path:
     git(dest, "add", "-A")
     git(dest, "commit", "-q", "-m", f"MOSN {version} with stand-ins for {BLOCKED_HOST}")
     return dest
+
+
+# ---- real MOSN, unmodified, through the Go module proxy ------------------------------------
+
+# The two modules this machine's proxy refuses, served as a file:// proxy that go.sum verifies
+# (its README). A user with the internet needs none of this.
+SHARED_GOPROXY = REPO_ROOT.parent / "shared" / "goproxy"
+UNVERIFIED = "mosn.io,vimagination.zapto.org"  # the checksum database is out of reach here
+
+
+def module_proxy_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` with the shared file proxy ahead of the machine's own GOPROXY."""
+    machine = subprocess.run(
+        ["go", "env", "GOPROXY"], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return {**env, "GOPROXY": f"file://{SHARED_GOPROXY},{machine}", "GONOSUMDB": UNVERIFIED}
+
+
+class RealMosnBuilds:
+    """`invoke build --mosn-module V` of real MOSN, each distinct build once per session.
+
+    The machine's Go environment is used as it is (its module and build caches, its go env
+    file); only the Go on PATH and the module proxy are chosen here."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.done: dict[tuple, tuple[subprocess.CompletedProcess, Path]] = {}
+
+    def build(
+        self, version: str, goroot: Path | None = None, *extra: str
+    ) -> tuple[subprocess.CompletedProcess, Path]:
+        """(the invoke run, its dist folder) for MOSN `version` built for linux/amd64 with the
+        Go at `goroot` (default: the machine's go) and `extra` build flags."""
+        key = (version, str(goroot), extra)
+        if key not in self.done:
+            out = self.root / f"{version}-{len(self.done)}"
+            env = clean_environ()
+            env["MOSN_PROXYV2_CACHE_DIR"] = str(self.root / "cache")
+            if goroot is not None:
+                env["PATH"] = f"{goroot}/bin:{env['PATH']}"
+            args = ("--mosn-module", version, "--platforms", "linux/amd64", "--out", out)
+            result = run_invoke("build", *args, *extra, env=module_proxy_env(env), timeout=1200)
+            self.done[key] = (result, out)
+        return self.done[key]
