@@ -272,9 +272,9 @@ def _first_image(
             continue
         started = time.monotonic()
         folder, copied = _copy_from_image(client, image.id, shown, files, settings, kind)
+        took = f" in {time.monotonic() - started:.1f}s" if copied else ", copied earlier"
         commands = [name for name in files if name != BOOTSTRAP]
         go = ", ".join(check_version(folder / name, release, f"image {shown}") for name in commands)
-        took = f" in {time.monotonic() - started:.1f}s" if copied else ", copied earlier"
         log.info(f"    {', '.join(commands)}: taken from image {shown}{took} ({go})")
         return Taken(folder, f"{', '.join(commands)} from image {shown} ({go})")
     if named:
@@ -551,16 +551,18 @@ def go_environment(release: IstioRelease, settings: Settings) -> tuple[dict[str,
     older Go; its settings are read first and passed on, without those flags. The module and
     build caches stay the user's when writable, else move under cache_dir.
     """
-    hint = f"Istio {release.version} is built with Go (1.21 or newer fetches {release.go} itself)"
+    fetch = f"install Go 1.21 or newer (it fetches {release.go} through the module proxy)"
     out = proc.run(
         ["go", "env", "-json", "GOVERSION", *_CARRIED],
         stream=False,
         separate_stderr=True,
         what="go env",
-        hint=hint,
+        hint=fetch,
     )
     values = json.loads(out)
-    label, minor = toolchain.parse_go_version(values.pop("GOVERSION") or "go1.15")
+    # GOVERSION is new in Go 1.16.
+    given = values.pop("GOVERSION")
+    label, minor = toolchain.parse_go_version(given) if given else ("a Go before 1.16", (1, 15))
     oldest, newest = toolchain.parse_go_version(release.go)[1], release.go_newest
     env = {"GOENV": "off", "GO111MODULE": "on", "CGO_ENABLED": "0"}
     if minor >= (1, 21):
@@ -569,8 +571,7 @@ def go_environment(release: IstioRelease, settings: Settings) -> tuple[dict[str,
         wanted = f"Go {oldest[0]}.{oldest[1]} to {newest[0]}.{newest[1]}"
         raise UserError(
             f"Istio {release.version} builds with {wanted} and the go on PATH is {label};"
-            f" install Go 1.21 or newer (it fetches {release.go} through the module proxy) or"
-            f" put {wanted} first on PATH"
+            f" {fetch} or put {wanted} first on PATH"
         )
     own = settings.path("cache_dir") / "go"
     flags = [f for f in values.pop("GOFLAGS").split() if not f.startswith(_NEWER_FLAGS)]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import re
 import secrets
 import shutil
 import stat
@@ -21,6 +23,7 @@ from ci.errors import UserError
 from ci.image.result import ImageResult
 from ci.mesh import binaries
 from ci.mesh.binaries import IN_PILOT_IMAGE, IN_PROXY_IMAGE, RELEASES, resolve, source_key
+from tests.helpers import tools
 from tests.helpers.images import import_rootfs
 from tests.helpers.mosn import git
 
@@ -222,6 +225,26 @@ def test_a_checkout_at_another_commit_is_refused(istio_source, tmp_path):
         f"--istio-src {copy} is at commit {head[:12]}, not Istio 1.10.6 (fd053c6165d2);"
         " `git checkout 1.10.6` there, or pass the --istio-version it is"
     )
+
+
+@pytest.mark.parametrize("release", ["1.19", "1.15"])
+def test_a_go_that_can_neither_build_istio_nor_fetch_the_go_that_does_is_refused(
+    release, istio_source, tmp_path, monkeypatch
+):
+    # Debian's Go 1.19 (too new for reflect2 v1.0.1, too old for GOTOOLCHAIN) and Go 1.15.
+    goroot = Path(f"/usr/lib/go-{release}")
+    if not (goroot / "bin" / "go").is_file():
+        tools.need("go releases", f"no Go {release} at {goroot}")
+    monkeypatch.setenv("PATH", f"{goroot}/bin:{os.environ['PATH']}")
+    message = refusal(Settings(istio_src=str(istio_source), cache_dir=str(tmp_path)))
+    said = r"go1\.19\.\d+" if release == "1.19" else "a Go before 1\\.16"
+    assert re.fullmatch(
+        rf"Istio 1\.10\.6 builds with Go 1\.16 to 1\.17 and the go on PATH is {said}; install Go"
+        r" 1\.21 or newer \(it fetches go1\.16\.15 through the module proxy\) or put Go 1\.16 to"
+        r" 1\.17 first on PATH",
+        message,
+    )
+    assert not (tmp_path / "istio").exists()
 
 
 def test_a_tree_that_is_not_istio_is_refused(tmp_path):
