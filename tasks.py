@@ -10,11 +10,16 @@ from __future__ import annotations
 import functools
 import sys
 
-from invoke import Exit, task
+from invoke import Exit
+from invoke import task as invoke_task
 
 from ci import config, log
 from ci.errors import UserError
 from server.errors import ServerError
+
+# No short flags anywhere: invoke's automatic ones took -h (help) from `serve --header-timeout`
+# and `e2e --cache-dir`, and gave -p three meanings. Long flags only; -h is always help.
+task = functools.partial(invoke_task, auto_shortflags=False)
 
 # Exceptions that carry a sentence for the user (and maybe `.detail`): one line, exit 1.
 FRIENDLY_ERRORS: tuple[type[Exception], ...] = (UserError, ServerError)
@@ -46,7 +51,7 @@ def friendly(fn):
 
 # Plain boolean flags (not optional-value ones, which make `invoke build --quiet publish`
 # ambiguous to invoke). Absent means "not given", so invoke.yaml and the environment decide.
-@task(help=config.help_for("build"), auto_shortflags=False)
+@task(help=config.help_for("build"))
 @friendly
 def build(
     ctx,
@@ -91,9 +96,9 @@ def test(ctx, pytest_args="", lint_only=False):
         ctx.run(f"{sys.executable} -m pytest {pytest_args}", echo=True, pty=False)
 
 
-# No short flags: too many options start with the same letter. Switches are plain booleans
-# (see build): absent, they leave invoke.yaml and the environment in charge.
-@task(help=config.help_for("image"), auto_shortflags=False)
+# Switches are plain booleans (see build): absent, they leave invoke.yaml and the environment
+# in charge.
+@task(help=config.help_for("image"))
 @friendly
 def image(
     ctx,
