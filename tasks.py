@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 
 from invoke import Exit
 from invoke import task as invoke_task
@@ -21,13 +22,22 @@ from server.errors import ServerError
 # and `e2e --cache-dir`, and gave -p three meanings. Long flags only; -h is always help.
 task = functools.partial(invoke_task, auto_shortflags=False)
 
+# invoke reads invoke.yaml only after importing this file, and shows a YAML error as a
+# traceback: check it here first.
+try:
+    config.check_file(Path(__file__).with_name("invoke.yaml"))
+except UserError as exc:
+    sys.exit(f"error: {exc}")
+
 # Exceptions that carry a sentence for the user (and maybe `.detail`): one line, exit 1.
 FRIENDLY_ERRORS: tuple[type[Exception], ...] = (UserError, ServerError)
 
 
 def settings(ctx, name: str, given) -> config.Settings:
     """The one config object: defaults < invoke.yaml < environment < task `name`'s flags."""
-    s = config.load(ctx.config.get(config.CONFIG_SECTION, {}), config.task_flags(name, given))
+    s = config.load(
+        ctx.config.get(config.CONFIG_SECTION, {}), config.task_flags(name, given), task=name
+    )
     log.set_quiet(s.quiet)
     return s
 

@@ -8,11 +8,10 @@ files exist only for a complete, checked publish.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ci import github, istio_env, log, names
+from ci import config, github, istio_env, log, names
 from ci.config import Settings
 from ci.dist import Dist, sha256_bytes, sha256_file
 from ci.errors import UserError
@@ -21,8 +20,6 @@ from ci.publish.base import Item, Store, Stored, download_digest
 from ci.publish.record import PublishedFile, Record
 from ci.publish.s3 import S3Store
 from ci.publish.server import ServerStore
-
-_SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 
 
 @dataclass
@@ -38,18 +35,12 @@ class Published:
         return istio_env.make_command(self.values)
 
 
-def check_prefix(prefix: str, flag: str | None = "--prefix") -> str:
-    """The prefix without its outer slashes; the error names `flag`, unless the caller names
-    the setting itself (None)."""
-    prefix = prefix.strip("/")
-    for segment in prefix.split("/") if prefix else ():
-        if not _SEGMENT.match(segment):
-            given = f"{flag} {prefix!r}" if flag else repr(prefix)
-            raise UserError(
-                f"{given}: each /-separated part must be letters, digits, . _ -"
-                " and not start with a dot; pick another prefix"
-            )
-    return prefix
+def check_prefix(prefix: str) -> str:
+    """The prefix without its outer slashes, its parts checked by the settings' rule."""
+    problem = config.prefix_problem(prefix)
+    if problem:
+        raise UserError(f"--prefix {prefix!r} {problem}")
+    return prefix.strip("/")
 
 
 def plan(dist: Dist, folder: str, wasm: str) -> list[Item]:
