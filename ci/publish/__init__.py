@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ci import config, github, istio_env, log, names
 from ci.config import Settings
-from ci.dist import Dist, sha256_bytes, sha256_file
+from ci.dist import Dist, remove_records, sha256_bytes, sha256_file
 from ci.errors import UserError
 from ci.publish import local_server
 from ci.publish.base import Item, Store, Stored, download_digest
@@ -144,8 +144,7 @@ def publish(settings: Settings) -> Published:
     env_file = dist.root / names.ISTIO_ENV
     # istio.env and published.json describe the last complete publish of this dist; a new
     # attempt voids them, so a failure below cannot leave a hand-off that points at other bytes.
-    env_file.unlink(missing_ok=True)
-    (dist.root / names.PUBLISHED_JSON).unlink(missing_ok=True)
+    remove_records(dist.root, (names.ISTIO_ENV, names.PUBLISHED_JSON))
     dist.verify()
     version = dist.mosn_version_safe
     folder = f"{prefix}/{version}" if prefix else version
