@@ -73,7 +73,8 @@ def open_store(settings: Settings) -> Store:
         return S3Store(settings)
     # The URL is checked (by ServerStore) before a server is started for it.
     store = ServerStore(settings.server_url, "")
-    store.token = local_server.write_token(settings)
+    store.token, store.token_file = local_server.write_token(settings)
+    store.check_server()
     return store
 
 
@@ -96,6 +97,9 @@ def upload(
             f" different bytes ({listed}); build another version (`invoke build --version V`),"
             " or pass --force to replace them"
         )
+    if items and all(same(found[item.key], item) for item in items):
+        # Nothing to send, so nothing would show that the credentials may not write.
+        store.check_write(min(items, key=lambda item: item.size))
     uploaded, unchanged = [], []
     for item in items:
         if same(found[item.key], item):
