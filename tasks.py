@@ -8,7 +8,9 @@ maps them to settings by name.
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import sysconfig
 from pathlib import Path
 
 from invoke import Exit
@@ -99,11 +101,16 @@ def build(
 )
 def test(ctx, pytest_args="", lint_only=False):
     """Lint (ruff) and run the test suite, the same command CI runs."""
-    ctx.run("ruff check .", echo=True)
-    ctx.run("ruff format --check .", echo=True)
+    # The tools pip installed with this Python (ruff, act, ...) come first, as in an activated
+    # virtual environment, so that `.venv/bin/invoke test` needs no `source .venv/bin/activate`.
+    path = os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")])
+    ctx.run("ruff check .", echo=True, env={"PATH": path})
+    ctx.run("ruff format --check .", echo=True, env={"PATH": path})
     if not lint_only:
         # pytest exits 5 when it collected nothing: that is a failure here, like any non-zero.
-        ctx.run(f"{sys.executable} -m pytest {pytest_args}", echo=True, pty=False)
+        ctx.run(
+            f"{sys.executable} -m pytest {pytest_args}", echo=True, pty=False, env={"PATH": path}
+        )
 
 
 # Switches are plain booleans (see build): absent, they leave invoke.yaml and the environment
