@@ -654,12 +654,12 @@ def not_one_of(where: str, value: Any, choices: Iterable[str]) -> str:
     return f"{where} {value!r} is not one of {', '.join(choices)}; pick one"
 
 
-def _closest(word: str, prefix: str = "") -> str:
-    """`did you mean <prefix><setting>?` for the setting nearest `word`, if one is near."""
+def _did_you_mean(word: str, spell: Callable[[str], str] = str) -> str:
+    """`did you mean X?` with X the setting nearest `word`, spelled by `spell`, if one is near."""
     match = difflib.get_close_matches(word.lower(), sorted(OPTIONS), n=1)
-    if not match:
-        return "see docs/configuration.md for the names"
-    return f"did you mean {prefix}{match[0].upper() if prefix else match[0]}?"
+    return (
+        f"did you mean {spell(match[0])}?" if match else "see docs/configuration.md for the names"
+    )
 
 
 def _coerce_all(values: Mapping[str, Any], source: _Source) -> tuple[dict[str, Any], list[str]]:
@@ -668,7 +668,7 @@ def _coerce_all(values: Mapping[str, Any], source: _Source) -> tuple[dict[str, A
     for key, raw in values.items():
         name = str(key).replace("-", "_")
         if name not in OPTIONS:
-            found.append(f"{source.label}: unknown setting {key!r}; {_closest(name)}")
+            found.append(f"{source.label}: unknown setting {key!r}; {_did_you_mean(name)}")
             continue
         if raw is None:
             continue  # `name:` with nothing after it in invoke.yaml: not given
@@ -707,7 +707,8 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     ignored without a word), naming the closest one that is."""
     known = {env_name(name) for name in OPTIONS}
     return [
-        f"{var} is not a setting and was ignored; {_closest(var[len(ENV_PREFIX) :], ENV_PREFIX)}"
+        f"{var} is not a setting and was ignored;"
+        f" {_did_you_mean(var.removeprefix(ENV_PREFIX), env_name)}"
         for var in sorted(environ)
         if var.startswith(ENV_PREFIX) and var not in known and var not in NOT_SETTINGS_ENV
     ]
