@@ -8,13 +8,28 @@ maps them to settings by name.
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import sysconfig
+from pathlib import Path
 
-from invoke import Exit, task
+from invoke import Exit
+from invoke import task as invoke_task
 
 from ci import config, log
 from ci.errors import UserError
 from server.errors import ServerError
+
+# No short flags anywhere: invoke's automatic ones took -h (help) from `serve --header-timeout`
+# and `e2e --cache-dir`, and gave -p three meanings. Long flags only; -h is always help.
+task = functools.partial(invoke_task, auto_shortflags=False)
+
+# invoke reads invoke.yaml only after importing this file, and shows a YAML error as a
+# traceback: check it here first.
+try:
+    config.check_file(Path(__file__).with_name("invoke.yaml"))
+except UserError as exc:
+    sys.exit(f"error: {exc}")
 
 # Exceptions that carry a sentence for the user (and maybe `.detail`): one line, exit 1.
 FRIENDLY_ERRORS: tuple[type[Exception], ...] = (UserError, ServerError)
@@ -22,7 +37,9 @@ FRIENDLY_ERRORS: tuple[type[Exception], ...] = (UserError, ServerError)
 
 def settings(ctx, name: str, given) -> config.Settings:
     """The one config object: defaults < invoke.yaml < environment < task `name`'s flags."""
-    s = config.load(ctx.config.get(config.CONFIG_SECTION, {}), config.task_flags(name, given))
+    s = config.load(
+        ctx.config.get(config.CONFIG_SECTION, {}), config.task_flags(name, given), task=name
+    )
     log.set_quiet(s.quiet)
     return s
 
@@ -46,7 +63,7 @@ def friendly(fn):
 
 # Plain boolean flags (not optional-value ones, which make `invoke build --quiet publish`
 # ambiguous to invoke). Absent means "not given", so invoke.yaml and the environment decide.
-@task(help=config.help_for("build"), auto_shortflags=False)
+@task(help=config.help_for("build"))
 @friendly
 def build(
     ctx,
@@ -84,16 +101,21 @@ def build(
 )
 def test(ctx, pytest_args="", lint_only=False):
     """Lint (ruff) and run the test suite, the same command CI runs."""
-    ctx.run("ruff check .", echo=True)
-    ctx.run("ruff format --check .", echo=True)
+    # The tools pip installed with this Python (ruff, act, ...) come first, as in an activated
+    # virtual environment, so that `.venv/bin/invoke test` needs no `source .venv/bin/activate`.
+    path = os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")])
+    ctx.run("ruff check .", echo=True, env={"PATH": path})
+    ctx.run("ruff format --check .", echo=True, env={"PATH": path})
     if not lint_only:
         # pytest exits 5 when it collected nothing: that is a failure here, like any non-zero.
-        ctx.run(f"{sys.executable} -m pytest {pytest_args}", echo=True, pty=False)
+        ctx.run(
+            f"{sys.executable} -m pytest {pytest_args}", echo=True, pty=False, env={"PATH": path}
+        )
 
 
-# No short flags: too many options start with the same letter. Switches are plain booleans
-# (see build): absent, they leave invoke.yaml and the environment in charge.
-@task(help=config.help_for("image"), auto_shortflags=False)
+# Switches are plain booleans (see build): absent, they leave invoke.yaml and the environment
+# in charge.
+@task(help=config.help_for("image"))
 @friendly
 def image(
     ctx,

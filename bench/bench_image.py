@@ -76,7 +76,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mp-image-bench-") as tmp:
         work = Path(tmp)
         dist = dist_for_bench(args.dist, work)
-        labels = image.image_labels(dist, dist.istio_version, "https://github.com/mosn/mosn.git")
+        labels = image.image_labels(dist, dist.istio_version)
         folder = work / "context"
         folder.mkdir()
         (folder / "Dockerfile").write_text(engine.dockerfile(base, True, labels))

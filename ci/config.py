@@ -13,16 +13,20 @@ here; one validator (`_coerce`) checks every layer the same way.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ci import names
+from ci import log, names
 from ci.errors import UserError
 
 ENV_PREFIX = "MOSN_PROXYV2_"
+MAX_URL_EXPIRY = 7 * 24 * 3600  # S3 signs URLs for 7 days at most
 CONFIG_SECTION = "mosn_proxyv2"
 _OPTION = "option"
 
@@ -47,6 +51,9 @@ class Option:
     action: str | None = None  # the composite action's input for it
     flags: Mapping[str, str] = field(default_factory=dict)  # {task: flag} when not the name
     fold_case: bool = False  # choices compared lower-cased (the server's own rule)
+    # What is wrong with a value of the right type, as the end of "<where> <value> ...", or
+    # "" when nothing is: the ranges and formats below (between, matches, ...).
+    check: Callable[[Any], str] | None = None
 
     def tasks_taking(self) -> tuple[str, ...]:
         return tuple(self.help) if isinstance(self.help, Mapping) else self.tasks
@@ -55,6 +62,78 @@ class Option:
 def opt(default: Any, help: str | Mapping[str, str], **kwargs: Any) -> Any:
     option = Option(help, **kwargs)
     return field(default=default, repr=not option.secret, metadata={_OPTION: option})
+
+
+# ---- checks of a value's range or format (Option.check) ------------------------------------
+
+
+def between(low: float, high: float, unit: str = "") -> Callable[[Any], str]:
+    def check(value: float) -> str:
+        return "" if low <= value <= high else f"is out of range: give {low} to {high}{unit}"
+
+    return check
+
+
+def at_least(low: float, unit: str = "") -> Callable[[Any], str]:
+    def check(value: float) -> str:
+        return "" if value >= low else f"is out of range: give {low} or more{unit}"
+
+    return check
+
+
+def above_zero(unit: str = "") -> Callable[[Any], str]:
+    def check(value: float) -> str:
+        return "" if value > 0 else f"is out of range: give more than 0{unit}"
+
+    return check
+
+
+def matches(pattern: str, what: str) -> Callable[[Any], str]:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        return "" if compiled.fullmatch(value) else f"is not {what}"
+
+    return check
+
+
+def _each_of(choices: Iterable[str]) -> Callable[[Any], str]:
+    allowed = ", ".join(choices)
+
+    def check(value: tuple[str, ...]) -> str:
+        wrong = [part for part in value if part not in choices]
+        if wrong:
+            return f"has unknown {', '.join(wrong)}; choose from {allowed}, comma-separated"
+        return "" if value else f"names none; choose from {allowed}, comma-separated"
+
+    return check
+
+
+_STORE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+def prefix_problem(prefix: str) -> str:
+    """What is wrong with a folder in a store (outer slashes aside): /-separated names of
+    letters, digits, . _ - not starting with a dot."""
+    inner = prefix.strip("/")
+    if not inner or all(_STORE_NAME.fullmatch(part) for part in inner.split("/")):
+        return ""
+    return (
+        "is not a folder name: each /-separated part must be letters, digits, . _ -"
+        " and not start with a dot; pick another prefix"
+    )
+
+
+def _size_problem(value: str) -> str:
+    # The server's own parser, so `invoke serve` refuses what `python -m server` would.
+    from server.config import parse_size
+    from server.errors import ServerError
+
+    try:
+        parse_size(value)
+    except ServerError:
+        return "is not a size: write bytes or a number with K, M, G or T, e.g. 2G"
+    return ""
 
 
 ISTIO_VERSION_HELP = {
@@ -120,11 +199,18 @@ class Settings:
         {"build": "version to stamp instead of VERSION(<git short hash>)"},
         action="version",
     )
-    istio_version: str = opt("1.10.6", ISTIO_VERSION_HELP, action="istio-version")
+    istio_version: str = opt(
+        "1.10.6",
+        ISTIO_VERSION_HELP,
+        action="istio-version",
+        # Istio's release tags: 1.10.6, 1.11.0-rc.1 (no leading v).
+        check=matches(r"\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?", "an Istio release such as 1.10.6"),
+    )
     platforms: tuple[str, ...] = opt(
         ("linux/amd64", "darwin/amd64"),
         {"build": f"comma-separated from {', '.join(names.PLATFORMS)} (default {{default}})"},
         action="platforms",
+        check=_each_of(names.PLATFORMS),
     )
     in_docker: bool = opt(
         False,
@@ -186,6 +272,7 @@ class Settings:
             "publish": "folder in the store: files go to <prefix>/<version>/<file> (default {default})",
         },
         action="s3-prefix",
+        check=prefix_problem,
     )
     endpoint_url: str = opt(
         "",
@@ -200,8 +287,9 @@ class Settings:
         action="aws-region",
     )
     url_expiry: int = opt(
-        7 * 24 * 3600,
+        MAX_URL_EXPIRY,
         {"publish": "lifetime of presigned S3 URLs in seconds (default and maximum {default})"},
+        check=between(1, MAX_URL_EXPIRY, " seconds (7 days, the longest a presigned URL lives)"),
     )
     public: bool = opt(
         False,
@@ -325,6 +413,10 @@ class Settings:
     cluster_name: str = opt(
         "mosn-proxyv2",
         {"e2e": "kind cluster name; must not exist yet (default {default})"},
+        check=matches(
+            r"[a-z0-9]([a-z0-9.-]{0,48}[a-z0-9])?",
+            "a kind cluster name; use lowercase letters, digits, '-' and '.' (e.g. mosn-proxyv2)",
+        ),
     )
     keep_cluster: bool = opt(
         False,
@@ -335,15 +427,19 @@ class Settings:
         {"e2e": "folder for the report, manifests and diagnostics (default {default}/)"},
     )
     samples: int = opt(
-        0, {"e2e": "requests for the 50/50 check (default 0: the N chosen in ci/e2e/stats.py)"}
+        0,
+        {"e2e": "requests for the 50/50 check (default 0: the N chosen in ci/e2e/stats.py)"},
+        check=at_least(0, " (0: let ci/e2e/stats.py choose)"),
     )
     ingress_port: int = opt(
         30080,
         {"e2e": "host port on 127.0.0.1 mapped to the ingress gateway (default {default})"},
+        check=between(1, 65535, " (a TCP port)"),
     )
     wait_timeout: int = opt(
         300,
         {"e2e": "seconds to wait for rollouts and for routing to settle (default {default})"},
+        check=at_least(1, " seconds"),
     )
     pull_image: bool = opt(
         False, {"e2e": "let the cluster pull --image from its registry instead of kind load"}
@@ -354,19 +450,27 @@ class Settings:
         "",
         {"serve": "HOST:PORT to listen on (default: host and port of server_url, {server_url})"},
     )
-    workers: int = opt(0, {"serve": "gunicorn worker processes (default: 2 per CPU core)"})
+    workers: int = opt(
+        0,
+        {"serve": "gunicorn worker processes (default: 2 per CPU core)"},
+        check=at_least(0, " (0: 2 per CPU core)"),
+    )
     connections: int = opt(
-        1000, {"serve": "connections held at once per worker (default {default})"}
+        1000,
+        {"serve": "connections held at once per worker (default {default})"},
+        check=at_least(1),
     )
     header_timeout: float = opt(
         10.0,
         {"serve": "seconds a request head or an idle keep-alive may take (default {default})"},
+        check=above_zero(" seconds"),
     )
     send_timeout: float = opt(
         60.0,
         {
             "serve": "seconds a send or body read may stall before the client is dropped (default {default})"
         },
+        check=above_zero(" seconds"),
     )
     trusted_proxies: str = opt(
         "",
@@ -393,6 +497,7 @@ class Settings:
             "serve": "largest accepted upload, e.g. 2G (default {default}; env ARTIFACT_MAX_UPLOAD_SIZE)"
         },
         env=("ARTIFACT_MAX_UPLOAD_SIZE",),
+        check=_size_problem,
     )
     overwrite: str = opt(
         "deny",
@@ -421,6 +526,7 @@ class Settings:
             "serve": "seconds nginx may reuse a small download before asking the app again (default {default}; 0: off)"
         },
         env=("ARTIFACT_FRONT_CACHE",),
+        check=at_least(0, " seconds (0: off)"),
     )
 
     def path(self, name: str) -> Path:
@@ -486,47 +592,88 @@ def task_flags(task: str, given: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _Source:
-    label: str  # for type errors: "command line", "environment", ...
+    label: str  # where a setting it does not know was given: "invoke.yaml [mosn_proxyv2]", ...
     names: Callable[[str], str]  # a setting as this source's user names it
     booleans: tuple[str, ...] = ()  # a source with its own spelling of booleans
 
 
-_FLAGS = _Source("command line", lambda name: "--" + name.replace("_", "-"))
+def _flags(task: str | None) -> _Source:
+    """The command line, its settings named as `task`'s flags (--out, not --dist)."""
+    return _Source("command line", lambda name: "--" + flag(name, task or ""))
+
+
 _FILE = _Source(f"invoke.yaml [{CONFIG_SECTION}]", lambda name: f"invoke.yaml {name}")
 _OVERRIDE = _Source("override", lambda name: name)
 _TRUTHY = {"1", "true", "yes", "on"}
 _FALSY = {"0", "false", "no", "off", ""}
+# What a value of each type is, for "<where> <value> is not ...".
+_KINDS = {
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    tuple: "a comma-separated list",
+    str: "a single value",
+}
+# Variables with the settings' prefix that are not settings: the test suite's own switches
+# (tests/helpers/tools.py), which CI exports for every command.
+NOT_SETTINGS_ENV = ("MOSN_PROXYV2_REQUIRE_DOCKER", "MOSN_PROXYV2_REQUIRE_CLUSTER")
+_warned: set[str] = set()
+
+
+def _typed(raw: Any, default: Any) -> Any:
+    """`raw` as the type of `default`; ValueError or TypeError when it is not one."""
+    if isinstance(default, bool):
+        text = str(raw).strip().lower()
+        if isinstance(raw, bool) or text in _TRUTHY | _FALSY:
+            return raw if isinstance(raw, bool) else text in _TRUTHY
+        raise ValueError(raw)
+    if isinstance(raw, bool):
+        raise TypeError("a switch is not a number or a text")  # yes/true in invoke.yaml
+    if isinstance(default, int):
+        if isinstance(raw, float) and not raw.is_integer():
+            raise ValueError(raw)  # int() would cut 2.5 to 2
+        return int(raw)
+    if isinstance(default, float):
+        value = float(raw)
+        if not math.isfinite(value):
+            raise ValueError(raw)
+        return value
+    if isinstance(default, tuple):
+        if isinstance(raw, str):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if not isinstance(raw, (list, tuple)):
+            raise TypeError(raw)
+        return tuple(str(part).strip() for part in raw)
+    if not isinstance(raw, (str, int, float)):
+        raise TypeError(raw)  # a list or a mapping in invoke.yaml
+    return str(raw)
 
 
 def _coerce(name: str, raw: Any, source: _Source) -> Any:
-    """`raw` as the setting's type, checked against its choices; UserError says what to fix."""
+    """`raw` as the setting's type, within its choices, range and format; else a UserError
+    that names the setting as `source` does and says what to give."""
     option, default = OPTIONS[name], DEFAULTS[name]
+    where = source.names(name)
+    shown = "(hidden)" if option.secret else repr(raw)
     if (
         isinstance(default, bool)
         and source.booleans
         and str(raw).strip().lower() not in source.booleans
     ):
-        raise UserError(not_one_of(source.names(name), raw, source.booleans))
+        raise UserError(not_one_of(where, raw, source.booleans))
     try:
-        if isinstance(default, bool):
-            text = str(raw).strip().lower()
-            if isinstance(raw, bool) or text in _TRUTHY | _FALSY:
-                return raw if isinstance(raw, bool) else text in _TRUTHY
-            raise ValueError(raw)
-        if isinstance(default, (int, float)):
-            return type(default)(raw)
-        if isinstance(default, tuple):
-            if isinstance(raw, str):
-                return tuple(part.strip() for part in raw.split(",") if part.strip())
-            return tuple(str(part) for part in raw)
+        value = _typed(raw, default)
     except (TypeError, ValueError):
-        kind_name = type(default).__name__
         raise UserError(
-            f"{source.label}: {name} must be a {kind_name}, got {raw!r}; fix the value and run again"
+            f"{where} {shown} is not {_KINDS[type(default)]}; fix the value and run again"
         ) from None
-    value = str(raw).lower() if option.fold_case else str(raw)
-    if option.choices and value not in option.choices:
-        raise UserError(not_one_of(source.names(name), value, option.choices))
+    if isinstance(value, str):
+        value = value.lower() if option.fold_case else value
+        if option.choices and value not in option.choices:
+            raise UserError(not_one_of(where, value, option.choices))
+    problem = option.check(value) if option.check else ""
+    if problem:
+        raise UserError(f"{where} {shown} {problem}")
     return Secret(value) if option.secret else value
 
 
@@ -535,16 +682,24 @@ def not_one_of(where: str, value: Any, choices: Iterable[str]) -> str:
     return f"{where} {value!r} is not one of {', '.join(choices)}; pick one"
 
 
+def _did_you_mean(word: str, spell: Callable[[str], str] = str) -> str:
+    """`did you mean X?` with X the setting nearest `word`, spelled by `spell`, if one is near."""
+    match = difflib.get_close_matches(word.lower(), sorted(OPTIONS), n=1)
+    return (
+        f"did you mean {spell(match[0])}?" if match else "see docs/configuration.md for the names"
+    )
+
+
 def _coerce_all(values: Mapping[str, Any], source: _Source) -> tuple[dict[str, Any], list[str]]:
     """The values that are valid, and a sentence for each that is not."""
     out, found = {}, []
     for key, raw in values.items():
-        name = key.replace("-", "_")
+        name = str(key).replace("-", "_")
         if name not in OPTIONS:
-            found.append(
-                f"{source.label}: unknown setting {key!r}; see the Configuration section of README.md"
-            )
+            found.append(f"{source.label}: unknown setting {key!r}; {_did_you_mean(name)}")
             continue
+        if raw is None:
+            continue  # `name:` with nothing after it in invoke.yaml: not given
         try:
             out[name] = _coerce(name, raw, source)
         except UserError as exc:
@@ -575,17 +730,31 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     return found
 
 
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each MOSN_PROXYV2_* variable that is no setting (a typo is otherwise
+    ignored without a word), naming the closest one that is."""
+    known = {env_name(name) for name in OPTIONS}
+    return [
+        f"{var} is not a setting and was ignored;"
+        f" {_did_you_mean(var.removeprefix(ENV_PREFIX), env_name)}"
+        for var in sorted(environ)
+        if var.startswith(ENV_PREFIX) and var not in known and var not in NOT_SETTINGS_ENV
+    ]
+
+
 def read(
     file_layer: Mapping[str, Any] | None = None,
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     *,
+    task: str | None = None,
     action: bool = False,
 ) -> tuple[Settings, list[str]]:
     """The merged settings (each bad value left at the layer below) and what was wrong.
 
-    With `action`, the environment is the composite action's: a MOSN_PROXYV2_<NAME> that an
-    input sets is named as that input, and its booleans are spelled true or false."""
+    Flags are named as `task`'s. With `action`, the environment is the composite action's: a
+    MOSN_PROXYV2_<NAME> that an input sets is named as that input, and its booleans are
+    spelled true or false."""
     environ = os.environ if environ is None else environ
     merged, found = _coerce_all(dict(file_layer or {}), _FILE)
     for name, (var, raw) in from_environment(environ).items():
@@ -594,7 +763,7 @@ def read(
         merged.update(values)
         found += problems
     values, problems = _coerce_all(
-        {k: v for k, v in (flags or {}).items() if v is not None}, _FLAGS
+        {k: v for k, v in (flags or {}).items() if v is not None}, _flags(task)
     )
     merged.update(values)
     return Settings(**merged), found + problems
@@ -604,9 +773,42 @@ def load(
     file_layer: Mapping[str, Any] | None = None,
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    task: str | None = None,
 ) -> Settings:
     """Merge the layers, or refuse the first bad value. Flags whose value is None were not
-    given and do not override."""
-    settings, found = read(file_layer, flags, environ)
+    given and do not override. Unknown MOSN_PROXYV2_* variables are warned about once."""
+    environ = os.environ if environ is None else environ
+    for warning in unknown_variables(environ):
+        if warning not in _warned:
+            _warned.add(warning)
+            log.warn(warning)
+    settings, found = read(file_layer, flags, environ, task=task)
     _raise_first(found)
     return settings
+
+
+def check_file(path: Path) -> None:
+    """Refuse, in one line, an invoke.yaml that is not YAML or whose settings section is not
+    a mapping: invoke itself would stop with a traceback when it loads the file."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}; fix its permissions") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f", line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise UserError(f"{path}{at}: {problem}; fix the YAML and run again") from None
+    if data is None:
+        return
+    section = data.get(CONFIG_SECTION) if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(section, (dict, type(None))):
+        raise UserError(
+            f"{path}: expected `{CONFIG_SECTION}:` followed by indented `setting: value` lines;"
+            " fix the file (docs/configuration.md)"
+        )

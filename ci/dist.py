@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,11 @@ from ci.errors import UserError
 from ci.fsutil import atomic_write
 
 SCHEMA = 1
+# What the later stages write beside the tarballs, each about these very tarballs: publish
+# (istio.env, published.json) and image (image.json). A rebuild removes every one of them,
+# and each stage removes its own when it starts again, so a dist never holds a record of
+# bytes or an image that are not the ones beside it.
+STAGE_RECORDS = (names.ISTIO_ENV, names.PUBLISHED_JSON, names.IMAGE_JSON)
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,8 @@ class Dist:
     source_date_epoch: int
     cgo: bool
     files: tuple[DistFile, ...] = field(default_factory=tuple)
+    # Where others fetch the source: the checkout's remote; "" when it has none to give.
+    source_url: str = ""
 
     @classmethod
     def load(cls, root: Path | str) -> Dist:
@@ -94,6 +102,11 @@ class Dist:
             if member is None:
                 raise UserError(f"{tarball} has no {names.BINARY_PATH_IN_TARBALL}; rebuild it")
             return member.read()
+
+
+def remove_records(root: Path, records: Iterable[str] = STAGE_RECORDS) -> None:
+    for name in records:
+        (root / name).unlink(missing_ok=True)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

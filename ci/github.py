@@ -67,6 +67,7 @@ def project_config(action_path: Path) -> dict:
     """The `mosn_proxyv2:` section of the action's invoke.yaml, loaded the way invoke does."""
     from invoke import Config
 
+    config.check_file(action_path / "invoke.yaml")
     cfg = Config(project_location=str(action_path))
     cfg.load_project()
     return dict(cfg.get(config.CONFIG_SECTION, {}))
@@ -97,28 +98,21 @@ def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
             f"Python package(s) {', '.join(missing)} missing on the runner; install them "
             "(python3 -m pip install ...) or use `system-site-packages: false`"
         ]
-    # The tasks' modules need those packages (publish's stores import requests).
-    from ci import build, image, publish
+    # The tasks' modules need those packages (the image stage imports docker).
+    from ci import image
 
     s, found = read_settings(environ)
     keep = environ.get(KEEP_SERVER_ENV, "").strip().lower()
     if keep not in ("", "true", "false"):
         found.append(config.not_one_of("input `keep-server`:", keep, ("true", "false")))
     found += [message for wrong, message in _together(s, cwd) if wrong]
-    # The tasks' own checks of single values, run now instead of after the build.
-    checks = {
-        "platforms": lambda: build.check_platforms(s.platforms),
-        "s3-prefix": lambda: publish.check_prefix(s.prefix, flag=None),
-        "image": lambda: (
-            s.image
-            and image.image_tags(image.parse_image_name(s.image), s.tags, "x", "`image` or `tags`")
-        ),
-    }
-    for name, check in checks.items():
-        try:
-            check()
-        except UserError as exc:
-            found.append(f"input `{name}`: {exc}")
+    # The image name's own check (ranges and formats of single values are the registry's,
+    # already in `found`), run now instead of after the build.
+    try:
+        if s.image:
+            image.image_tags(image.parse_image_name(s.image), s.tags, "x", "`image` or `tags`")
+    except UserError as exc:
+        found.append(f"input `image`: {exc}")
     return found
 
 

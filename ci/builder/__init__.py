@@ -129,6 +129,7 @@ def build(settings: Settings) -> Dist:
         go_version=go_label,
         source_date_epoch=epoch,
         cgo=settings.cgo,
+        source_url=source.remote_url(checkout.path),
     )
     with tempfile.TemporaryDirectory(prefix="mosn-build-") as work:
         binaries: dict[str, Path] = {}

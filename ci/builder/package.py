@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ci import names
-from ci.dist import Dist, DistFile
+from ci.dist import Dist, DistFile, remove_records
 from ci.errors import UserError
 
 # Measured on Go binaries against gzip -6 (bench/bench_package.py): level 4 is ~3% larger
@@ -217,7 +217,8 @@ def write_dist(out: Path, binaries: Mapping[str, Path], template: Dist) -> Dist:
     """Package each platform's binary into `out` and describe them in the manifest.
 
     Everything is written into a hidden folder inside `out` first, so a failure or an
-    interrupt before the end leaves `out` as it was. Then the old manifest goes, the
+    interrupt before the end leaves `out` as it was. Then the old manifest goes, with the
+    later stages' records of the old tarballs (ci.dist.STAGE_RECORDS), the
     tarballs and SHA256SUMS are renamed into place, and manifest.json comes last: whenever
     `out` holds a manifest.json, it describes the files beside it (a reader that loaded the
     old manifest just before a rebuild sees a checksum mismatch in `Dist.verify`, not a
@@ -301,6 +302,7 @@ def _publish(staging: Path, out: Path, tarballs: list[str]) -> None:
             raise UserError(f"{out / name} is a folder; move it away or choose another --out")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(out / names.MANIFEST)
+    remove_records(out)
     for name in tarballs:
         os.replace(staging / name, out / name)
     _remove_stale_tarballs(out, set(tarballs))

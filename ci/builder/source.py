@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ci import log, names, proc
 from ci.errors import UserError
@@ -298,6 +298,25 @@ def inspect_checkout(path: Path, origin: tuple[str, str, int] | None = None) -> 
         vendored=vendored,
         downloads_modules=not vendored and re.search(r"^require\b", text, re.M) is not None,
     )
+
+
+def remote_url(path: Path) -> str:
+    """Where others can fetch the checkout at `path`: its `origin`, without user or password;
+    "" for a folder that is not a clone's root, has no origin, or whose origin is local."""
+    if not (path / ".git").exists():
+        return ""  # a module from the proxy, or a folder inside some other repository
+    url = proc.run(
+        ["git", "-C", path, "remote", "get-url", "origin"],
+        stream=False, check=False, separate_stderr=True,
+    ).strip()  # fmt: skip
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https", "ssh", "git") and parts.hostname:
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit(parts._replace(netloc=netloc))
+    if re.fullmatch(r"[\w.-]+@[\w.-]+:[^\s]+", url):  # git@host:path
+        return url
+    return ""
 
 
 def _git_head(path: Path) -> tuple[str, str, int]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -145,9 +144,6 @@ def namespace_of(deployment: str) -> str:
     return ISTIO_NAMESPACE if deployment == GATEWAY_DEPLOYMENT else NAMESPACE
 
 
-_CLUSTER_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]{0,48}[a-z0-9])?")
-
-
 def full_image(image: str, pull: bool) -> str:
     """A `registry/repo:tag` reference, as Istio's charts and the kind nodes need it."""
     image = image.strip()
@@ -192,17 +188,6 @@ class Plan:
         # Image archives of the kind-load fallback: large, so never in the uploaded artifacts.
         self.scratch = self.state / "images"
         self.bookinfo = self.tools.samples / "bookinfo"
-        if not _CLUSTER_NAME.fullmatch(settings.cluster_name):
-            raise UserError(
-                f"--cluster-name {settings.cluster_name!r} is not a kind cluster name; use "
-                "lowercase letters, digits, '-' and '.' (e.g. mosn-proxyv2)"
-            )
-        if not 1 <= settings.ingress_port <= 65535:
-            raise UserError(f"--ingress-port {settings.ingress_port} is not a TCP port (1-65535)")
-        if settings.wait_timeout <= 0:
-            raise UserError("--wait-timeout must be a positive number of seconds")
-        if settings.samples < 0:
-            raise UserError("--samples must be 0 (choose N) or a positive count")
 
     # -- command builders -------------------------------------------------------------------
 

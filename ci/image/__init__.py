@@ -14,7 +14,7 @@ from typing import Any
 from ci import engine as docker_engine
 from ci import log, names
 from ci.config import Settings
-from ci.dist import Dist
+from ci.dist import Dist, remove_records
 from ci.image import engine, full, quick, registry
 from ci.image.registry import ImageName, image_tags, parse_image_name
 from ci.image.result import ImageResult
@@ -26,19 +26,21 @@ def rfc3339(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def image_labels(dist: Dist, istio_version: str, source: str) -> dict[str, str]:
+def image_labels(dist: Dist, istio_version: str) -> dict[str, str]:
     """OCI labels plus the two versions; `created` is the dist's SOURCE_DATE_EPOCH so a rebuild
-    of the same dist carries the same labels."""
-    return {
+    of the same dist carries the same labels. `source` is the built checkout's own remote, as
+    the manifest records it, and left out when there is none (a local checkout, a module)."""
+    labels = {
         "org.opencontainers.image.version": names.default_image_tag(
             dist.mosn_version_safe, istio_version
         ),
         "org.opencontainers.image.revision": dist.git_commit,
-        "org.opencontainers.image.source": source,
+        "org.opencontainers.image.source": dist.source_url,
         "org.opencontainers.image.created": rfc3339(dist.source_date_epoch),
         "io.mosn.version": dist.mosn_version,
         "io.istio.version": istio_version,
     }
+    return {key: value for key, value in labels.items() if value}
 
 
 def load_dist(settings: Settings) -> Dist:
@@ -53,6 +55,8 @@ def image(settings: Settings) -> ImageResult:
     name = parse_image_name(settings.image)
     auth = registry.credentials(settings) if settings.push else None
     dist = load_dist(settings)
+    # This run's image.json, or none: never the record of an earlier image.
+    remove_records(dist.root, (names.IMAGE_JSON,))
     if settings.mode == "quick":
         binary, run_make = quick.prepare(settings, dist), None
     else:
@@ -62,12 +66,14 @@ def image(settings: Settings) -> ImageResult:
     tags = image_tags(
         name, settings.tags, names.default_image_tag(dist.mosn_version_safe, istio_version)
     )
-    labels = image_labels(dist, istio_version, settings.mosn_repo)
+    labels = image_labels(dist, istio_version)
     secret_values = [str(settings.registry_password or "")]
 
     with log.stage("connect to the Docker engine"):
         client = engine.connect()
     with docker_engine.errors():
+        if settings.push:
+            registry.check_reachable(client, name, auth)
         result = _build_verify_tag(
             client, settings, name, tags, labels, dist, binary, run_make, auth
         )

@@ -123,6 +123,32 @@ def login(client, auth: dict[str, str], name: ImageName) -> None:
         ) from None
 
 
+# How the engine words a registry it could not talk to (Go's net/http and crypto/tls), as
+# opposed to one that answered: "manifest unknown", "unauthorized", "denied".
+_UNREACHABLE = re.compile(
+    r"dial tcp|no such host|connection refused|i/o timeout|network is unreachable"
+    r"|no route to host|x509:|tls:|HTTP response to HTTPS client|context deadline exceeded"
+)
+
+
+def check_reachable(client, name: ImageName, auth: dict[str, str] | None) -> None:
+    """Ask the engine, which pushes, to talk to the registry (it looks the image up there),
+    so a push that cannot happen fails before anything is built. Any answer from the
+    registry, "not found" or "unauthorized" included, means it is reachable."""
+    import docker
+
+    reference = f"{name.repository}:{name.tag or 'latest'}"
+    try:
+        client.api.inspect_distribution(reference, auth_config=auth)
+    except docker.errors.APIError as exc:
+        reason = redact(str(exc.explanation or exc), [auth["password"]] if auth else [])
+        if _UNREACHABLE.search(reason):
+            raise UserError(
+                f"registry {name.registry} cannot be reached from the Docker engine ({reason});"
+                " nothing was built: start the registry or fix --image, then run again"
+            ) from None
+
+
 class _PushFailed(Exception):
     pass
 

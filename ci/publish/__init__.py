@@ -8,21 +8,18 @@ files exist only for a complete, checked publish.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ci import github, istio_env, log, names
+from ci import config, github, istio_env, log, names
 from ci.config import Settings
-from ci.dist import Dist, sha256_bytes, sha256_file
+from ci.dist import Dist, remove_records, sha256_bytes, sha256_file
 from ci.errors import UserError
 from ci.publish import local_server
 from ci.publish.base import Item, Store, Stored, download_digest
 from ci.publish.record import PublishedFile, Record
 from ci.publish.s3 import S3Store
 from ci.publish.server import ServerStore
-
-_SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 
 
 @dataclass
@@ -38,18 +35,12 @@ class Published:
         return istio_env.make_command(self.values)
 
 
-def check_prefix(prefix: str, flag: str | None = "--prefix") -> str:
-    """The prefix without its outer slashes; the error names `flag`, unless the caller names
-    the setting itself (None)."""
-    prefix = prefix.strip("/")
-    for segment in prefix.split("/") if prefix else ():
-        if not _SEGMENT.match(segment):
-            given = f"{flag} {prefix!r}" if flag else repr(prefix)
-            raise UserError(
-                f"{given}: each /-separated part must be letters, digits, . _ -"
-                " and not start with a dot; pick another prefix"
-            )
-    return prefix
+def check_prefix(prefix: str) -> str:
+    """The prefix without its outer slashes, its parts checked by the settings' rule."""
+    problem = config.prefix_problem(prefix)
+    if problem:
+        raise UserError(f"--prefix {prefix!r} {problem}")
+    return prefix.strip("/")
 
 
 def plan(dist: Dist, folder: str, wasm: str) -> list[Item]:
@@ -82,7 +73,8 @@ def open_store(settings: Settings) -> Store:
         return S3Store(settings)
     # The URL is checked (by ServerStore) before a server is started for it.
     store = ServerStore(settings.server_url, "")
-    store.token = local_server.write_token(settings)
+    store.token, store.token_file = local_server.write_token(settings)
+    store.check_server()
     return store
 
 
@@ -105,6 +97,9 @@ def upload(
             f" different bytes ({listed}); build another version (`invoke build --version V`),"
             " or pass --force to replace them"
         )
+    if items and all(same(found[item.key], item) for item in items):
+        # Nothing to send, so nothing would show that the credentials may not write.
+        store.check_write(min(items, key=lambda item: item.size))
     uploaded, unchanged = [], []
     for item in items:
         if same(found[item.key], item):
@@ -153,8 +148,7 @@ def publish(settings: Settings) -> Published:
     env_file = dist.root / names.ISTIO_ENV
     # istio.env and published.json describe the last complete publish of this dist; a new
     # attempt voids them, so a failure below cannot leave a hand-off that points at other bytes.
-    env_file.unlink(missing_ok=True)
-    (dist.root / names.PUBLISHED_JSON).unlink(missing_ok=True)
+    remove_records(dist.root, (names.ISTIO_ENV, names.PUBLISHED_JSON))
     dist.verify()
     version = dist.mosn_version_safe
     folder = f"{prefix}/{version}" if prefix else version

@@ -66,6 +66,10 @@ class Store(Protocol):
     def put(self, item: Item, *, replace: bool) -> None:
         """Store the item's bytes, sending its sha256 for the store to check on receipt."""
 
+    def check_write(self, item: Item) -> None:
+        """Prove the credentials may write, when every file is already there and nothing else
+        would show they may not. `item` is one of those files (the smallest)."""
+
     def url(self, key: str) -> str:
         """The URL Istio's build fetches with plain curl."""
 
@@ -77,7 +81,16 @@ class Store(Protocol):
 
 
 def transient_status(status: int) -> bool:
-    return status >= 500 or status == 429
+    # 501 Not Implemented and 505 HTTP Version Not Supported say the same on every attempt.
+    return status == 429 or (status >= 500 and status not in (501, 505))
+
+
+def name_not_resolved(exc: Exception) -> bool:
+    """Whether a requests error is a host name that did not resolve: no retry will help."""
+    import urllib3
+
+    cause = exc.args[0] if exc.args else None
+    return isinstance(getattr(cause, "reason", cause), urllib3.exceptions.NameResolutionError)
 
 
 def retry_after(response: requests.Response) -> float | None:

@@ -49,26 +49,35 @@ def stored_token(root: Path) -> str:
         return ""
 
 
-def write_token(settings: Settings) -> str:
-    """The token publish sends to the server at server_url, starting that server if needed."""
+def write_token(settings: Settings) -> tuple[Secret, str]:
+    """The token publish sends to the server at server_url, starting that server if needed,
+    and the file it was read from when the user set none ("" when they did)."""
     address = _address(settings.server_url)
     root = settings.path("server_root").resolve()
+    if address is None or settings.token:
+        # The user's token wins, for our own server too (it may run with the user's tokens).
+        token, source = settings.token, ""
+    else:
+        token, source = stored_token(root), str(token_path(root))
     if address is None:
-        return settings.token
+        return Secret(token), source
     host, port = address
     if answering(host, port):
-        # Our own earlier auto-started server, or one the user runs: the flag/env token wins.
-        return Secret(settings.token or stored_token(root))
-    if urlsplit(settings.server_url).scheme != "http" or urlsplit(settings.server_url).path.strip(
-        "/"
-    ):
+        if source and token:
+            log.info(
+                f"    no token set (ARTIFACT_TOKEN, --token): using the one in {source}, the"
+                " token of the server publish starts itself"
+            )
+        return Secret(token), source if token else ""
+    parts = urlsplit(settings.server_url)
+    if parts.scheme != "http" or parts.path.strip("/"):
         raise UserError(
             f"nothing answers at {settings.server_url}, and the bundled server can only be"
             " started for a plain http://HOST:PORT URL; start your server or fix --server-url"
         )
-    token = settings.token or stored_token(root) or secrets.token_urlsafe(32)
+    token = token or secrets.token_urlsafe(32)
     start(root, host, port, token)
-    return Secret(token)
+    return Secret(token), source
 
 
 def start(root: Path, host: str, port: int, token: str) -> int:

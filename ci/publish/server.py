@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ci import retry
+from ci import log, retry
 from ci.errors import UserError
 from ci.progress import Progress
 from ci.publish.base import (
@@ -15,15 +15,20 @@ from ci.publish.base import (
     READ_TIMEOUT,
     Item,
     Stored,
+    name_not_resolved,
     retry_after,
     transient_status,
 )
 
 CHECKSUM_HEADER = "X-Checksum-Sha256"
+HEALTHZ = "-/healthz"
 
 
 class ServerStore:
-    def __init__(self, base_url: str, token: str) -> None:
+    """`token_file`: the file the token was read from when the user set none (publish's own
+    server's token), so that a refusal says where the token came from."""
+
+    def __init__(self, base_url: str, token: str, token_file: str = "") -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in {"http", "https"} or not parts.netloc:
             raise UserError(
@@ -36,8 +41,26 @@ class ServerStore:
         if parts.query or parts.fragment:
             raise UserError(f"--server-url {base_url!r} must not have a query or fragment")
         self.base = base_url.rstrip("/")
+        self.host = parts.hostname or ""
         self.token = token
+        self.token_file = token_file
         self.session = requests.Session()
+
+    def check_server(self) -> None:
+        """Ask /-/healthz before anything else: something that is not this server (another
+        web server, a wrong port) is named at once instead of after retries of each file."""
+        response = self._retrying(HEALTHZ, lambda: self._request("GET", HEALTHZ, auth=False))
+        answer = _json(response) if response.status_code == 200 else {}
+        if answer.get("status") != "ok" or not isinstance(answer.get("read_only"), bool):
+            raise UserError(
+                f"{self.base} is not a mosn-proxyv2 artifact server (GET /-/healthz answered"
+                f" {_answered(response)}); check --server-url"
+            )
+        if answer["read_only"]:
+            raise UserError(
+                f"the artifact server at {self.base} is read-only (GET /-/healthz), so nothing"
+                " can be published to it; publish to a writable one (--server-url)"
+            )
 
     def describe(self) -> str:
         return f"the artifact server at {self.base}"
@@ -69,6 +92,10 @@ class ServerStore:
                 **kwargs,
             )
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            if name_not_resolved(exc):
+                raise UserError(
+                    f"{self.base}: the host name {self.host} does not resolve; check --server-url"
+                ) from None
             raise retry.Transient(_connection_reason(exc)) from None
         except requests.Timeout:
             raise retry.Transient("timed out") from None
@@ -117,6 +144,20 @@ class ServerStore:
                 " sent (that copy was deleted); check for a proxy rewriting uploads, then run again"
             )
 
+    def check_write(self, item: Item) -> None:
+        """Send `item`, already there with the same bytes, again: the server checks the token
+        and answers 200 without changing anything. One small PUT, authenticated as any."""
+        body = item.source.read_bytes() if item.source else b""
+        response = self._retrying(
+            item.key,
+            lambda: self._request(
+                "PUT", item.key, auth=True, data=body, headers={CHECKSUM_HEADER: item.sha256}
+            ),
+        )
+        if response.status_code not in (200, 201):
+            raise self._error(response, item.key)
+        log.info(f"    the server accepted the token (sent {item.name} again, unchanged)")
+
     def _upload(self, item: Item) -> requests.Response:
         def attempt() -> requests.Response:
             # Each attempt reopens the file: a failed one may have consumed the stream.
@@ -151,6 +192,13 @@ class ServerStore:
             return UserError(
                 f"{url}: the artifact server wants a write token (HTTP 401); set ARTIFACT_TOKEN"
                 " or pass --token"
+            )
+        if status == 403 and self.token_file:
+            return UserError(
+                f"{url}: the artifact server refused the token read from {self.token_file}"
+                " (HTTP 403), which publish uses when ARTIFACT_TOKEN is not set: it is the"
+                " token of the server publish starts itself; set ARTIFACT_TOKEN (or --token)"
+                " to one of this server's write tokens"
             )
         if status == 403:
             return UserError(
@@ -187,12 +235,20 @@ def _json(response: requests.Response) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _answered(response: requests.Response) -> str:
+    """An answer as a person would describe it: status, reason, where a redirect points."""
+    said = f"HTTP {response.status_code} {response.reason or ''}".rstrip()
+    if response.is_redirect:
+        return f"{said}, to {response.headers.get('Location', '?')}"
+    if response.status_code == 200:
+        return f"{said} with {response.headers.get('Content-Type') or 'no content type'}"
+    return said
+
+
 def _connection_reason(exc: Exception) -> str:
     text = str(exc)
     if "Connection refused" in text:
         return "connection refused"
-    if "Name or service not known" in text or "nodename nor servname" in text:
-        return "host name not found"
     if "reset" in text.lower():
         return "connection reset"
     return f"connection failed ({type(exc).__name__})"

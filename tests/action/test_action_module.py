@@ -45,9 +45,12 @@ def test_defaults_are_valid(tmp_path):
         ({"registry_password": "pw"}, "registry-username and registry-password go together"),
         (
             {"platforms": "linux/amd64,windows/386"},
-            "input `platforms`: unknown platform windows/386",
+            "input `platforms`: 'linux/amd64,windows/386' has unknown windows/386; choose from",
         ),
-        ({"s3_prefix": "a/../b"}, "input `s3-prefix`: 'a/../b': each /-separated part"),
+        (
+            {"s3_prefix": "a/../b"},
+            "input `s3-prefix`: 'a/../b' is not a folder name: each /-separated part",
+        ),
         ({"wasm": "skip"}, "input `wasm`: 'skip' is not one of placeholder, patch; pick one"),
         (
             {"image": "proxyv2", "mode": "full"},

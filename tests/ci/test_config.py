@@ -9,7 +9,7 @@ import pytest
 import tasks
 from ci import config
 from ci.errors import UserError
-from tests.helpers.cli import run_invoke
+from tests.helpers.cli import clean_environ, project_with_invoke_yaml, run_invoke
 
 # Task arguments that are not settings: what the task does, not what it is configured with.
 NOT_SETTINGS = {"e2e": {"plan", "summarize"}, "serve": {"stop"}}
@@ -77,7 +77,7 @@ def test_every_layer_is_coerced_by_the_same_rules():
     assert (s.workers, s.header_timeout, s.front_cache) == (3, 2.5, 0)
     # The server's own rules for its variables: case-folded choices, yes/no booleans.
     assert (s.front, s.read_only) == ("nginx", True)
-    with pytest.raises(UserError, match=r"^environment: send_timeout must be a float, got 'x'"):
+    with pytest.raises(UserError, match=r"^MOSN_PROXYV2_SEND_TIMEOUT 'x' is not a number;"):
         config.load({}, {}, {"MOSN_PROXYV2_SEND_TIMEOUT": "x"})
 
 
@@ -108,12 +108,20 @@ def test_serve_defaults_are_the_servers():
     [
         (
             ("--workers", "abc"),
-            "error: command line: workers must be a int, got 'abc'; fix the value and run again",
+            "error: --workers 'abc' is not a whole number; fix the value and run again",
         ),
         (
             ("--header-timeout", "soon"),
-            "error: command line: header_timeout must be a float, got 'soon'; fix the value and"
-            " run again",
+            "error: --header-timeout 'soon' is not a number; fix the value and run again",
+        ),
+        (
+            ("--header-timeout", "0"),
+            "error: --header-timeout '0' is out of range: give more than 0 seconds",
+        ),
+        (
+            ("--max-upload-size", "lots"),
+            "error: --max-upload-size 'lots' is not a size: write bytes or a number with K, M, G"
+            " or T, e.g. 2G",
         ),
         (("--front", "apache"), "error: --front 'apache' is not one of none, nginx; pick one"),
     ],
@@ -125,3 +133,149 @@ def test_invoke_serve_refuses_a_bad_option_in_one_line(tmp_path, args, error):
     assert result.stderr.strip() == error
     assert "Traceback" not in result.stderr + result.stdout
     assert not root.exists()
+
+
+# ---- ranges and formats: one validator for flags, environment, invoke.yaml and action inputs
+
+
+@pytest.mark.parametrize(
+    ("layers", "expected"),
+    [
+        (
+            {"flags": {"url_expiry": "-5"}},
+            "--url-expiry '-5' is out of range: give 1 to 604800 seconds",
+        ),
+        (
+            {"environ": {"MOSN_PROXYV2_URL_EXPIRY": "-5"}},
+            "MOSN_PROXYV2_URL_EXPIRY '-5' is out of range: give 1 to 604800 seconds",
+        ),
+        (
+            {"file_layer": {"url_expiry": -5}},
+            "invoke.yaml url_expiry -5 is out of range: give 1 to 604800 seconds",
+        ),
+        (
+            {"environ": {"MOSN_PROXYV2_ISTIO_VERSION": "banana"}, "action": True},
+            "input `istio-version`: 'banana' is not an Istio release such as 1.10.6",
+        ),
+        (
+            {"environ": {"ARTIFACT_FRONT_CACHE": "-1"}},
+            "ARTIFACT_FRONT_CACHE '-1' is out of range: give 0 or more seconds (0: off)",
+        ),
+        ({"file_layer": {"workers": 2.5}}, "invoke.yaml workers 2.5 is not a whole number"),
+        ({"file_layer": {"samples": True}}, "invoke.yaml samples True is not a whole number"),
+        ({"file_layer": {"mode": ["quick"]}}, "invoke.yaml mode ['quick'] is not a single value"),
+        ({"flags": {"send_timeout": "inf"}}, "--send-timeout 'inf' is not a number"),
+        (
+            {"flags": {"platforms": "linux/amd64,linux/arm"}},
+            "--platforms 'linux/amd64,linux/arm' has unknown linux/arm; choose from linux/amd64,"
+            " darwin/amd64, linux/arm64, comma-separated",
+        ),
+        (
+            {"file_layer": {"prefix": "a/../b"}},
+            "invoke.yaml prefix 'a/../b' is not a folder name",
+        ),
+        # A secret is never echoed, even when it is the wrong type.
+        ({"file_layer": {"token": ["s3cr3t"]}}, "invoke.yaml token (hidden) is not a single value"),
+    ],
+)
+def test_a_bad_value_is_refused_in_every_source_named_as_its_user_knows_it(layers, expected):
+    layers = {"file_layer": {}, "flags": {}, "environ": {}, **layers}
+    _, found = config.read(task="publish", **layers)
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_good_values_pass_every_check():
+    s = config.load(
+        {"istio_version": "1.11.0-rc.1", "prefix": "/team/mosn/", "url_expiry": 60},
+        {"platforms": "linux/arm64", "max_upload_size": "512M", "cluster_name": "a.b-c"},
+        {"MOSN_PROXYV2_INGRESS_PORT": "65535", "MOSN_PROXYV2_WORKERS": "0"},
+    )
+    assert (s.istio_version, s.prefix, s.url_expiry) == ("1.11.0-rc.1", "/team/mosn/", 60)
+    assert (s.platforms, s.ingress_port, s.workers) == (("linux/arm64",), 65535, 0)
+
+
+def test_an_empty_setting_in_invoke_yaml_is_not_given():
+    # `mosn_src:` with nothing after it is YAML's null, not the text "None".
+    assert config.load({"mosn_src": None, "url_expiry": None}, {}, {}) == config.Settings()
+
+
+def test_unknown_variables_are_named_with_the_closest_setting():
+    environ = {
+        "MOSN_PROXYV2_PLAFORMS": "linux/amd64",
+        "MOSN_PROXYV2_ZZZ": "1",
+        "MOSN_PROXYV2_REQUIRE_DOCKER": "1",  # the test suite's own switch
+        "MOSN_PROXYV2_PLATFORMS": "linux/amd64",
+    }
+    assert config.unknown_variables(environ) == [
+        "MOSN_PROXYV2_PLAFORMS is not a setting and was ignored;"
+        " did you mean MOSN_PROXYV2_PLATFORMS?",
+        "MOSN_PROXYV2_ZZZ is not a setting and was ignored; see docs/configuration.md for the"
+        " names",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ("build", "--istio-version", "banana"),
+            "error: --istio-version 'banana' is not an Istio release such as 1.10.6",
+        ),
+        (
+            ("publish", "--url-expiry", "-5"),
+            "error: --url-expiry '-5' is out of range: give 1 to 604800 seconds (7 days, the"
+            " longest a presigned URL lives)",
+        ),
+        (
+            ("publish", "--url-expiry", "abc"),
+            "error: --url-expiry 'abc' is not a whole number; fix the value and run again",
+        ),
+    ],
+)
+def test_invoke_refuses_a_bad_value_before_any_work(tmp_path, args, error):
+    dist = tmp_path / "dist"
+    where = ("--out", dist) if args[0] == "build" else ("--dist", dist)
+    result = run_invoke(*args, *where, timeout=60)
+    assert (result.returncode, result.stderr.strip()) == (1, error)
+    assert not dist.exists()
+
+
+def test_a_misspelt_variable_is_warned_about_with_the_name_meant(tmp_path):
+    environ = {**clean_environ(), "MOSN_PROXYV2_PLAFORMS": "linux/amd64"}
+    result = run_invoke("publish", "--dist", tmp_path / "none", env=environ, timeout=60)
+    assert result.stderr.splitlines()[0] == (
+        "warning: MOSN_PROXYV2_PLAFORMS is not a setting and was ignored;"
+        " did you mean MOSN_PROXYV2_PLATFORMS?"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "mosn_proxyv2:\n  dist: [a\n  to: s3\n",
+            "invoke.yaml, line 3 column 5: expected ',' or ']', but got ':'; fix the YAML and"
+            " run again",
+        ),
+        (
+            "mosn_proxyv2:\n- dist\n",
+            "invoke.yaml: expected `mosn_proxyv2:` followed by indented `setting: value` lines;"
+            " fix the file (docs/configuration.md)",
+        ),
+        (
+            "mosn_proxyv2:\n  plaforms: linux/amd64\n",
+            "invoke.yaml [mosn_proxyv2]: unknown setting 'plaforms'; did you mean platforms?",
+        ),
+        (
+            "mosn_proxyv2:\n  url_expiry: 1h\n",
+            "invoke.yaml url_expiry '1h' is not a whole number; fix the value and run again",
+        ),
+    ],
+)
+def test_a_bad_invoke_yaml_is_one_line(tmp_path, text, error):
+    project = project_with_invoke_yaml(tmp_path / "project", text)
+    result = run_invoke("publish", "--dist", tmp_path / "none", cwd=project, timeout=60)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip()
+    assert line.startswith("error: ") and line.endswith(error), line

@@ -131,7 +131,7 @@ def test_prefix_slashes_are_trimmed():
         (["--to", "s3"], "error: --to s3 needs a bucket: pass --bucket NAME"),
         (
             ["--to", "s3", "--bucket", "b", "--url-expiry", "604801"],
-            "error: --url-expiry must be between 1 and 604800 seconds",
+            "error: --url-expiry '604801' is out of range: give 1 to 604800 seconds",
         ),
         (["--server-url", "ftp://h"], "error: --server-url 'ftp://h' is not an http(s) URL"),
     ],

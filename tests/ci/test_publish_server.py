@@ -18,7 +18,7 @@ from ci.dist import Dist, sha256_bytes
 from ci.progress import human
 from ci.publish import record as publish
 from tests.helpers.artifact_server import running_server
-from tests.helpers.net import free_port
+from tests.helpers.net import free_port, running_process
 from tests.helpers.publish import (
     REPO_ROOT,
     StandIn,
@@ -145,7 +145,9 @@ def test_rerun_uploads_nothing_and_other_bytes_need_force(dist, server, prefix, 
     with StandIn(server) as counting:
         again = publish_server(dist, counting.url, env, "--prefix", prefix)
     assert again.code == 0, again.output
-    assert counting.methods("PUT") == 0
+    # One PUT: the token check, sending the smallest file (an empty WASM placeholder) again.
+    puts = [path for method, path in counting.requests if method == "PUT"]
+    assert len(puts) == 1 and puts[0].endswith(".wasm"), puts
     assert "nothing uploaded: every file was already there with the same bytes" in again.stdout
 
     version = read_env(dist / names.ISTIO_ENV)[names.ISTIO_ENVOY_VERSION]
@@ -206,7 +208,7 @@ def test_unreachable_server_is_a_one_line_error(dist, tmp_path):
     url = f"http://127.0.0.2:{free_port()}"
     run = publish_server(dist, url, environ(tmp_path))
     assert run.code == 1
-    assert run.last_error_line.startswith(f"error: {url}/mosn/")
+    assert run.last_error_line.startswith(f"error: {url}/-/healthz: connection refused")
     assert ": connection refused (gave up after 5 attempts in" in run.last_error_line
     assert not (dist / names.ISTIO_ENV).exists()
     assert not (dist / names.PUBLISHED_JSON).exists()
@@ -336,3 +338,78 @@ def test_build_publish_with_no_arguments_starts_the_bundled_server(mosn_checkout
     finally:
         background.stop(root)
     assert not (root / ".server.pid").exists()
+
+
+# ---- tokens and the server: what publish says when either is not what the user thinks ------
+
+
+def test_the_token_read_from_the_write_token_file_is_named_when_refused(dist, server, tmp_path):
+    # A server of the user's own on a local URL, and in server_root the token of the one
+    # publish started there earlier: with ARTIFACT_TOKEN unset, that file's token is sent.
+    root = tmp_path / "server-root"
+    root.mkdir()
+    (root / ".write-token").write_text("token-of-an-earlier-bundled-server\n")
+    run = publish_server(dist, server, environ(tmp_path, token=""))
+    assert run.code == 1
+    token_file = root.resolve() / ".write-token"
+    assert f"no token set (ARTIFACT_TOKEN, --token): using the one in {token_file}" in run.stdout
+    assert run.last_error_line.endswith(
+        f"the artifact server refused the token read from {token_file} (HTTP 403), which"
+        " publish uses when ARTIFACT_TOKEN is not set: it is the token of the server publish"
+        " starts itself; set ARTIFACT_TOKEN (or --token) to one of this server's write tokens"
+    )
+    assert_no_token(run, token="token-of-an-earlier-bundled-server")
+
+
+def test_a_wrong_token_is_refused_even_when_every_file_is_already_there(
+    dist, server, prefix, tmp_path
+):
+    assert publish_server(dist, server, environ(tmp_path), "--prefix", prefix).code == 0
+    wrong = publish_server(dist, server, environ(tmp_path, token="wrong"), "--prefix", prefix)
+    assert wrong.code == 1
+    assert "nothing uploaded" not in wrong.stdout
+    assert wrong.last_error_line.endswith(
+        "the artifact server refused the token (HTTP 403); check ARTIFACT_TOKEN against the"
+        " server's --token-file or ARTIFACT_TOKENS"
+    )
+    assert not (dist / names.ISTIO_ENV).exists()
+    # The right token: the check is one PUT of a file already there, which changes nothing.
+    again = publish_server(dist, server, environ(tmp_path), "--prefix", prefix)
+    assert again.code == 0, again.output
+    assert "nothing uploaded" in again.stdout
+    assert "the server accepted the token (sent " in again.stdout
+
+
+def test_a_web_server_that_is_not_an_artifact_server_is_named_at_once(dist, tmp_path):
+    (tmp_path / "www").mkdir()
+    port = free_port()
+    argv = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
+    with running_process(argv, port, log=tmp_path / "http.log", cwd=tmp_path / "www"):
+        run = publish_server(dist, f"http://127.0.0.1:{port}", environ(tmp_path))
+    assert run.code == 1
+    assert run.last_error_line == (
+        f"error: http://127.0.0.1:{port} is not a mosn-proxyv2 artifact server"
+        " (GET /-/healthz answered HTTP 404 File not found); check --server-url"
+    )
+    assert "retry" not in run.output
+    assert not (tmp_path / "server-root").exists()
+
+
+def test_a_read_only_artifact_server_is_refused_before_any_upload(dist, tmp_path):
+    with running_server(tmp_path / "ro", tokens=[TOKEN], read_only=True) as url:
+        run = publish_server(dist, url, environ(tmp_path))
+    assert run.code == 1
+    assert run.last_error_line == (
+        f"error: the artifact server at {url} is read-only (GET /-/healthz), so nothing can be"
+        " published to it; publish to a writable one (--server-url)"
+    )
+
+
+def test_an_unknown_host_is_one_line_without_retries(dist, tmp_path):
+    url = "http://no-such-host.invalid:8080"
+    run = publish_server(dist, url, environ(tmp_path))
+    assert run.code == 1
+    assert run.last_error_line == (
+        f"error: {url}: the host name no-such-host.invalid does not resolve; check --server-url"
+    )
+    assert "retry" not in run.output

@@ -122,11 +122,11 @@ def test_a_digest_image_needs_pull_mode():
         ),
         (
             ("--image", "a/b:c", "--ingress-port", "70000"),
-            "error: --ingress-port 70000 is not a TCP port (1-65535)",
+            "error: --ingress-port '70000' is out of range: give 1 to 65535 (a TCP port)",
         ),
         (
             ("--image", "a/b:c", "--samples", "ten"),
-            "error: command line: samples must be a int, got 'ten'; fix the value and run again",
+            "error: --samples 'ten' is not a whole number; fix the value and run again",
         ),
     ],
 )

@@ -32,3 +32,13 @@ def run_invoke(
         text=True,
         timeout=timeout,
     )
+
+
+def project_with_invoke_yaml(folder: Path, text: str) -> Path:
+    """`folder` made a project of its own: this checkout's tasks.py and packages (symlinked)
+    with `text` as its invoke.yaml. Run the CLI there (cwd=folder) to try an invoke.yaml."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("tasks.py", "ci", "server"):
+        (folder / name).symlink_to(REPO_ROOT / name)
+    (folder / "invoke.yaml").write_text(text)
+    return folder

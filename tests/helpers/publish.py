@@ -270,7 +270,9 @@ class StandIn:
                 conn.request(self.command, self.path, body=body, headers=headers)
                 upstream = conn.getresponse()
                 data = upstream.read()
-                if stand_in.corrupt_get and self.command == "GET" and data:
+                # Downloads only: the server's own /-/healthz passes, as publish asks it first.
+                artifact = not self.path.startswith("/-/")
+                if stand_in.corrupt_get and self.command == "GET" and data and artifact:
                     data = bytes([data[0] ^ 0xFF]) + data[1:]
                 self.send_response(upstream.status)
                 for key, value in upstream.getheaders():

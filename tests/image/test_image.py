@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -22,6 +23,7 @@ from tests.helpers.image import (
     run_in_image,
     unique,
 )
+from tests.helpers.net import free_port
 from tests.helpers.registry import running_registry
 
 # ---- names, tags, labels, istio.env: no engine needed --------------------------------------
@@ -181,6 +183,38 @@ def test_version_mismatch_removes_the_image_and_pushes_nothing(
     assert local_references(docker_client, repository) == []
     assert registry_tags(registry, repository.split("/", 1)[1])[0] == 404
     assert not (dist_dir / names.IMAGE_JSON).exists()
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_push_to_an_unreachable_registry_fails_before_building_and_keeps_no_old_image_json(
+    docker_client, busybox_base, dist_dir, repositories
+):
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    repository = f"{address}/{unique('unreachable')}/proxyv2"
+    repositories.append(repository)
+    first = invoke("image", "--base", busybox_base, "--image", f"{repository}:first",
+                   "--dist", str(dist_dir))  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    record = json.loads((dist_dir / names.IMAGE_JSON).read_text())
+    # The session's checkout is a local repository without a remote: no source to name.
+    assert "org.opencontainers.image.source" not in record["labels"]
+
+    again = invoke("image", "--base", busybox_base, "--image", f"{repository}:again",
+                   "--dist", str(dist_dir), "--push")  # fmt: skip
+    refused(again, f"registry {address} cannot be reached from the Docker engine (")
+    assert "connection refused" in last_line(again.stderr)
+    assert "nothing was built" in last_line(again.stderr)
+    assert local_references(docker_client, repository) == [f"{repository}:first"]
+    # image.json described the first image, not this run's: it must not outlive the run.
+    assert not (dist_dir / names.IMAGE_JSON).exists()
+
+
+def test_the_source_label_is_the_dists_own_remote_or_left_out(built_dist):
+    assert "org.opencontainers.image.source" not in image.image_labels(built_dist, "1.10.6")
+    remote = dataclasses.replace(built_dist, source_url="https://git.example.com/me/mosn.git")
+    labels = image.image_labels(remote, "1.10.6")
+    assert labels["org.opencontainers.image.source"] == "https://git.example.com/me/mosn.git"
 
 
 def refused(result, message: str) -> None:
