@@ -21,6 +21,8 @@ config is generated at every start and checked with `nginx -t` first.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import pwd
 import re
@@ -287,14 +289,24 @@ def _seconds(value: float) -> str:
 
 
 class Front:
-    """One nginx master, a child of the gunicorn master (see server.serve)."""
+    """One nginx master, a child of the gunicorn master (see server.serve).
 
-    def __init__(self, root: Path, binary: str) -> None:
+    nginx runs in a process group of its own (its master's pid): after the master dies, its
+    workers are found by that group among the server's lock holders (server.unit). It gets
+    SIGTERM when the gunicorn master dies (PR_SET_PDEATHSIG), so a kill -9 of that master
+    cannot leave nginx answering 502 on the port.
+    """
+
+    def __init__(self, root: Path, binary: str, lock_fd: int | None = None) -> None:
         self.root = Path(root)
         self.binary = binary
+        self.lock_fd = lock_fd
         self.dir = front_dir(root)
         self.conf = self.dir / "nginx.conf"
-        self.proc: subprocess.Popen | None = None
+        self.pid: int | None = None
+        # How the last nginx master ended (os.waitpid status), None while it runs.
+        self.status: int | None = None
+        self.starts: list[float] = []
 
     def _argv(self, *extra: str) -> list[str]:
         return [
@@ -325,16 +337,26 @@ class Front:
         """Start nginx; return its pid once it has written its pid file (it listens then)."""
         pid_path = self.dir / "nginx.pid"
         pid_path.unlink(missing_ok=True)
-        self.proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            self._argv(),
+            stdin=subprocess.DEVNULL,
+            pass_fds=() if self.lock_fd is None else (self.lock_fd,),
+            preexec_fn=functools.partial(_own_group_and_die_with, os.getpid()),
+        )
+        # Reaped here with waitpid, not by Popen: gunicorn's own waitpid(-1) would take the
+        # exit status from under Popen (which then reports 0 for a kill -9).
+        proc.returncode = 0
+        self.pid, self.status = proc.pid, None
+        self.starts.append(time.monotonic())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if self.reap() is not None:
                 raise ServerError(
-                    f"nginx exited with code {self.proc.returncode} at start; see {self.dir / 'error.log'}: "
+                    f"nginx {self.ended()} at start; see {self.dir / 'error.log'}: "
                     + self.error_tail()
                 )
             if pid_path.exists():
-                return self.proc.pid
+                return self.pid
             time.sleep(0.02)
         self.stop()
         raise ServerError(
@@ -348,53 +370,73 @@ class Front:
             return ""
         return lines[-1] if lines else ""
 
-    def exited(self) -> int | None:
-        """nginx's exit code once it has died, else None."""
-        if self.proc is None:
-            return None
-        code = self.proc.poll()
-        from server.background import alive
+    def reap(self) -> int | None:
+        """Collect nginx's master if it has ended; its wait status (-1: collected by someone
+        else, status unknown), or None while it runs."""
+        if self.pid is None or self.status is not None:
+            return self.status
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            self.status = -1
+        else:
+            if pid:
+                self.status = status
+        return self.status
 
-        if code is None and not alive(self.proc.pid):
-            return -1  # reaped by someone else's waitpid(-1): gone, code unknown
-        return code
+    def ended(self) -> str:
+        """How the last nginx master ended, in words (for the log)."""
+        status = self.status
+        if status is None:
+            return "is running"
+        if status == -1:
+            return "ended (its exit status was collected elsewhere)"
+        if os.WIFSIGNALED(status):
+            number = os.WTERMSIG(status)
+            with contextlib.suppress(ValueError):
+                return f"was killed by signal {number} ({signal.Signals(number).name})"
+            return f"was killed by signal {number}"
+        return f"exited with code {os.waitstatus_to_exitcode(status)}"
+
+    def leftovers(self, members: list[int]) -> list[int]:
+        """Of the server's processes, those nginx's last master left behind (its group)."""
+        if self.pid is None:
+            return []
+        found = []
+        for pid in members:
+            with contextlib.suppress(OSError):
+                if os.getpgid(pid) == self.pid:
+                    found.append(pid)
+        return found
+
+    def restarts_within(self, seconds: float) -> int:
+        now = time.monotonic()
+        return sum(1 for started in self.starts[1:] if now - started < seconds)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Fast shutdown (SIGTERM: held slow clients are not waited for), then SIGKILL."""
-        if self.proc is None or self.proc.poll() is not None:
+        if self.pid is None or self.reap() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        except ChildProcessError:
-            pass
+            os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.reap() is None:
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                deadline = float("inf")
+            time.sleep(0.02)
 
 
-def stop_leftover(root: Path) -> int | None:
-    """Kill an nginx whose gunicorn master died without stopping it (kill -9); its pid."""
-    try:
-        pid = int((front_dir(root) / "nginx.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    from server.background import alive
+_PR_SET_PDEATHSIG = 1
 
-    if b"nginx" not in cmdline:
-        return None  # the pid was reused by something else
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    for _ in range(100):
-        if not alive(pid):
-            break
-        time.sleep(0.05)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return pid
+
+def _own_group_and_die_with(parent: int) -> None:
+    """In nginx's process, before exec: a process group of its own, and SIGTERM (nginx's fast
+    shutdown) when `parent`, the gunicorn master, dies."""
+    os.setpgid(0, 0)
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the line above: nobody would stop nginx
+        os._exit(1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
 import socket
 import time
 from pathlib import Path
@@ -253,28 +252,6 @@ def test_stop_stops_both_processes(tmp_path):
         assert wait_until(lambda pid=pid: _gone(pid), 10), pid
     assert not (front.front_dir(url.root) / "app.sock").exists()
     assert not (front.front_dir(url.root) / "nginx.pid").exists()
-
-
-def test_a_crash_of_nginx_stops_the_server_and_says_so(tmp_path):
-    with running_server(tmp_path / "root", front="nginx") as url:
-        os.kill(_nginx_pid(url.root), signal.SIGKILL)
-        assert wait_until(lambda: background.running(url.root) is None, 15)
-        assert "the nginx front exited" in url.log.read_text()
-        for pid in url.workers():
-            assert wait_until(lambda pid=pid: _gone(pid), 10)
-
-
-def test_stop_also_ends_an_nginx_whose_master_was_killed(tmp_path):
-    with running_server(tmp_path / "root", front="nginx") as url:
-        nginx = _nginx_pid(url.root)
-        # The master alone dies (its workers and nginx are orphaned, as after an OOM kill).
-        os.kill(url.pid, signal.SIGKILL)
-        assert wait_until(lambda: background.running(url.root) is None, 10)
-        assert not _gone(nginx)
-        background.stop(url.root)
-        assert wait_until(lambda: _gone(nginx), 10)
-        for pid in url.workers():
-            os.kill(pid, signal.SIGKILL)
 
 
 def test_front_options_are_checked():
