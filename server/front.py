@@ -3,15 +3,18 @@
 nginx takes what Python is slow at, and the app keeps every decision:
 - slow and idle clients (nginx's header, body, send and keep-alive timeouts);
 - large downloads: the app checks the path, token and conditionals and answers with
-  `X-Accel-Redirect` to an internal location that aliases the store root, so nginx sends the
-  file with sendfile (and the single byte range the app approved);
+  `X-Accel-Redirect` to an internal location that aliases the store's content-addressed
+  blobs (server.store), so nginx sends the file with sendfile (and the single byte range the
+  app approved), from the blob of the very sha256 the app put in the headers;
 - hot small files: the app marks its 200 downloads `X-Accel-Expires: <front_cache>`, and
   nginx serves them from a short-lived cache (keyed by Authorization when reads need a token:
-  only a response the app gave to that very header is reused). Nothing else is cached:
-  errors, listings, JSON, conditional and range requests always reach the app;
-- writes: `auth_request` asks the app about the token before nginx reads a byte of the
-  body (so `Expect: 100-continue` is not answered for a bad token), and the body then
-  streams to the app unbuffered, whose size limit applies.
+  only a response the app gave to that very header is reused; the query string, which the
+  app ignores, is not part of the key). Nothing else is cached: errors, listings, JSON,
+  conditional and range requests always reach the app;
+- writes: a body over the app's limit gets 413 (the app's JSON) before nginx reads a byte
+  of it; `auth_request` asks the app about the token before nginx reads the body (so
+  `Expect: 100-continue` is not answered for a bad token), and the body then streams to the
+  app unbuffered.
 
 Everything nginx needs lives in `<root>/.front/` (config, pid, logs, temp and cache, the
 app's socket): nginx runs as the user who starts the server and writes nowhere else. The
@@ -23,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import json
 import os
 import pwd
 import re
@@ -34,6 +38,7 @@ from pathlib import Path
 
 from server.errors import ServerError
 from server.headers import CHECKSUM_HEADER
+from server.store import BLOBS_DIR
 
 FRONT_DIR = ".front"
 ACCEL_PREFIX = "/-/front/"
@@ -41,11 +46,9 @@ ACCEL_PREFIX = "/-/front/"
 ACCEL_FULL = ACCEL_PREFIX + "full/"
 ACCEL_RANGE = ACCEL_PREFIX + "range/"
 AUTHORIZE = ACCEL_PREFIX + "authorize"
-# nginx takes the X-Accel-Redirect target as a raw URI (a `?` starts arguments, `%` is not
-# decoded): names outside this set are sent by the app itself.
-_ACCEL_SAFE = re.compile(r"^[A-Za-z0-9._~+@=,/-]+$")
-# A Range nginx reads exactly as server.ranges does (no spaces, one range).
-_PLAIN_RANGE = re.compile(r"^bytes=\d*-\d*$")
+# A Range nginx reads exactly as server.ranges does: no spaces, one range, and numbers below
+# 2^63 (nginx answers a larger one with its own 416; the app sends those itself).
+_PLAIN_RANGE = re.compile(r"^bytes=\d{0,18}-\d{0,18}$")
 # AF_UNIX paths are limited to 108 bytes; past that the app listens on loopback instead.
 _UNIX_PATH_MAX = 100
 
@@ -110,11 +113,19 @@ http {{
         default 0;
         "~*no-cache|no-store|max-age=0" 1;
     }}
+    # The cache key: the path exactly as the client sent it (the app judges that same raw
+    # path), without the query string, which the app ignores: varying it cannot fill the
+    # cache with copies of one artifact.
+    map $request_uri $artifact_raw_uri {{
+        "~^(?<path>[^?]*)" $path;
+    }}
 
     server {{
         listen {bind} backlog=4096;
-        # Uploads stream to the app, which applies its own limit (413) with constant memory.
-        client_max_body_size 0;
+        # The app's own limit (--max-upload-size), applied before a byte of the body is read
+        # or invited (no 100 Continue); uploads stream to the app, which checks it again.
+        client_max_body_size {max_body};
+        error_page 413 = @too_large;
         proxy_request_buffering off;
         proxy_http_version 1.1;
         proxy_set_header Connection "";
@@ -131,6 +142,7 @@ http {{
             # Named locations keep the request's URI and headers exactly as they came.
             error_page 418 = @write;
             error_page 419 = @direct;
+            error_page 413 = @too_large;
             if ($request_method ~ ^(PUT|DELETE)$) {{
                 return 418;
             }}
@@ -139,7 +151,7 @@ http {{
                 return 419;
             }}
             proxy_cache artifacts;
-            proxy_cache_key "$http_host$request_uri{cache_key}";
+            proxy_cache_key "$artifact_raw_uri{cache_key}";
             proxy_cache_methods GET HEAD;
             # Only the app's X-Accel-Expires decides what is stored, and for how long.
             proxy_ignore_headers Cache-Control Expires Set-Cookie Vary;
@@ -160,6 +172,12 @@ http {{
             proxy_pass http://artifact_app;
         }}
 
+        location @too_large {{
+            default_type application/json;
+            add_header X-Content-Type-Options nosniff always;
+            return 413 '{too_large}';
+        }}
+
         location = {authorize} {{
             internal;
             proxy_pass http://artifact_app{authorize};
@@ -171,13 +189,13 @@ http {{
 
         location ^~ {accel_full} {{
             internal;
-            alias {root}/;
+            alias {blobs}/;
             max_ranges 0;
 {accel_headers}        }}
 
         location ^~ {accel_range} {{
             internal;
-            alias {root}/;
+            alias {blobs}/;
 {accel_headers}        }}
 
         # The internal prefix is nobody's to ask for.
@@ -210,16 +228,15 @@ def front_dir(root: Path) -> Path:
     return Path(root) / FRONT_DIR
 
 
-def accel_target(rel: str, range_header: str | None) -> str | None:
-    """The X-Accel-Redirect URI for artifact `rel` (whole, or with the request's approved
-    Range), or None when nginx could misread it and the app must send the bytes itself."""
-    if not _ACCEL_SAFE.match(rel):
-        return None
+def accel_target(blob: str, range_header: str | None) -> str | None:
+    """The X-Accel-Redirect URI for a blob (server.store: `ab/<sha256>`, so no name nginx
+    could misread), whole or with the request's approved Range; None when nginx would read
+    that Range differently and the app must send the bytes itself."""
     if range_header is None:
-        return ACCEL_FULL + rel
+        return ACCEL_FULL + blob
     if not _PLAIN_RANGE.match(range_header):
         return None
-    return ACCEL_RANGE + rel
+    return ACCEL_RANGE + blob
 
 
 def find_nginx() -> str | None:
@@ -247,7 +264,7 @@ def _nginx_listen(bind: str) -> str:
     return bind
 
 
-def render(root: Path, options, *, read_token: bool, upstream: str) -> str:
+def render(root: Path, options, *, read_token: bool, upstream: str, max_upload: int) -> str:
     front = front_dir(root)
     trusted = "".join(
         f"        {address.strip()} 1;\n"
@@ -263,6 +280,7 @@ def render(root: Path, options, *, read_token: bool, upstream: str) -> str:
     user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
     return CONF_TEMPLATE.format(
         root=root,
+        blobs=Path(root) / BLOBS_DIR,
         front=front,
         user=user,
         workers=options.front_workers or "auto",
@@ -275,6 +293,14 @@ def render(root: Path, options, *, read_token: bool, upstream: str) -> str:
         upstream=upstream,
         trusted=trusted,
         cache_key="$http_authorization" if read_token else "",
+        max_body=max_upload,
+        too_large=json.dumps(
+            {
+                "error": f"upload is over the {max_upload}-byte limit",
+                "reason": "too_large",
+                "status": 413,
+            }
+        ),
         bind=_nginx_listen(options.bind),
         authorize=AUTHORIZE,
         accel_full=ACCEL_FULL,

@@ -351,7 +351,13 @@ def _prepare_front(config: ServerConfig, options: ServeOptions, lock: int):
     if app_bind.startswith("unix:"):
         Path(app_bind.removeprefix("unix:")).unlink(missing_ok=True)
     nginx.prepare(
-        front.render(config.root, options, read_token=not config.anonymous_reads, upstream=app_bind)
+        front.render(
+            config.root,
+            options,
+            read_token=not config.anonymous_reads,
+            upstream=app_bind,
+            max_upload=config.max_upload_size,
+        )
     )
     return nginx, app_bind
 

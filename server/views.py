@@ -233,7 +233,7 @@ def download(path: str) -> Response:
             )
         if wanted is not None:
             environ["HTTP_RANGE"] = wanted
-        accelerated = _accelerated(path, found, wanted)
+        accelerated = _accelerated(handle, found, wanted)
         if accelerated is not None:
             handle.close()
             return accelerated
@@ -246,15 +246,17 @@ def download(path: str) -> Response:
     return response
 
 
-def _accelerated(path: str, found: Artifact, wanted: str | None) -> Response | None:
-    """Behind the front, a large download nginx sends: the whole file, or the one range
-    judged above (nginx reads the client's own Range header, so only a plain one)."""
+def _accelerated(handle, found: Artifact, wanted: str | None) -> Response | None:
+    """Behind the front, a large download nginx sends from the artifact's blob: the whole
+    file, or the one range judged above (nginx reads the client's own Range header, so only
+    a plain one)."""
     if not _config().front or found.size <= INLINE_LIMIT:
         return None
     if "HTTP_IF_MATCH" in request.environ or "HTTP_IF_UNMODIFIED_SINCE" in request.environ:
         return None  # nginx would judge these against validators of its own
-    target = front.accel_target(path, request.environ["HTTP_RANGE"] if wanted else None)
-    if target is None:
+    blob = _store().blob_of(handle, found)
+    target = blob and front.accel_target(blob, request.environ["HTTP_RANGE"] if wanted else None)
+    if not target:
         return None
     return Response(headers=accel_headers(found, target))
 
