@@ -667,7 +667,9 @@ class Store:
             os.unlink(target)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(_sidecar(target))
-            _fsync_dir(target.parent)
+            # Another DELETE may have removed the emptied directory already.
+            with contextlib.suppress(FileNotFoundError):
+                _fsync_dir(target.parent)
             self._retire_if_unused(artifact.sha256)
             self._prune(target.parent)
         self._sweep()
