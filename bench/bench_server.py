@@ -346,6 +346,7 @@ class Hold:
     probes: dict[str, list[float]] = field(default_factory=dict)  # path -> latencies (s)
     failures: dict[str, int] = field(default_factory=dict)
     peak_rss: float = 0.0
+    peak_tcp: float = 0.0  # MiB of the kernel's TCP buffers (all sockets of the machine)
 
 
 def _open(port: int, kind: str, path: str) -> socket.socket | None:
@@ -421,6 +422,7 @@ def hold_slow_clients(
     def sampling() -> None:
         while not stop.is_set():
             result.peak_rss = max(result.peak_rss, rss_mib(peer.pids()))
+            result.peak_tcp = max(result.peak_tcp, tcp_memory_mib())
             stop.wait(0.5)
 
     try:
@@ -460,6 +462,15 @@ def hold_slow_clients(
     for helper in helpers:
         helper.join()
     return result
+
+
+def tcp_memory_mib() -> float:
+    """The kernel's TCP buffer memory. Past net.ipv4.tcp_mem's middle figure the kernel is
+    under memory pressure: it drops packets, and new connections wait for retransmissions."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        pages = Path("/proc/net/sockstat").read_text().split("TCP:")[1].split("mem ")[1].split()[0]
+        return int(pages) * os.sysconf("SC_PAGE_SIZE") / 1024**2
+    return 0.0
 
 
 def p99_ms(latencies: list[float]) -> str:
@@ -536,7 +547,12 @@ def reader_line(name: str, holds: list[Hold]) -> str:
         parts.append(f"{label} p50 {p50:5.0f} p99 {p99:5.0f} ms ({failed} failed)")
     held = min(h.held for h in holds)
     closed = sum(h.closed for h in holds)
-    return f"{name:20s} held {held:5d} closed {closed:4d}; " + "; ".join(parts)
+    tcp = statistics.median(h.peak_tcp for h in holds)
+    return (
+        f"{name:20s} held {held:5d} closed {closed:4d}; "
+        + "; ".join(parts)
+        + f"; TCP memory {tcp:5.0f} MiB"
+    )
 
 
 def reader_summary(holds: dict[tuple[str, int], list[Hold]], counts: list[int]) -> None:
