@@ -229,7 +229,7 @@ def serve(config: ServerConfig, options: ServeOptions) -> None:
     finally:
         # gunicorn leaves its pid file behind when it cannot start (or is not let stop); the
         # workers, which leave through here too, never own it.
-        if unit.master(config.root) is None and _recorded(config.root) == os.getpid():
+        if unit.recorded_pid(config.root) == os.getpid():
             unit.pid_file(config.root).unlink(missing_ok=True)
         os.close(lock)
 
@@ -255,13 +255,6 @@ def _serve_locked(config: ServerConfig, options: ServeOptions, lock: int) -> Non
     if front is not None:
         config = dataclasses.replace(config, front=True, front_cache=options.front_cache)
     _Gunicorn(config, gunicorn_options(config, options, app_bind), front).run()
-
-
-def _recorded(root: Path) -> int | None:
-    try:
-        return int(unit.pid_file(root).read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _take_root(root: Path) -> int:

@@ -208,21 +208,29 @@ class Store:
         blobs); None when another inode holds that name (the caller sends the bytes itself)."""
         blob = self._blob(artifact.sha256)
         opened = os.fstat(handle.fileno())
-        for _ in range(2):
+        try:
             try:
                 found = os.stat(blob)
             except FileNotFoundError:
-                with contextlib.suppress(FileExistsError, FileNotFoundError):
-                    blob.parent.mkdir(exist_ok=True)
-                    # The open inode itself, not the path, which may hold other bytes by now.
-                    os.link(f"/proc/self/fd/{handle.fileno()}", blob, follow_symlinks=True)
-                continue
-            except OSError:
-                return None
-            if (found.st_dev, found.st_ino) == (opened.st_dev, opened.st_ino):
-                return self.blob_name(artifact.sha256)
+                self._link_opened(artifact.path, opened, blob)
+                found = os.stat(blob)
+        except OSError:
             return None
+        if (found.st_dev, found.st_ino) == (opened.st_dev, opened.st_ino):
+            return self.blob_name(artifact.sha256)
         return None
+
+    def _link_opened(self, rel: str, opened: os.stat_result, blob: Path) -> None:
+        # By name, to a temporary link first: the name may hold other bytes by now, and only
+        # the inode that was opened (and hashed) may become the blob of its sha256.
+        link = self._new_link(os.path.join(self._root_text, rel))
+        try:
+            if os.stat(link).st_ino == opened.st_ino:
+                blob.parent.mkdir(exist_ok=True)
+                with contextlib.suppress(FileExistsError):
+                    os.link(link, blob)
+        finally:
+            os.unlink(link)
 
     def _link_blob(self, received: str, sha: str, size: int) -> str:
         """The file to rename into place for a body `received` with this sha256: `received`

@@ -83,7 +83,7 @@ def members(root: Path) -> list[int]:
     try:
         pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
     except OSError:  # no /proc: only the recorded master can be named
-        pid = _recorded_pid(root)
+        pid = recorded_pid(root)
         return [pid] if pid is not None and held(root) and alive(pid) else []
     me = os.getpid()
     return [pid for pid in pids if pid != me and _holds(pid, wanted)]
@@ -113,7 +113,7 @@ def _holds(pid: int, wanted: tuple[int, int]) -> bool:
     return False
 
 
-def _recorded_pid(root: Path) -> int | None:
+def recorded_pid(root: Path) -> int | None:
     try:
         return int(pid_file(root).read_text().strip())
     except (OSError, ValueError):
@@ -121,13 +121,13 @@ def _recorded_pid(root: Path) -> int | None:
 
 
 def _recorded_master(root: Path, found: list[int]) -> int | None:
-    pid = _recorded_pid(root)
+    pid = recorded_pid(root)
     return pid if pid in found else None
 
 
 def master(root: Path) -> int | None:
     """The pid of the server's master (gunicorn's arbiter) if it runs, checked to be ours."""
-    pid = _recorded_pid(root)
+    pid = recorded_pid(root)
     wanted = _identity(root)
     if pid is None or wanted is None or not alive(pid) or not held(root):
         return None

@@ -240,3 +240,20 @@ def test_a_full_disk_through_the_front_gives_507_and_nothing_partial(small_disk)
         assert requests.get(f"{url}/kept.bin").content == kept
         assert requests.put(f"{url}/small.bin", data=b"fits", headers=AUTH).status_code == 201
         assert requests.get(f"{url}/small.bin").content == b"fits"
+
+
+def test_a_large_file_placed_by_hand_gets_its_blob_on_first_read(tmp_path):
+    """A root from before blobs, or a file copied in by hand: the first read hashes it and
+    links it as its blob, then nginx sends it like any other."""
+    root = tmp_path / "root"
+    (root / "x").mkdir(parents=True)
+    (root / "x" / "by-hand.bin").write_bytes(LARGE)
+    digest = sha256(LARGE)
+    with serving(root, "nginx") as url:
+        for _ in range(2):
+            got = requests.get(f"{url}/x/by-hand.bin")
+            assert (got.status_code, got.content) == (200, LARGE)
+            assert got.headers["ETag"] == f'"{digest}"'
+        blob = root / ".blobs" / "sha256" / digest[:2] / digest
+        assert blob.stat().st_ino == (root / "x" / "by-hand.bin").stat().st_ino
+        assert requests.head(f"{url}/x/by-hand.bin").status_code == 200
