@@ -261,6 +261,10 @@ def _take_root(root: Path) -> int:
     """The root's lock (server.unit), after stopping what a dead master left holding it."""
     try:
         return unit.take(root)
+    except PermissionError as exc:
+        raise ServerError(
+            f"cannot open {unit.lock_file(root)}: {exc.strerror}; run the server as the user who owns {root}"
+        ) from None
     except unit.Taken as taken:
         if taken.master is not None:
             raise ServerError(

@@ -64,7 +64,7 @@ def held(root: Path) -> bool:
     """True while any process of a server from `root` lives."""
     try:
         fd = os.open(lock_file(root), os.O_RDONLY)
-    except FileNotFoundError:
+    except OSError:  # none (no server ever ran here), or not ours to read
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

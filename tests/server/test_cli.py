@@ -38,7 +38,7 @@ def wait_healthy(base: str) -> None:
         try:
             if requests.get(f"{base}/-/healthz", timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not up yet, or slow on a loaded machine
             pass
         time.sleep(0.05)
     raise AssertionError(f"{base} never answered")
