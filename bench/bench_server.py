@@ -346,6 +346,7 @@ class Hold:
     probes: dict[str, list[float]] = field(default_factory=dict)  # path -> latencies (s)
     failures: dict[str, int] = field(default_factory=dict)
     peak_rss: float = 0.0
+    peak_tcp: float = 0.0  # MiB of the kernel's TCP buffers (all sockets of the machine)
 
 
 def _open(port: int, kind: str, path: str) -> socket.socket | None:
@@ -385,11 +386,22 @@ def _probe(peer: Peer, path: str) -> float | None:
     return time.monotonic() - started if ok else None
 
 
-def hold_slow_clients(peer: Peer, kind: str, count: int, seconds: float) -> Hold:
+def hold_slow_clients(
+    peer: Peer,
+    kind: str,
+    count: int,
+    seconds: float,
+    *,
+    path: str | None = None,
+    tick: float = 1.0,
+    probe_every: float = 0.1,
+) -> Hold:
     """Hold `count` slow clients of `kind` ("reader" or "slowloris") on `peer` for `seconds`,
-    probing it meanwhile; every socket is closed when it returns."""
+    probing it meanwhile; every socket is closed when it returns. A reader GETs `path` (the
+    large file) and reads 1 KiB every `tick` seconds; each probe target is fetched every
+    `probe_every` seconds."""
     port = int(peer.base.rsplit(":", 1)[1])
-    path = peer.large if kind == "reader" else peer.small
+    path = path or (peer.large if kind == "reader" else peer.small)
     result = Hold()
     socks: list[socket.socket] = []
     stop = threading.Event()
@@ -405,11 +417,12 @@ def hold_slow_clients(peer: Peer, kind: str, count: int, seconds: float) -> Hold
                     result.failures[target] += 1
                 else:
                     result.probes[target].append(took)
-            stop.wait(0.1)
+            stop.wait(probe_every)
 
     def sampling() -> None:
         while not stop.is_set():
             result.peak_rss = max(result.peak_rss, rss_mib(peer.pids()))
+            result.peak_tcp = max(result.peak_tcp, tcp_memory_mib())
             stop.wait(0.5)
 
     try:
@@ -422,7 +435,7 @@ def hold_slow_clients(peer: Peer, kind: str, count: int, seconds: float) -> Hold
             helper.start()
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            tick = time.monotonic()
+            started = time.monotonic()
             for index, sock in enumerate(socks):
                 try:
                     if kind == "reader":
@@ -441,7 +454,7 @@ def hold_slow_clients(peer: Peer, kind: str, count: int, seconds: float) -> Hold
                     result.closed += 1
                     sock.close()
                     socks[index] = _open(port, kind, path) or sock
-            stop.wait(max(0.0, 1.0 - (time.monotonic() - tick)))
+            stop.wait(max(0.0, tick - (time.monotonic() - started)))
     finally:
         stop.set()
         for sock in socks:
@@ -449,6 +462,15 @@ def hold_slow_clients(peer: Peer, kind: str, count: int, seconds: float) -> Hold
     for helper in helpers:
         helper.join()
     return result
+
+
+def tcp_memory_mib() -> float:
+    """The kernel's TCP buffer memory. Past net.ipv4.tcp_mem's middle figure the kernel is
+    under memory pressure: it drops packets, and new connections wait for retransmissions."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        pages = Path("/proc/net/sockstat").read_text().split("TCP:")[1].split("mem ")[1].split()[0]
+        return int(pages) * os.sysconf("SC_PAGE_SIZE") / 1024**2
+    return 0.0
 
 
 def p99_ms(latencies: list[float]) -> str:
@@ -469,6 +491,123 @@ def hold_line(peer: Peer, kind: str, hold: Hold) -> str:
         + "; ".join(parts)
         + f"; peak RSS {hold.peak_rss:6.0f} MiB"
     )
+
+
+# -- slow readers of a 16 MiB file (issue 23) --------------------------------------------------
+
+MEDIUM = "medium/artifact-16m.bin"
+
+
+def write_medium(root: Path) -> None:
+    (root / MEDIUM).parent.mkdir(exist_ok=True)
+    with open(root / MEDIUM, "wb") as handle:
+        for _ in range(16):
+            handle.write(os.urandom(1024 * 1024))
+
+
+def percentile_ms(latencies: list[float], percent: int) -> float:
+    if len(latencies) < 2:
+        return float("nan")
+    return statistics.quantiles(latencies, n=100, method="inclusive")[percent - 1] * 1000
+
+
+def slow_readers(
+    peers: list[Peer], counts: list[int], seconds: float, rounds: int
+) -> dict[tuple[str, int], list[Hold]]:
+    """Each count of readers (each GETs the 16 MiB file with a 4 KiB receive buffer and reads
+    1 KiB every 0.5 s) held on each peer in turn for `seconds`, while /-/healthz (the artifact
+    server only) and the 1 KiB file are fetched twice a second on new connections."""
+    for peer in peers:
+        requests.head(f"{peer.base}/{MEDIUM}", timeout=120)  # sidecars of files written here
+    holds: dict[tuple[str, int], list[Hold]] = {}
+    for round_number in range(1, rounds + 1):
+        for count in counts:
+            for peer in peers:
+                hold = hold_slow_clients(
+                    peer, "reader", count, seconds, path=MEDIUM, tick=0.5, probe_every=0.5
+                )
+                holds.setdefault((peer.name, count), []).append(hold)
+                print(
+                    f"  round {round_number} {count:5d} readers {reader_line(peer.name, [hold])}"
+                    f"  (load {os.getloadavg()[0]:.2f})",
+                    flush=True,
+                )
+                time.sleep(3)  # the server lets go of the closed connections
+    return holds
+
+
+def reader_line(name: str, holds: list[Hold]) -> str:
+    """p50/p99 per probe target (medians over the rounds), held, closed, failures."""
+    parts = []
+    for target in holds[0].probes:
+        label = "healthz" if target == "/-/healthz" else "1 KiB"
+        p50 = statistics.median(percentile_ms(h.probes[target], 50) for h in holds)
+        p99 = statistics.median(percentile_ms(h.probes[target], 99) for h in holds)
+        failed = sum(h.failures[target] for h in holds)
+        parts.append(f"{label} p50 {p50:5.0f} p99 {p99:5.0f} ms ({failed} failed)")
+    held = min(h.held for h in holds)
+    closed = sum(h.closed for h in holds)
+    tcp = statistics.median(h.peak_tcp for h in holds)
+    return (
+        f"{name:20s} held {held:5d} closed {closed:4d}; "
+        + "; ".join(parts)
+        + f"; TCP memory {tcp:5.0f} MiB"
+    )
+
+
+def reader_summary(holds: dict[tuple[str, int], list[Hold]], counts: list[int]) -> None:
+    small = f"/{SMALL}"
+    for count in counts:
+        go_p99 = statistics.median(
+            percentile_ms(h.probes[small], 99) for h in holds["Go FileServer", count]
+        )
+        for name in (OURS, FRONT, "Go FileServer", "nginx"):
+            if (name, count) not in holds:
+                continue
+            mine = holds[name, count]
+            p99 = statistics.median(percentile_ms(h.probes[small], 99) for h in mine)
+            worst = max(
+                statistics.median(percentile_ms(h.probes[target], 99) for h in mine)
+                for target in mine[0].probes
+            )
+            verdict = ""
+            if name in (OURS, FRONT):
+                ok = worst < 250 and not any(any(h.failures.values()) for h in mine)
+                verdict = "   target p99 < 250 ms: " + ("met" if ok else "NOT met")
+            print(
+                f"  {count:5d} readers {reader_line(name, mine)}; 1 KiB p99 {p99 / go_p99:5.2f}x Go{verdict}"
+            )
+
+
+def run_slow_readers_only(args) -> int:
+    """--readers-only: the slow-reader load alone, on the artifact server (both modes), Go's
+    FileServer and nginx."""
+    raise_file_limit(max(args.readers) * 3 + 256)
+    with tempfile.TemporaryDirectory(prefix="bench-readers-") as tmpdir:
+        tmp = Path(tmpdir)
+        root, front_root = tmp / "root", tmp / "front-root"
+        for each in (root, front_root):
+            write_artifacts(each)
+            write_medium(each)
+        print(
+            f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())};"
+            f" {args.workers} gevent workers; readers {args.readers} held {args.reader_seconds}s,"
+            f" {args.reader_rounds} round(s)",
+            flush=True,
+        )
+        with (
+            go_fileserver(tmp, root) as go,
+            nginx(tmp, root) as ng,
+            artifact_server(OURS, root, args.workers) as ours,
+            artifact_server(FRONT, front_root, args.workers, front="nginx") as fronted,
+        ):
+            holds = slow_readers(
+                [ours, fronted, go, ng], args.readers, args.reader_seconds, args.reader_rounds
+            )
+        print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print("slow readers, medians over the rounds:")
+        reader_summary(holds, args.readers)
+    return 0
 
 
 def upload_rss(base: str, root: Path, tmp: Path) -> tuple[float, float]:
@@ -541,8 +680,35 @@ def main() -> int:
     parser.add_argument(
         "--skip-throughput", action="store_true", help="only the slow-client scenarios"
     )
+    parser.add_argument(
+        "--readers",
+        default="500,1000",
+        help="counts of slow 16 MiB readers, comma-separated (default 500,1000; each at most 2000)",
+    )
+    parser.add_argument(
+        "--reader-seconds",
+        type=int,
+        default=25,
+        help="seconds each slow-reader load lasts (default 25, at most 120)",
+    )
+    parser.add_argument(
+        "--reader-rounds",
+        type=int,
+        default=2,
+        help="rounds of the slow-reader loads, servers taking turns (default 2, at most 5)",
+    )
+    parser.add_argument(
+        "--readers-only",
+        action="store_true",
+        help="only the slow-reader loads (needs go and nginx, not wrk or pypiserver)",
+    )
     args = parser.parse_args()
     args.clients, args.hold = min(args.clients, 2000), min(args.hold, 120)
+    args.readers = [min(int(n), 2000) for n in args.readers.split(",") if n.strip()]
+    args.reader_seconds = min(args.reader_seconds, 120)
+    args.reader_rounds = max(1, min(args.reader_rounds, 5))
+    if args.readers_only:
+        return run_slow_readers_only(args)
     for tool in ("wrk", "go", "nginx"):
         if not shutil.which(tool) and not (tool == "nginx" and Path("/usr/sbin/nginx").exists()):
             print(
@@ -570,6 +736,8 @@ def main() -> int:
         write_artifacts(quiet_root)
         front_root = tmp / "front-root"
         write_artifacts(front_root)
+        write_medium(root)
+        write_medium(front_root)
         pypi_artifacts(root, tmp / "pypi")
         print(
             f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}"
@@ -596,9 +764,15 @@ def main() -> int:
                         peer, kind, args.clients, args.hold
                     )
                     print(f"  {hold_line(peer, kind, hold)}", flush=True)
+            print("slow readers of the 16 MiB file:", flush=True)
+            reader_holds = slow_readers(
+                [ours, fronted, go, ng], args.readers, args.reader_seconds, args.reader_rounds
+            )
             rss, upload_speed = upload_rss(ours.base, root, tmp)
             front_rss, front_upload = upload_rss(fronted.base, front_root, tmp)
         print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print("slow readers, medians over the rounds:")
+        reader_summary(reader_holds, args.readers)
         if not args.skip_throughput:
             print("medians:")
             for name, figures in results.items():

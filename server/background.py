@@ -5,16 +5,13 @@
     background.stop(root)      # -> pid it stopped, or None
 
 The server is `python -m server` in its own session, logging to `<root>/.server.log`; its
-pid file is `<root>/.server.pid` (gunicorn's master), which is also what
-`invoke serve --stop` and `python -m server --stop` read: the pid and stop code lives here.
-Tokens travel in the environment, never on the command line.
+processes are found and stopped as one unit (server.unit), as `invoke serve --stop` and
+`python -m server --stop` do. Tokens travel in the environment, never on the command line.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,87 +20,45 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from server import unit
 from server.config import ENV_READ_TOKEN, ENV_TOKENS
 from server.errors import ServerError
 
 __all__ = ["LOG_FILE", "PID_FILE", "health_url", "running", "start", "stop"]
 
 LOG_FILE = ".server.log"
-PID_FILE = ".server.pid"
+PID_FILE = unit.PID_FILE
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def pid_file(root: Path) -> Path:
-    return Path(root) / PID_FILE
-
-
-def running_pid(root: Path) -> int | None:
-    """The pid recorded in <root>/.server.pid if that process is alive, else None."""
-    try:
-        pid = int(pid_file(root).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if alive(pid) else None
-
-
 def running(root: str | os.PathLike) -> int | None:
-    return running_pid(Path(root).absolute())
-
-
-def alive(pid: int) -> bool:
-    """True while `pid` runs; an exited process its parent has not collected yet is not alive."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
-
-
-def _reap(pid: int) -> None:
-    # When we started the server ourselves it is our child: collect it so it is not a zombie
-    # that still answers kill(pid, 0).
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+    """The pid of the server's master running from `root`, or None."""
+    return unit.master(Path(root).absolute())
 
 
 def stop(root: Path, timeout: float = 15.0) -> int | None:
-    """Stop the server whose pid file is in `root`; return its pid, or None if none ran."""
-    from server import front
-
-    pid = running_pid(root)
-    if pid is None:
-        front.stop_leftover(root)
-        return None
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _reap(pid)
-        if not alive(pid):
-            break
-        time.sleep(0.05)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        _reap(pid)
-    # gunicorn removes its pid file on a clean exit; after SIGKILL it cannot (nor stop nginx).
-    if pid_file(root).exists() and running_pid(root) is None:
-        pid_file(root).unlink(missing_ok=True)
-    front.stop_leftover(root)
-    return pid
+    """Stop every process of the server from `root` (server.unit.stop); the master's pid,
+    or None if no master ran."""
+    return unit.stop(Path(root).absolute(), timeout).master
 
 
 def stop_and_report(root: Path) -> None:
-    pid = stop(root)
-    print(
-        f"stopped the server from {root} (pid {pid})"
-        if pid
-        else f"no server was running from {root}"
-    )
+    stopped = unit.stop(Path(root).absolute())
+    others = ", ".join(map(str, stopped.others))
+    if stopped.master and stopped.others:
+        print(
+            f"stopped the server from {root} (pid {stopped.master}) and {len(stopped.others)}"
+            f" process(es) that outlived it (pids {others})"
+        )
+    elif stopped.master:
+        print(f"stopped the server from {root} (pid {stopped.master})")
+    elif stopped.others:
+        print(
+            f"stopped what remained of the server from {root}: {len(stopped.others)} process(es)"
+            f" whose master had died (pids {others})"
+        )
+    else:
+        print(f"no server was running from {root}")
 
 
 def health_url(bind: str) -> str:
@@ -144,7 +99,7 @@ def start(
     """
     root = Path(root).absolute()
     root.mkdir(parents=True, exist_ok=True)
-    existing = running_pid(root)
+    existing = unit.master(root)
     if existing is not None:
         raise ServerError(
             f"a server already runs from {root} (pid {existing}); stop it with `invoke serve --stop`"
@@ -201,7 +156,7 @@ def _await_health(
             )
         try:
             with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - http on our own bind
-                if response.status == 200 and running_pid(root) == proc.pid:
+                if response.status == 200 and unit.master(root) == proc.pid:
                     return proc.pid
         except (urllib.error.URLError, OSError):
             pass

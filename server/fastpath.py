@@ -152,10 +152,11 @@ class FastDownloads:
             self.metrics.served(200, 0 if head else artifact.size)
             with handle:
                 return [] if head else [handle.readall()]
+        blob = self.store.blob_of(handle, artifact)
         handle.close()
-        target = front.accel_target(rel, None)
-        if target is None:
+        if blob is None:
             return self.app(environ, start_response)
+        target = front.accel_target(blob, None)
         self.metrics.served(200, 0 if head else artifact.size)
         start_response("200 OK", accel_headers(artifact, target))
         return []

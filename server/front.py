@@ -3,15 +3,18 @@
 nginx takes what Python is slow at, and the app keeps every decision:
 - slow and idle clients (nginx's header, body, send and keep-alive timeouts);
 - large downloads: the app checks the path, token and conditionals and answers with
-  `X-Accel-Redirect` to an internal location that aliases the store root, so nginx sends the
-  file with sendfile (and the single byte range the app approved);
+  `X-Accel-Redirect` to an internal location that aliases the store's content-addressed
+  blobs (server.store), so nginx sends the file with sendfile (and the single byte range the
+  app approved), from the blob of the very sha256 the app put in the headers;
 - hot small files: the app marks its 200 downloads `X-Accel-Expires: <front_cache>`, and
   nginx serves them from a short-lived cache (keyed by Authorization when reads need a token:
-  only a response the app gave to that very header is reused). Nothing else is cached:
-  errors, listings, JSON, conditional and range requests always reach the app;
-- writes: `auth_request` asks the app about the token before nginx reads a byte of the
-  body (so `Expect: 100-continue` is not answered for a bad token), and the body then
-  streams to the app unbuffered, whose size limit applies.
+  only a response the app gave to that very header is reused; the query string, which the
+  app ignores, is not part of the key). Nothing else is cached: errors, listings, JSON,
+  conditional and range requests always reach the app;
+- writes: a body over the app's limit gets 413 (the app's JSON) before nginx reads a byte
+  of it; `auth_request` asks the app about the token before nginx reads the body (so
+  `Expect: 100-continue` is not answered for a bad token), and the body then streams to the
+  app unbuffered.
 
 Everything nginx needs lives in `<root>/.front/` (config, pid, logs, temp and cache, the
 app's socket): nginx runs as the user who starts the server and writes nowhere else. The
@@ -21,6 +24,9 @@ config is generated at every start and checked with `nginx -t` first.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
+import json
 import os
 import pwd
 import re
@@ -32,6 +38,7 @@ from pathlib import Path
 
 from server.errors import ServerError
 from server.headers import CHECKSUM_HEADER
+from server.store import BLOBS_DIR
 
 FRONT_DIR = ".front"
 ACCEL_PREFIX = "/-/front/"
@@ -39,11 +46,9 @@ ACCEL_PREFIX = "/-/front/"
 ACCEL_FULL = ACCEL_PREFIX + "full/"
 ACCEL_RANGE = ACCEL_PREFIX + "range/"
 AUTHORIZE = ACCEL_PREFIX + "authorize"
-# nginx takes the X-Accel-Redirect target as a raw URI (a `?` starts arguments, `%` is not
-# decoded): names outside this set are sent by the app itself.
-_ACCEL_SAFE = re.compile(r"^[A-Za-z0-9._~+@=,/-]+$")
-# A Range nginx reads exactly as server.ranges does (no spaces, one range).
-_PLAIN_RANGE = re.compile(r"^bytes=\d*-\d*$")
+# A Range nginx reads exactly as server.ranges does: no spaces, one range, and numbers below
+# 2^63 (nginx answers a larger one with its own 416; the app sends those itself).
+_PLAIN_RANGE = re.compile(r"^bytes=\d{0,18}-\d{0,18}$")
 # AF_UNIX paths are limited to 108 bytes; past that the app listens on loopback instead.
 _UNIX_PATH_MAX = 100
 
@@ -108,11 +113,19 @@ http {{
         default 0;
         "~*no-cache|no-store|max-age=0" 1;
     }}
+    # The cache key: the path exactly as the client sent it (the app judges that same raw
+    # path), without the query string, which the app ignores: varying it cannot fill the
+    # cache with copies of one artifact.
+    map $request_uri $artifact_raw_uri {{
+        "~^(?<path>[^?]*)" $path;
+    }}
 
     server {{
         listen {bind} backlog=4096;
-        # Uploads stream to the app, which applies its own limit (413) with constant memory.
-        client_max_body_size 0;
+        # The app's own limit (--max-upload-size), applied before a byte of the body is read
+        # or invited (no 100 Continue); uploads stream to the app, which checks it again.
+        client_max_body_size {max_body};
+        error_page 413 = @too_large;
         proxy_request_buffering off;
         proxy_http_version 1.1;
         proxy_set_header Connection "";
@@ -129,6 +142,7 @@ http {{
             # Named locations keep the request's URI and headers exactly as they came.
             error_page 418 = @write;
             error_page 419 = @direct;
+            error_page 413 = @too_large;
             if ($request_method ~ ^(PUT|DELETE)$) {{
                 return 418;
             }}
@@ -137,7 +151,7 @@ http {{
                 return 419;
             }}
             proxy_cache artifacts;
-            proxy_cache_key "$http_host$request_uri{cache_key}";
+            proxy_cache_key "$artifact_raw_uri{cache_key}";
             proxy_cache_methods GET HEAD;
             # Only the app's X-Accel-Expires decides what is stored, and for how long.
             proxy_ignore_headers Cache-Control Expires Set-Cookie Vary;
@@ -158,6 +172,12 @@ http {{
             proxy_pass http://artifact_app;
         }}
 
+        location @too_large {{
+            default_type application/json;
+            add_header X-Content-Type-Options nosniff always;
+            return 413 '{too_large}';
+        }}
+
         location = {authorize} {{
             internal;
             proxy_pass http://artifact_app{authorize};
@@ -169,13 +189,13 @@ http {{
 
         location ^~ {accel_full} {{
             internal;
-            alias {root}/;
+            alias {blobs}/;
             max_ranges 0;
 {accel_headers}        }}
 
         location ^~ {accel_range} {{
             internal;
-            alias {root}/;
+            alias {blobs}/;
 {accel_headers}        }}
 
         # The internal prefix is nobody's to ask for.
@@ -208,16 +228,15 @@ def front_dir(root: Path) -> Path:
     return Path(root) / FRONT_DIR
 
 
-def accel_target(rel: str, range_header: str | None) -> str | None:
-    """The X-Accel-Redirect URI for artifact `rel` (whole, or with the request's approved
-    Range), or None when nginx could misread it and the app must send the bytes itself."""
-    if not _ACCEL_SAFE.match(rel):
-        return None
+def accel_target(blob: str, range_header: str | None) -> str | None:
+    """The X-Accel-Redirect URI for a blob (server.store: `ab/<sha256>`, so no name nginx
+    could misread), whole or with the request's approved Range; None when nginx would read
+    that Range differently and the app must send the bytes itself."""
     if range_header is None:
-        return ACCEL_FULL + rel
+        return ACCEL_FULL + blob
     if not _PLAIN_RANGE.match(range_header):
         return None
-    return ACCEL_RANGE + rel
+    return ACCEL_RANGE + blob
 
 
 def find_nginx() -> str | None:
@@ -245,7 +264,7 @@ def _nginx_listen(bind: str) -> str:
     return bind
 
 
-def render(root: Path, options, *, read_token: bool, upstream: str) -> str:
+def render(root: Path, options, *, read_token: bool, upstream: str, max_upload: int) -> str:
     front = front_dir(root)
     trusted = "".join(
         f"        {address.strip()} 1;\n"
@@ -261,6 +280,7 @@ def render(root: Path, options, *, read_token: bool, upstream: str) -> str:
     user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
     return CONF_TEMPLATE.format(
         root=root,
+        blobs=Path(root) / BLOBS_DIR,
         front=front,
         user=user,
         workers=options.front_workers or "auto",
@@ -273,6 +293,14 @@ def render(root: Path, options, *, read_token: bool, upstream: str) -> str:
         upstream=upstream,
         trusted=trusted,
         cache_key="$http_authorization" if read_token else "",
+        max_body=max_upload,
+        too_large=json.dumps(
+            {
+                "error": f"upload is over the {max_upload}-byte limit",
+                "reason": "too_large",
+                "status": 413,
+            }
+        ),
         bind=_nginx_listen(options.bind),
         authorize=AUTHORIZE,
         accel_full=ACCEL_FULL,
@@ -287,14 +315,24 @@ def _seconds(value: float) -> str:
 
 
 class Front:
-    """One nginx master, a child of the gunicorn master (see server.serve)."""
+    """One nginx master, a child of the gunicorn master (see server.serve).
 
-    def __init__(self, root: Path, binary: str) -> None:
+    nginx runs in a process group of its own (its master's pid): after the master dies, its
+    workers are found by that group among the server's lock holders (server.unit). It gets
+    SIGTERM when the gunicorn master dies (PR_SET_PDEATHSIG), so a kill -9 of that master
+    cannot leave nginx answering 502 on the port.
+    """
+
+    def __init__(self, root: Path, binary: str, lock_fd: int | None = None) -> None:
         self.root = Path(root)
         self.binary = binary
+        self.lock_fd = lock_fd
         self.dir = front_dir(root)
         self.conf = self.dir / "nginx.conf"
-        self.proc: subprocess.Popen | None = None
+        self.pid: int | None = None
+        # How the last nginx master ended (os.waitpid status), None while it runs.
+        self.status: int | None = None
+        self.starts: list[float] = []
 
     def _argv(self, *extra: str) -> list[str]:
         return [
@@ -325,16 +363,26 @@ class Front:
         """Start nginx; return its pid once it has written its pid file (it listens then)."""
         pid_path = self.dir / "nginx.pid"
         pid_path.unlink(missing_ok=True)
-        self.proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            self._argv(),
+            stdin=subprocess.DEVNULL,
+            pass_fds=() if self.lock_fd is None else (self.lock_fd,),
+            preexec_fn=functools.partial(_own_group_and_die_with, os.getpid()),
+        )
+        # Reaped here with waitpid, not by Popen: gunicorn's own waitpid(-1) would take the
+        # exit status from under Popen (which then reports 0 for a kill -9).
+        proc.returncode = 0
+        self.pid, self.status = proc.pid, None
+        self.starts.append(time.monotonic())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if self.reap() is not None:
                 raise ServerError(
-                    f"nginx exited with code {self.proc.returncode} at start; see {self.dir / 'error.log'}: "
+                    f"nginx {self.ended()} at start; see {self.dir / 'error.log'}: "
                     + self.error_tail()
                 )
             if pid_path.exists():
-                return self.proc.pid
+                return self.pid
             time.sleep(0.02)
         self.stop()
         raise ServerError(
@@ -348,53 +396,73 @@ class Front:
             return ""
         return lines[-1] if lines else ""
 
-    def exited(self) -> int | None:
-        """nginx's exit code once it has died, else None."""
-        if self.proc is None:
-            return None
-        code = self.proc.poll()
-        from server.background import alive
+    def reap(self) -> int | None:
+        """Collect nginx's master if it has ended; its wait status (-1: collected by someone
+        else, status unknown), or None while it runs."""
+        if self.pid is None or self.status is not None:
+            return self.status
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            self.status = -1
+        else:
+            if pid:
+                self.status = status
+        return self.status
 
-        if code is None and not alive(self.proc.pid):
-            return -1  # reaped by someone else's waitpid(-1): gone, code unknown
-        return code
+    def ended(self) -> str:
+        """How the last nginx master ended, in words (for the log)."""
+        status = self.status
+        if status is None:
+            return "is running"
+        if status == -1:
+            return "ended (its exit status was collected elsewhere)"
+        if os.WIFSIGNALED(status):
+            number = os.WTERMSIG(status)
+            with contextlib.suppress(ValueError):
+                return f"was killed by signal {number} ({signal.Signals(number).name})"
+            return f"was killed by signal {number}"
+        return f"exited with code {os.waitstatus_to_exitcode(status)}"
+
+    def leftovers(self, members: list[int]) -> list[int]:
+        """Of the server's processes, those nginx's last master left behind (its group)."""
+        if self.pid is None:
+            return []
+        found = []
+        for pid in members:
+            with contextlib.suppress(OSError):
+                if os.getpgid(pid) == self.pid:
+                    found.append(pid)
+        return found
+
+    def restarts_within(self, seconds: float) -> int:
+        now = time.monotonic()
+        return sum(1 for started in self.starts[1:] if now - started < seconds)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Fast shutdown (SIGTERM: held slow clients are not waited for), then SIGKILL."""
-        if self.proc is None or self.proc.poll() is not None:
+        if self.pid is None or self.reap() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        except ChildProcessError:
-            pass
+            os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.reap() is None:
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                deadline = float("inf")
+            time.sleep(0.02)
 
 
-def stop_leftover(root: Path) -> int | None:
-    """Kill an nginx whose gunicorn master died without stopping it (kill -9); its pid."""
-    try:
-        pid = int((front_dir(root) / "nginx.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    from server.background import alive
+_PR_SET_PDEATHSIG = 1
 
-    if b"nginx" not in cmdline:
-        return None  # the pid was reused by something else
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    for _ in range(100):
-        if not alive(pid):
-            break
-        time.sleep(0.05)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return pid
+
+def _own_group_and_die_with(parent: int) -> None:
+    """In nginx's process, before exec: a process group of its own, and SIGTERM (nginx's fast
+    shutdown) when `parent`, the gunicorn master, dies."""
+    os.setpgid(0, 0)
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the line above: nobody would stop nginx
+        os._exit(1)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import resource
 import signal
+import socket
 import traceback
 from pathlib import Path
 
@@ -16,21 +18,17 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 
-from server.background import pid_file, running_pid, stop, stop_and_report
+from server import unit
+from server.background import stop, stop_and_report
 from server.config import ServeOptions, ServerConfig
 from server.errors import ServerError
 from server.store import TMP_DIR
 
-# bind_from_url and run_task, below, move to tasks.py (issue 14); until then they raise the
-# server's error under the name they were written with.
-UserError = ServerError
-
-# running_pid, stop and stop_and_report live with the background start (server.background);
-# they stay importable from here.
+# stop and stop_and_report live with the background start (server.background); they stay
+# importable from here.
 __all__ = [
     "AccessLogger",
     "gunicorn_options",
-    "running_pid",
     "serve",
     "stop",
     "stop_and_report",
@@ -111,7 +109,7 @@ def gunicorn_options(
         # The app is created once in the master: that is where leftover uploads are removed,
         # which must not happen again in a worker while another worker is mid-upload.
         "preload_app": True,
-        "pidfile": str(pid_file(config.root)),
+        "pidfile": str(unit.pid_file(config.root)),
         "accesslog": options.access_log or None,
         "logger_class": AccessLogger,
         "errorlog": "-",
@@ -127,10 +125,12 @@ def gunicorn_options(
 
 class _FrontArbiter(Arbiter):
     """gunicorn's master, which also runs the nginx front as its child: nginx starts once the
-    app listens, stops first on shutdown, and its death stops the server (with the reason
-    in the log) rather than leaving an app nobody can reach."""
+    app listens and stops first on shutdown. A dead nginx master is replaced, as gunicorn
+    replaces a dead worker: its orphaned workers (which still hold the port) are stopped and
+    nginx starts again with the same config; one that keeps dying stops the server."""
 
     front = None  # server.front.Front, set by _Gunicorn.run
+    RESTARTS_PER_MINUTE = 3
 
     def start(self):
         super().start()
@@ -141,13 +141,40 @@ class _FrontArbiter(Arbiter):
             self.halt(reason="the nginx front did not start", exit_status=1)
         self.log.info("nginx front started (pid %s), config %s", pid, self.front.conf)
 
-    def murder_workers(self):
-        super().murder_workers()
-        code = self.front.exited()
-        if code is not None:
-            raise HaltServer(
-                f"the nginx front exited (code {code}); see {self.front.dir / 'error.log'}", 1
+    def reap_workers(self):
+        # nginx first, by its own pid (as gunicorn reaps its dirty arbiter): the waitpid(-1)
+        # below would collect it as an unknown child and its exit status would be lost.
+        self.front.reap()
+        super().reap_workers()
+
+    def manage_workers(self):
+        super().manage_workers()
+        if self.front.reap() is not None:
+            self._restart_front()
+
+    def _restart_front(self):
+        front = self.front
+        self.log.error(
+            "the nginx front (pid %s) %s; see %s", front.pid, front.ended(), front.dir / "error.log"
+        )
+        left = front.leftovers(unit.members(front.root))
+        if left:
+            self.log.warning(
+                "stopping the %d nginx process(es) it left holding the port (pids %s)",
+                len(left),
+                " ".join(map(str, left)),
             )
+            unit.end(left, 2.0)
+        if front.restarts_within(60) >= self.RESTARTS_PER_MINUTE:
+            raise HaltServer(
+                f"the nginx front died {self.RESTARTS_PER_MINUTE + 1} times within a minute; stopping the server",
+                1,
+            )
+        try:
+            pid = front.start()
+        except ServerError as exc:
+            raise HaltServer(f"the nginx front could not be restarted: {exc}", 1) from None
+        self.log.info("nginx front restarted (pid %s) with the same config %s", pid, front.conf)
 
     def stop(self, graceful=True):
         self.front.stop()
@@ -181,17 +208,41 @@ class _Gunicorn(BaseApplication):
 
 def serve(config: ServerConfig, options: ServeOptions) -> None:
     """Serve in the foreground until SIGTERM/SIGINT."""
-    pid = running_pid(config.root)
+    front_mode = options.front == "nginx"
+    host, port = parse_bind(options.bind, unix_ok=not front_mode)
+    pid = unit.master(config.root)
     if pid is not None:
         raise ServerError(
             f"a server is already running from {config.root} (pid {pid}); stop it with `invoke serve --stop --root {config.root}`"
         )
+    if port is not None:
+        check_free(options.bind, host, port)
     try:
         config.root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ServerError(
             f"cannot create server root {config.root}: {exc.strerror}; pick a writable directory"
         ) from None
+    lock = _take_root(config.root)
+    try:
+        _serve_locked(config, options, lock)
+    finally:
+        # gunicorn leaves its pid file behind when it cannot start (or is not let stop); the
+        # workers, which leave through here too, never own it.
+        if unit.recorded_pid(config.root) == os.getpid():
+            unit.pid_file(config.root).unlink(missing_ok=True)
+        os.close(lock)
+
+
+def _serve_locked(config: ServerConfig, options: ServeOptions, lock: int) -> None:
+    front, app_bind = (
+        _prepare_front(config, options, lock) if options.front == "nginx" else (None, None)
+    )
+    print(
+        f"serving {config.root} at {public_url(options.bind)}"
+        + (f" (nginx front; the app behind it on {app_bind})" if front else ""),
+        flush=True,
+    )
     if not config.tokens and not config.read_only:
         print(
             "warning: no write tokens configured (--token-file or ARTIFACT_TOKENS): every upload will get 401",
@@ -201,15 +252,88 @@ def serve(config: ServerConfig, options: ServeOptions) -> None:
     from server import worker
 
     worker.configure(options.header_timeout, options.send_timeout)
-    if options.front == "nginx":
-        front, app_bind = _prepare_front(config, options)
+    if front is not None:
         config = dataclasses.replace(config, front=True, front_cache=options.front_cache)
-        _Gunicorn(config, gunicorn_options(config, options, app_bind), front).run()
-    else:
-        _Gunicorn(config, gunicorn_options(config, options)).run()
+    _Gunicorn(config, gunicorn_options(config, options, app_bind), front).run()
 
 
-def _prepare_front(config: ServerConfig, options: ServeOptions):
+def _take_root(root: Path) -> int:
+    """The root's lock (server.unit), after stopping what a dead master left holding it."""
+    try:
+        return unit.take(root)
+    except PermissionError as exc:
+        raise ServerError(
+            f"cannot open {unit.lock_file(root)}: {exc.strerror}; run the server as the user who owns {root}"
+        ) from None
+    except unit.Taken as taken:
+        if taken.master is not None:
+            raise ServerError(
+                f"a server is already running from {root} (pid {taken.master}); stop it with `invoke serve --stop --root {root}`"
+            ) from None
+        print(
+            f"warning: stopping {len(taken.members)} process(es) of an earlier server from {root}"
+            f" whose master had died (pids {' '.join(map(str, taken.members))})",
+            flush=True,
+        )
+        unit.end(taken.members, 5.0)
+    try:
+        return unit.take(root)
+    except unit.Taken as taken:
+        raise ServerError(
+            f"processes of an earlier server from {root} would not stop (pids {' '.join(map(str, taken.members))}); stop them and try again"
+        ) from None
+
+
+def parse_bind(bind: str, *, unix_ok: bool) -> tuple[str, int | None]:
+    """`HOST:PORT` or `[V6]:PORT` (and `unix:PATH` without the front) -> (host, port)."""
+    if unix_ok and bind.startswith("unix:") and len(bind) > len("unix:"):
+        return bind, None
+    host, colon, port = bind.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not colon or not host or not port.isdigit():
+        raise ServerError(
+            f"--bind {bind!r} is not HOST:PORT; give e.g. 127.0.0.1:8080 or 0.0.0.0:8080"
+        )
+    if not 1 <= int(port) <= 65535:
+        raise ServerError(f"--bind {bind}: port {port} is not 1-65535; give e.g. 127.0.0.1:8080")
+    return host, int(port)
+
+
+def check_free(bind: str, host: str, port: int) -> None:
+    """Refuse, before anything starts, an address nothing could listen on."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ServerError(
+            f"--bind {bind}: host {host!r} cannot be resolved ({reason}); give an address of this host, e.g. 127.0.0.1:{port}"
+        ) from None
+    with socket.socket(family, kind, proto) as probe:
+        # As gunicorn and nginx bind: a port left in TIME_WAIT is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            hint = {
+                errno.EADDRINUSE: "the address is already in use; stop what listens there or pick another --bind",
+                errno.EACCES: "permission denied (ports below 1024 need root); pick a port from 1024 up",
+                errno.EADDRNOTAVAIL: f"{host} is not an address of this host; give one of its addresses or 0.0.0.0",
+            }.get(exc.errno, f"{exc.strerror}; pick another --bind")
+            raise ServerError(f"cannot listen on {bind}: {hint}") from None
+
+
+def public_url(bind: str) -> str:
+    """The URL clients use for a server listening on `bind`."""
+    if bind.startswith("unix:"):
+        return bind
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]")
+    if host in ("0.0.0.0", "::"):
+        return f"http://{socket.gethostname()}:{port}/ (every address of this host)"
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def _prepare_front(config: ServerConfig, options: ServeOptions, lock: int):
     """The nginx front's config, written and checked (`nginx -t`) before anything starts."""
     from server import front
 
@@ -218,14 +342,19 @@ def _prepare_front(config: ServerConfig, options: ServeOptions):
         raise ServerError(
             "--front nginx needs nginx on PATH (Debian: apt-get install nginx); or run without --front"
         )
-    front.stop_leftover(config.root)
     app_bind = front.app_bind(config.root)
-    nginx = front.Front(config.root, binary)
+    nginx = front.Front(config.root, binary, lock)
     nginx.dir.mkdir(parents=True, exist_ok=True)
     if app_bind.startswith("unix:"):
         Path(app_bind.removeprefix("unix:")).unlink(missing_ok=True)
     nginx.prepare(
-        front.render(config.root, options, read_token=not config.anonymous_reads, upstream=app_bind)
+        front.render(
+            config.root,
+            options,
+            read_token=not config.anonymous_reads,
+            upstream=app_bind,
+            max_upload=config.max_upload_size,
+        )
     )
     return nginx, app_bind
 

@@ -1,15 +1,26 @@
 """Artifacts on disk: streamed, hashed, atomic uploads and checksum sidecars that cannot lie.
 
 Layout under the root:
-- `a/b/name`           the artifact's bytes, exactly as uploaded;
+- `.blobs/sha256/ab/abcd...`  the bytes, once per content, named by their sha256 (as
+                       registries and devpi store files): a blob never changes;
+- `a/b/name`           the artifact: a hard link to its blob (the same inode), so names read
+                       like any static file tree;
 - `a/b/.name.meta`     its sidecar: sha256, size and the inode fingerprint (inode number,
                        size, mtime in ns) of the file it describes;
 - `.tmp/uploads/`      uploads in progress (same filesystem, so the final rename is atomic);
-- `.tmp/locks/`        lock files that serialise the commit step per path.
+- `.tmp/locks/`        lock files that serialise the commit step per path;
+- `.tmp/retired/<sha>` blobs no name links to any more (overwritten or deleted), removed
+                       once RETIRE_GRACE seconds have passed.
 
 Why the fingerprint: the data file and its sidecar are two renames, and a crash can fall
 between them. A reader trusts a sidecar only when its fingerprint matches the file it has
 open; otherwise it hashes the file again and repairs the sidecar, so an ETag is never stale.
+
+Why blobs: behind the nginx front the app answers with headers for the file it opened and
+nginx opens the file to send afterwards. It opens the blob named by the sha256 the app
+sent, which holds those bytes whatever happened to the name meanwhile (an overwrite, a
+DELETE); a blob is kept RETIRE_GRACE seconds after its last name went. The link count is
+the blob's reference count: 1 means only the blob itself is left.
 """
 
 from __future__ import annotations
@@ -39,6 +50,9 @@ from server.headers import CHECKSUM_HEADER
 CHUNK = 1024 * 1024
 LOCK_BUCKETS = 64
 TMP_DIR = ".tmp"
+BLOBS_DIR = ".blobs/sha256"
+# How long a blob outlives its last name: nginx opens it microseconds after the app's answer.
+RETIRE_GRACE = 60.0
 SIDECAR_SUFFIX = ".meta"
 KNOWN_LIMIT = 10_000
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -148,19 +162,130 @@ class Store:
         self._hashing: dict[str, threading.Lock] = {}
         self.uploads = self.root / TMP_DIR / "uploads"
         self.locks = self.root / TMP_DIR / "locks"
+        self.retired = self.root / TMP_DIR / "retired"
+        self.blobs = self.root / BLOBS_DIR
 
     # -- start-up ---------------------------------------------------------------------------
 
     def prepare(self) -> int:
         """Create the layout and remove uploads a crash left behind; return how many."""
-        self.uploads.mkdir(parents=True, exist_ok=True)
-        self.locks.mkdir(parents=True, exist_ok=True)
+        for directory in (self.uploads, self.locks, self.retired, self.blobs):
+            directory.mkdir(parents=True, exist_ok=True)
         removed = 0
         for leftover in self.uploads.iterdir():
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
                 removed += 1
+        self._collect_unused_blobs()
         return removed
+
+    def _collect_unused_blobs(self) -> None:
+        # At start nothing is in flight: every blob no name links to can go now, those whose
+        # retirement was never marked (a crash, a full disk) too.
+        for shard in os.scandir(self.blobs):
+            if not shard.is_dir(follow_symlinks=False):
+                continue
+            for blob in os.scandir(shard.path):
+                with contextlib.suppress(OSError):
+                    if blob.stat(follow_symlinks=False).st_nlink == 1:
+                        os.unlink(blob.path)
+        for marker in os.scandir(self.retired):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(marker.path)
+
+    # -- blobs ------------------------------------------------------------------------------
+
+    def blob_name(self, sha: str) -> str:
+        """Where the blob of `sha` lives, relative to the blobs directory: `ab/abcd...`."""
+        return f"{sha[:2]}/{sha}"
+
+    def _blob(self, sha: str) -> Path:
+        return self.blobs / sha[:2] / sha
+
+    def blob_of(self, handle: io.FileIO, artifact: Artifact) -> str | None:
+        """The blob (blob_name) holding exactly the inode `handle` has open, linking it there
+        if no blob holds these bytes yet (a file placed by hand, or a root from before
+        blobs); None when another inode holds that name (the caller sends the bytes itself)."""
+        blob = self._blob(artifact.sha256)
+        opened = os.fstat(handle.fileno())
+        try:
+            try:
+                found = os.stat(blob)
+            except FileNotFoundError:
+                self._link_opened(artifact.path, opened, blob)
+                found = os.stat(blob)
+        except OSError:
+            return None
+        if (found.st_dev, found.st_ino) == (opened.st_dev, opened.st_ino):
+            return self.blob_name(artifact.sha256)
+        return None
+
+    def _link_opened(self, rel: str, opened: os.stat_result, blob: Path) -> None:
+        # By name, to a temporary link first: the name may hold other bytes by now, and only
+        # the inode that was opened (and hashed) may become the blob of its sha256.
+        link = self._new_link(os.path.join(self._root_text, rel))
+        try:
+            if os.stat(link).st_ino == opened.st_ino:
+                blob.parent.mkdir(exist_ok=True)
+                with contextlib.suppress(FileExistsError):
+                    os.link(link, blob)
+        finally:
+            os.unlink(link)
+
+    def _link_blob(self, received: str, sha: str, size: int) -> str:
+        """The file to rename into place for a body `received` with this sha256: `received`
+        itself, now also the blob; or a new link to the blob that holds these bytes already."""
+        blob = self._blob(sha)
+        blob.parent.mkdir(exist_ok=True)
+        while True:
+            try:
+                os.link(received, blob)
+                return received
+            except FileExistsError:
+                pass
+            try:
+                if os.stat(blob).st_size != size:  # not these bytes (changed by hand): ours win
+                    os.replace(self._new_link(received), blob)
+                    return received
+                return self._new_link(str(blob))
+            except FileNotFoundError:
+                continue  # swept at this very moment: link ours instead
+
+    def _new_link(self, source: str) -> str:
+        name = os.path.join(self.uploads, f"{os.getpid()}-link-{os.urandom(8).hex()}")
+        os.link(source, name)
+        return name
+
+    def _retire_if_unused(self, sha: str) -> None:
+        """Mark the blob of `sha` for removal if no name links to it any more."""
+        try:
+            if os.stat(self._blob(sha)).st_nlink > 1:
+                return
+        except FileNotFoundError:
+            return
+        marker = self.retired / sha
+        with contextlib.suppress(OSError):  # a full disk: collected at the next start instead
+            marker.touch()
+            os.utime(marker)
+
+    def _sweep(self) -> None:
+        """Remove the retired blobs whose grace has passed and that are still unused."""
+        now = time.time()
+        try:
+            markers = list(os.scandir(self.retired))
+        except FileNotFoundError:
+            return
+        for marker in markers:
+            try:
+                if now - marker.stat().st_mtime < RETIRE_GRACE:
+                    continue
+                blob = self._blob(marker.name)
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(blob).st_nlink == 1:
+                        os.unlink(blob)
+                os.unlink(marker.path)
+            except FileNotFoundError:
+                continue
 
     # -- paths ------------------------------------------------------------------------------
 
@@ -415,7 +540,7 @@ class Store:
         if expected_sha256 is not None:
             expected_sha256 = expected_sha256.strip().lower()
         fd, tmp = tempfile.mkstemp(dir=self.uploads, prefix=f"{os.getpid()}-")
-        meta_tmp = None
+        meta_tmp = placed = None
         try:
             sha, size = self._receive(stream, fd)
             if content_length is not None and size != content_length:
@@ -427,9 +552,10 @@ class Store:
                 raise ChecksumMismatch(
                     f"body sha256 is {sha}, {CHECKSUM_HEADER} said {expected_sha256}; nothing stored"
                 )
-            st = os.fstat(fd)
             os.close(fd)
             fd = -1
+            placed = self._link_blob(tmp, sha, size)
+            st = os.stat(placed)
             # The sidecar is written before anything is renamed so a full disk fails here,
             # while nothing is visible yet.
             meta_tmp = self._sidecar_temp(sha, st)
@@ -442,12 +568,11 @@ class Store:
                         raise Conflict(
                             f"/{rel} exists with different bytes (sha256 {existing.sha256}) and overwrite is denied"
                         )
-                self._make_parents(rel, target)
-                if target.is_dir():
-                    raise Conflict(f"/{rel} is a directory")
-                os.replace(tmp, target)
+                self._place(rel, target, placed)
                 os.replace(meta_tmp, _sidecar(target))
                 _fsync_dir(target.parent)
+                if existing is not None:
+                    self._retire_if_unused(existing.sha256)
             return Artifact(rel, size, sha, st.st_mtime), True
         except OSError as exc:
             if exc.errno in _DISK_FULL:
@@ -456,10 +581,28 @@ class Store:
         finally:
             if fd >= 0:
                 os.close(fd)
-            for leftover in (tmp, meta_tmp):
+            for leftover in (tmp, placed, meta_tmp):
                 if leftover:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(leftover)
+            if placed:
+                # A blob made for bytes that no name took (refused, or already there).
+                self._retire_if_unused(sha)
+            self._sweep()
+
+    def _place(self, rel: str, target: Path, placed: str) -> None:
+        # A DELETE of the directory's last other file may remove the directory between
+        # making it and renaming into it: make it again.
+        for attempt in range(3):
+            self._make_parents(rel, target)
+            if target.is_dir():
+                raise Conflict(f"/{rel} is a directory")
+            try:
+                os.replace(placed, target)
+                return
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
 
     def _receive(self, stream: BinaryIO, fd: int) -> tuple[str, int]:
         digest = hashlib.sha256()
@@ -532,8 +675,23 @@ class Store:
             os.unlink(target)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(_sidecar(target))
-            _fsync_dir(target.parent)
+            # Another DELETE may have removed the emptied directory already.
+            with contextlib.suppress(FileNotFoundError):
+                _fsync_dir(target.parent)
+            self._retire_if_unused(artifact.sha256)
+            self._prune(target.parent)
+        self._sweep()
         return artifact
+
+    def _prune(self, directory: Path) -> None:
+        """Remove `directory` and its parents up to the root while they are empty: a folder
+        whose last artifact was deleted leaves the listings."""
+        while directory != self.root and paths.inside(self.root, directory):
+            try:
+                directory.rmdir()
+            except OSError:  # not empty (or gone): done
+                return
+            directory = directory.parent
 
 
 def _valid(rel: str) -> bool:

@@ -167,11 +167,41 @@ def iso_time(epoch: float) -> str:
 
 
 def error_response(status: int, reason: str, message: str, headers: dict | None = None) -> Response:
-    response = jsonify({"error": message, "reason": reason, "status": status})
+    if _browser():
+        response = Response(
+            render_template("error.html", status=status, message=message, path=request.path),
+            mimetype="text/html",
+        )
+    else:
+        response = jsonify({"error": message, "reason": reason, "status": status})
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def _browser() -> bool:
+    """A reader that names text/html itself (a browser), not one that takes anything (*/*,
+    as curl and HTTP libraries do): API clients keep their JSON errors."""
+    return request.method in ("GET", "HEAD") and any(
+        value == "text/html" and quality > 0 for value, quality in request.accept_mimetypes
+    )
+
+
+def human_size(size: int) -> str:
+    """13 B, 1.5 KiB, 64.0 MiB: the browse page's sizes (the JSON keeps bytes)."""
+    if size < 1024:
+        return f"{size} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        size /= 1024
+        if size < 1024 or unit == "TiB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+def listing_time(iso: str) -> str:
+    """`2026-12-04T14:03:05Z` -> `2026-12-04 14:03` (UTC, said in the column head)."""
+    return iso[:16].replace("T", " ")
 
 
 def _wants_json() -> bool:
@@ -233,7 +263,7 @@ def download(path: str) -> Response:
             )
         if wanted is not None:
             environ["HTTP_RANGE"] = wanted
-        accelerated = _accelerated(path, found, wanted)
+        accelerated = _accelerated(handle, found, wanted)
         if accelerated is not None:
             handle.close()
             return accelerated
@@ -246,15 +276,17 @@ def download(path: str) -> Response:
     return response
 
 
-def _accelerated(path: str, found: Artifact, wanted: str | None) -> Response | None:
-    """Behind the front, a large download nginx sends: the whole file, or the one range
-    judged above (nginx reads the client's own Range header, so only a plain one)."""
+def _accelerated(handle, found: Artifact, wanted: str | None) -> Response | None:
+    """Behind the front, a large download nginx sends from the artifact's blob: the whole
+    file, or the one range judged above (nginx reads the client's own Range header, so only
+    a plain one)."""
     if not _config().front or found.size <= INLINE_LIMIT:
         return None
     if "HTTP_IF_MATCH" in request.environ or "HTTP_IF_UNMODIFIED_SINCE" in request.environ:
         return None  # nginx would judge these against validators of its own
-    target = front.accel_target(path, request.environ["HTTP_RANGE"] if wanted else None)
-    if target is None:
+    blob = _store().blob_of(handle, found)
+    target = blob and front.accel_target(blob, request.environ["HTTP_RANGE"] if wanted else None)
+    if not target:
         return None
     return Response(headers=accel_headers(found, target))
 
@@ -395,6 +427,8 @@ def _count_rejection(reason: str) -> None:
 def register(app: Flask) -> None:
     app.register_blueprint(internal)
     app.register_blueprint(artifacts)
+    app.add_template_filter(human_size)
+    app.add_template_filter(listing_time)
     if app.config["ARTIFACT_SERVER"].front:
         app.add_url_rule(front.AUTHORIZE, "authorize_write", authorize_write, methods=["GET"])
 

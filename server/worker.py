@@ -18,6 +18,7 @@ The timeouts are set by `configure()` in the master before it forks the workers.
 from __future__ import annotations
 
 import os
+import time
 
 import gevent
 from gevent import socket as gsocket
@@ -28,6 +29,12 @@ from gunicorn.workers.ggevent import GeventWorker
 HEADER_TIMEOUT = 10.0
 SEND_TIMEOUT = 60.0
 _SENDFILE_CHUNK = 4 * 1024 * 1024
+# TCP_NOTSENT_LOWAT (Linux): unsent bytes the kernel queues before a send waits. 0 is "no
+# limit of the socket's own" (the system's, unlimited by default).
+_TCP_NOTSENT_LOWAT = getattr(gsocket, "TCP_NOTSENT_LOWAT", 25)
+SLOW_UNSENT = 128 * 1024
+_FAST_WAIT = 0.01
+_SLOW_WAIT = 1.0
 
 
 def configure(header_timeout: float, send_timeout: float) -> None:
@@ -38,7 +45,37 @@ def configure(header_timeout: float, send_timeout: float) -> None:
 class _Socket(gsocket.socket):
     # Waits go through gevent's own socket internals (_wait on _write_event): the socket's
     # one write watcher and its timeout (SEND_TIMEOUT), not a new watcher and Timeout per wait.
-    __slots__ = ()
+    __slots__ = ("_pacing",)
+
+    def pace(self) -> None:
+        """Start with at most SLOW_UNSENT bytes of a response queued unsent (TCP).
+
+        The kernel queues a non-blocking send up to the socket's send buffer, which it
+        grows by the connection's speed and, on loopback (64 KiB segments), to 0.6-4 MiB at
+        once. A slow reader holds all of it for minutes: 1,000 of them took the machine's
+        TCP memory past tcp_mem's pressure mark, where the kernel drops packets and new
+        connections (the health probes) wait for retransmissions, seconds at a time.
+        """
+        self._pacing = None
+        if self.family in (gsocket.AF_INET, gsocket.AF_INET6):
+            self._limit_unsent(SLOW_UNSENT)
+
+    def _limit_unsent(self, limit: int) -> None:
+        self.setsockopt(gsocket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, limit)
+        self._pacing = limit
+
+    def _wait_writable(self) -> None:
+        started = time.monotonic()
+        self._wait(self._write_event)
+        if self._pacing is None:
+            return
+        waited = time.monotonic() - started
+        # A reader that took the queued bytes at once gets the kernel's own sizing back (no
+        # limit: as fast as before); one that stalls for long is limited again.
+        if waited < _FAST_WAIT and self._pacing:
+            self._limit_unsent(0)
+        elif waited > _SLOW_WAIT and not self._pacing:
+            self._limit_unsent(SLOW_UNSENT)
 
     def sendfile(self, file, offset: int = 0, count: int | None = None) -> int:
         out, source = self.fileno(), file.fileno()
@@ -49,7 +86,7 @@ class _Socket(gsocket.socket):
             try:
                 n = os.sendfile(out, source, offset, wanted)
             except BlockingIOError:
-                self._wait(self._write_event)
+                self._wait_writable()
                 continue
             if n == 0:  # the file is shorter than announced
                 break
@@ -59,7 +96,7 @@ class _Socket(gsocket.socket):
             if n < wanted and remaining > 0:
                 # A short send means the socket buffer is full: wait for room rather than
                 # pay for a call that can only fail.
-                self._wait(self._write_event)
+                self._wait_writable()
         return sent
 
 
@@ -133,6 +170,7 @@ class HardenedWorker(GeventWorker):
     def handle(self, listener, client, addr):
         client = _Socket(fileno=client.detach())
         client.settimeout(SEND_TIMEOUT)
+        client.pace()
         AsyncWorker.handle(self, listener, client, addr)
 
     def handle_request(self, listener_name, req, sock, addr):

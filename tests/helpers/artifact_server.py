@@ -35,12 +35,13 @@ class ServerURL(str):
     port: int
 
     def workers(self) -> list[int]:
-        """Pids of the gunicorn workers (children of the master)."""
+        """Pids of the gunicorn workers (children of the master but nginx's)."""
         children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
         try:
-            return [int(p) for p in children.read_text().split()]
+            pids = [int(p) for p in children.read_text().split()]
         except OSError:
             return []
+        return [pid for pid in pids if _command(pid) != "nginx"]
 
     def kill_hard(self) -> None:
         """SIGKILL the master and its workers at once, like a machine losing power."""
@@ -48,6 +49,13 @@ class ServerURL(str):
             os.killpg(self.pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ alone, and behind nginx), the same app in-process for the detailed API cases, an
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import uuid
 
 import pytest
@@ -51,6 +52,24 @@ def app(tmp_path_factory) -> InProcess:
 def prefix() -> str:
     """A fresh directory name per test, so tests sharing the live server never collide."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 2 MiB filesystem (tmpfs) to fill up; needs root, as CI has."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        tools.need("tmpfs", f"cannot mount a tmpfs here ({result.stderr.strip()})")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 @pytest.fixture

@@ -333,3 +333,76 @@ def test_upload_without_length_is_411(live_server, prefix):
         reply = sock.recv(4096)
     assert reply.split(b" ", 2)[1] == b"411"
     assert raw_request(live_server, "GET", f"/{prefix}/nolength.bin") == 404
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def test_a_browser_gets_an_html_error_page_and_api_clients_json(app, prefix):
+    missing = f"{app}/{prefix}/missing.tar.gz"
+    page = app.get(missing, headers={"Accept": BROWSER_ACCEPT})
+    assert page.status_code == 404
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert f"no artifact at /{prefix}/missing.tar.gz" in page.text
+    assert 'href="/"' in page.text
+    folder = app.get(f"{app}/{prefix}/nowhere/", headers={"Accept": BROWSER_ACCEPT})
+    assert (folder.status_code, folder.headers["Content-Type"][:9]) == (404, "text/html")
+    for accept in ("*/*", "application/json", None):
+        answer = app.get(missing, headers={"Accept": accept} if accept else {})
+        assert answer.status_code == 404
+        assert answer.json()["reason"] == "not_found", accept
+    # A write is an API call whatever it accepts.
+    refused = app.put(missing, data=b"x", headers={"Accept": BROWSER_ACCEPT})
+    assert refused.json()["reason"] == "unauthorized"
+
+
+def test_the_browse_page_shows_human_sizes_and_dates_that_do_not_wrap(app, prefix):
+    put(app, f"{app}/{prefix}/tiny.bin", b"13 bytes here")
+    put(app, f"{app}/{prefix}/large.bin", b"x" * (3 * 1024 * 1024 + 200 * 1024))
+    page = app.get(f"{app}/{prefix}/", headers={"Accept": BROWSER_ACCEPT}).text
+    assert '<td class="size" title="13 bytes">13 B</td>' in page
+    assert f'<td class="size" title="{3 * 1024 * 1024 + 200 * 1024} bytes">3.2 MiB</td>' in page
+    listed = app.get(f"{app}/{prefix}/", headers={"Accept": "application/json"}).json()
+    modified = listed["artifacts"][0]["modified"]  # the JSON keeps bytes and ISO times
+    assert f'<time datetime="{modified}">{modified[:10]} {modified[11:16]}</time>' in page
+    assert "td.size, td.modified { white-space: nowrap; }" in page
+
+
+def test_a_folder_emptied_by_deletes_leaves_the_listings(live_server, prefix):
+    import requests
+
+    base = f"{live_server}/{prefix}"
+    put(requests, f"{base}/keep.txt", b"kept")
+    put(requests, f"{base}/v1/deep/a.tar.gz", b"a")
+    put(requests, f"{base}/v1/b.tar.gz", b"b")
+    for name in ("v1/deep/a.tar.gz", "v1/b.tar.gz"):
+        assert requests.delete(f"{base}/{name}", headers=AUTH).status_code == 204
+    listing = requests.get(f"{base}/", headers={"Accept": "application/json"}).json()
+    assert listing["directories"] == []
+    assert [a["name"] for a in listing["artifacts"]] == ["keep.txt"]
+    assert requests.get(f"{base}/v1/", headers={"Accept": "application/json"}).status_code == 404
+    assert not (live_server.root / prefix / "v1").exists()
+
+
+def test_uploads_into_a_folder_whose_last_file_is_being_deleted_all_land(live_server, prefix):
+    """A DELETE removes its emptied folder; an upload into that folder at the same moment
+    makes it again rather than fail."""
+    import threading
+
+    import requests
+
+    statuses: list[int] = []
+
+    def churn(name: str) -> None:
+        with requests.Session() as session:
+            for _ in range(60):
+                url = f"{live_server}/{prefix}/shared/{name}"
+                statuses.append(session.put(url, data=name.encode(), headers=AUTH).status_code)
+                statuses.append(session.delete(url, headers=AUTH).status_code)
+
+    threads = [threading.Thread(target=churn, args=(f"{n}.bin",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(set(statuses)) == [201, 204], statuses

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -92,9 +93,13 @@ def test_browse_page_in_chromium_lists_the_artifacts(live_server, prefix, tmp_pa
     assert sorted(shown) == sorted(files)
     for name, data in files.items():
         _, size, digest, modified = shown[name]
-        assert (size, digest) == (str(len(data)), sha256(data))
-        assert modified.endswith("Z")
+        assert (size, digest) == (f"{len(data)} B", sha256(data))
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", modified), modified
         assert f"/{prefix}/v1/{name}" in page.links
     top = _Rows()
     top.feed(dump_dom(f"{live_server}/{prefix}/", tmp_path / "profile"))
     assert f"/{prefix}/v1/" in top.links
+    # A missing page is a page, not JSON, for a browser.
+    missing = dump_dom(f"{live_server}/{prefix}/v1/nothing.tar.gz", tmp_path / "profile")
+    assert '<h1 id="status">404</h1>' in missing
+    assert f"no artifact at /{prefix}/v1/nothing.tar.gz" in missing

@@ -38,7 +38,7 @@ def wait_healthy(base: str) -> None:
         try:
             if requests.get(f"{base}/-/healthz", timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not up yet, or slow on a loaded machine
             pass
         time.sleep(0.05)
     raise AssertionError(f"{base} never answered")
@@ -197,3 +197,53 @@ def test_local_server_stop_stops_what_publish_started_and_is_safe_to_repeat(tmp_
     assert background.running(root) is None
     assert not local_server.answering("127.0.0.1", port)
     assert local_server.stop(root) is None
+
+
+@pytest.mark.parametrize(
+    ("bind", "message"),
+    [
+        ("127.0.0.1:99999", "error: --bind 127.0.0.1:99999: port 99999 is not 1-65535"),
+        ("nonsense", "error: --bind 'nonsense' is not HOST:PORT"),
+        ("no-such-host.invalid:8080", "error: --bind no-such-host.invalid:8080: host"),
+        ("in-use", "the address is already in use"),
+    ],
+)
+def test_a_bad_bind_is_one_error_line_before_anything_starts(tmp_path, bind, message):
+    root = tmp_path / "root"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        if bind == "in-use":
+            bind = f"127.0.0.1:{taken.getsockname()[1]}"
+        started = time.monotonic()
+        result = run("-m", "invoke", "serve", "--root", str(root), "--bind", bind)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert time.monotonic() - started < 15  # no rounds of gunicorn's bind retries
+    assert not (root / ".server.pid").exists()
+
+
+def test_foreground_serve_prints_the_url_and_root_users_need(tmp_path):
+    from server.front import find_nginx
+
+    fronts = ["none"] + (["nginx"] if find_nginx() else [])
+    for front in fronts:
+        root = tmp_path / front
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "serve", "--root", str(root)]
+            + ["--bind", f"127.0.0.1:{port}", "--workers", "1", "--front", front],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            first = server.stdout.readline()
+            assert first.startswith(f"serving {root} at http://127.0.0.1:{port}/"), first
+            wait_healthy(f"http://127.0.0.1:{port}")
+        finally:
+            run("-m", "invoke", "serve", "--root", str(root), "--stop")
+            server.wait(timeout=30)

@@ -6,15 +6,13 @@ import hashlib
 import json
 import os
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 
-import pytest
 import requests
 
-from tests.helpers import artifact_server, tools
+from tests.helpers import artifact_server
 from tests.server.conftest import AUTH, TOKEN, sha256
 
 
@@ -120,24 +118,6 @@ def test_kill_9_mid_upload_leaves_nothing_after_restart(tmp_path):
         assert [a["path"] for a in requests.get(f"{url}/-/api/artifacts").json()] == [
             "keep/old.bin"
         ]
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real 2 MiB filesystem (tmpfs) to fill up; needs root, as CI has."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        tools.need("tmpfs", f"cannot mount a tmpfs here ({result.stderr.strip()})")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def test_full_disk_gives_507_and_nothing_partial(small_disk):
