@@ -7,10 +7,11 @@ import os
 import re
 import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from ci import log, names
+from ci import config, log, names
 from ci.builder import package, smoke, source, toolchain
 from ci.builder.compile import HostGo
 from ci.builder.docker_go import DockerGo
@@ -82,7 +83,33 @@ def source_date_epoch(checkout: Checkout) -> int:
     return int(raw)
 
 
+SOURCES = ("mosn_src", "mosn_ref", "mosn_module")
+
+
+def source_flags(given: Mapping[str, Any]) -> dict[str, str]:
+    """What one command line's source flags do to the settings: the one given beats a source
+    set in invoke.yaml or the environment (the others are cleared); two are refused."""
+    named = [name for name in SOURCES if given.get(name) is not None]
+    if len(named) > 1:
+        both = " and ".join(f"--{config.flag(name, 'build')} {given[name]}" for name in named)
+        raise UserError(f"{both} both name the MOSN to build; pass one of them")
+    return {name: "" for name in SOURCES if named and name not in named}
+
+
+def check_one_source(settings: Settings) -> None:
+    """Two sources from invoke.yaml or the environment: refused, not silently ranked."""
+    named = [name for name in SOURCES if getattr(settings, name)]
+    if len(named) > 1:
+        both = " and ".join(f"{name} ({getattr(settings, name)})" for name in named)
+        where = ", ".join(var for name in named for var in config.env_names(name))
+        raise UserError(
+            f"{both} are both set (invoke.yaml or {where}); unset one, or pass the source to"
+            " build as a flag"
+        )
+
+
 def resolve_source(settings: Settings, host: Callable[[], HostGo]) -> Checkout:
+    check_one_source(settings)
     if settings.mosn_src:
         return source.inspect_checkout(settings.path("mosn_src"))
     if settings.mosn_module:
