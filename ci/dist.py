@@ -37,6 +37,7 @@ class Dist:
     source_date_epoch: int
     cgo: bool
     files: tuple[DistFile, ...] = field(default_factory=tuple)
+    dirty: bool = False  # built from a checkout with uncommitted changes
 
     @classmethod
     def load(cls, root: Path | str) -> Dist:

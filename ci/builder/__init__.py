@@ -22,9 +22,18 @@ from ci.errors import UserError
 
 
 def stamped_version(checkout: Checkout, override: str) -> str:
-    """What `mosn --version` will print: MOSN's Makefile uses VERSION(<short hash>)."""
+    """What `mosn --version` will print: MOSN's Makefile uses VERSION(<short hash>); a tree
+    with uncommitted changes is not that commit, so it gets VERSION(<short hash>-dirty)."""
     if override:
         version = override
+    elif checkout.changes:
+        version = f"{checkout.version_file}({checkout.short_commit}-dirty)"
+        shown = ", ".join(checkout.changes[:3]) + (", ..." if len(checkout.changes) > 3 else "")
+        log.warn(
+            f"{checkout.path} has uncommitted changes ({len(checkout.changes)}: {shown}):"
+            f" stamped {version}, not the commit {checkout.short_commit} (MOSN's Makefile would"
+            " stamp the commit); commit them, or pass --version"
+        )
     elif checkout.short_commit:
         version = f"{checkout.version_file}({checkout.short_commit})"
     else:
@@ -111,7 +120,7 @@ def check_one_source(settings: Settings) -> None:
 def resolve_source(settings: Settings, host: Callable[[], HostGo]) -> Checkout:
     check_one_source(settings)
     if settings.mosn_src:
-        return source.inspect_checkout(settings.path("mosn_src"))
+        return source.inspect_checkout(settings.path("mosn_src"), out=settings.path("dist"))
     if settings.mosn_module:
         with log.stage(f"download MOSN {settings.mosn_module} from the Go module proxy"):
             module = source.download_module(
@@ -159,6 +168,7 @@ def build(settings: Settings) -> Dist:
         mosn_version_safe=names.url_safe(version),
         istio_version=settings.istio_version,
         git_commit=checkout.commit,
+        dirty=bool(checkout.changes),
         go_version=go_label,
         source_date_epoch=epoch,
         cgo=settings.cgo,

@@ -262,13 +262,19 @@ class Checkout:
     vendored: bool
     # Needs a network in the build container: requirements and no vendor folder.
     downloads_modules: bool
+    # Uncommitted changes, as Go's own VCS stamp (vcs.modified) counts them: `git status`
+    # lists something, untracked files included (an untracked .go file is compiled too).
+    changes: tuple[str, ...] = ()
 
 
-def inspect_checkout(path: Path, origin: tuple[str, str, int] | None = None) -> Checkout:
+def inspect_checkout(
+    path: Path, origin: tuple[str, str, int] | None = None, out: Path | None = None
+) -> Checkout:
     """Check `path` is a MOSN checkout and read what the build stamps from it.
 
     `origin` (commit, short commit, commit time) stands in for git's HEAD when the source
-    is a module from the Go module proxy rather than a git checkout.
+    is a module from the Go module proxy rather than a git checkout. `out`, the build's
+    output folder, does not count as a change when it lies inside the checkout.
     """
     if not path.is_dir():
         raise UserError(
@@ -293,6 +299,7 @@ def inspect_checkout(path: Path, origin: tuple[str, str, int] | None = None) -> 
     directive = re.search(r"^go\s+(\d+)\.(\d+)", text, re.M)
     go_directive = (int(directive.group(1)), int(directive.group(2))) if directive else (1, 0)
     commit, short, when = origin or _git_head(path)
+    changes = () if origin or not commit else _uncommitted(path, out)
     vendored = (path / "vendor" / "modules.txt").is_file()
     return Checkout(
         path=path,
@@ -303,6 +310,7 @@ def inspect_checkout(path: Path, origin: tuple[str, str, int] | None = None) -> 
         commit_time=when,
         vendored=vendored,
         downloads_modules=not vendored and re.search(r"^require\b", text, re.M) is not None,
+        changes=changes,
     )
 
 
@@ -316,3 +324,17 @@ def _git_head(path: Path) -> tuple[str, str, int]:
     if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{40,64}", parts[0]):
         return "", "", 0
     return parts[0], parts[1], int(parts[2])
+
+
+def _uncommitted(path: Path, out: Path | None) -> tuple[str, ...]:
+    status = proc.run(
+        ["git", "-C", path, "status", "--porcelain", "--untracked-files=all"],
+        stream=False,
+        what=f"git status in {path}",
+    )
+    changed = [line[3:] for line in status.splitlines() if line.strip()]
+    if out is not None:
+        with contextlib.suppress(ValueError):
+            inside = out.resolve().relative_to(path.resolve()).as_posix() + "/"
+            changed = [name for name in changed if not (name + "/").startswith(inside)]
+    return tuple(changed)
