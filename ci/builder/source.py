@@ -70,9 +70,9 @@ def clone(repo: str, ref: str, cache_dir: Path, *, project: str = "mosn", hint: 
     if commit and (home / commit / ".git").is_dir():
         said = f"{ref} is {commit[:12]}," if ref != commit else f"{commit[:12]}"
         log.info(f"    using cached {said} from {home / commit}")
-        atomic_write(pointer, commit + "\n")
+        _point(pointer, commit)
         return home / commit
-    work = _scratch(home / "refs", home, cache_dir)
+    work = _scratch(home, home, cache_dir)
     try:
         try:
             _fetch(repo, ref, work, hint)
@@ -90,11 +90,21 @@ def clone(repo: str, ref: str, cache_dir: Path, *, project: str = "mosn", hint: 
             # Already cached (by an earlier build, or a concurrent one): that copy is the same.
             if not (final / ".git").is_dir():
                 raise
-        atomic_write(pointer, commit + "\n")
+        _point(pointer, commit)
         log.info(f"    {ref} is {commit[:12]}, checked out in {final}")
         return final
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        # A first clone that failed leaves no empty folders behind.
+        for folder in (home, home.parent):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _point(pointer: Path, commit: str) -> None:
+    """Remember the commit a ref resolved to, for when the remote cannot be reached."""
+    pointer.parent.mkdir(exist_ok=True)
+    atomic_write(pointer, commit + "\n")
 
 
 def _scratch(folder: Path, home: Path, cache_dir: Path) -> Path:

@@ -153,3 +153,26 @@ def test_in_image_smoke_without_root_uses_the_image_wget(
         docker_client.images.get(f"{repository}:x")  # a pass leaves the image alone
     finally:
         remove_repository(docker_client, repository)
+
+
+@pytest.mark.docker
+def test_in_image_smoke_of_a_cgo_build_on_a_busybox_base_names_the_missing_loader(
+    docker_client, busybox_base, mosn_checkout, tmp_path
+):
+    dist = tmp_path / "dist"
+    built = invoke_build(mosn_checkout, dist, tmp_path, "--platforms", "linux/amd64", "--cgo")
+    assert built.returncode == 0, built.stderr
+    repository = f"example.invalid/{unique('cgo')}/proxyv2"
+    try:
+        result = invoke(
+            "image", "--base", busybox_base, "--image", f"{repository}:x", "--dist", str(dist),
+            env=isolated_env(tmp_path),
+        )  # fmt: skip
+        assert result.returncode == 1
+        last = result.stderr.strip().splitlines()[-1]
+        assert "exec /usr/local/bin/mosn: no such file or directory" in last
+        assert "/lib64/ld-linux-x86-64.so.2" in last
+        assert "glibc" in last and "rebuild without --cgo" in last
+        assert local_references(docker_client, repository) == []
+    finally:
+        remove_repository(docker_client, repository)
