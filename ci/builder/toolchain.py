@@ -79,15 +79,16 @@ FIXES = (
             ("github.com/json-iterator/go", "v1.1.12"),
             ("github.com/modern-go/reflect2", "v1.0.2"),
         ),
-        works=((1, 26),),
+        works=((1, 15), (1, 22), (1, 24), (1, 26), (1, 27)),
         evidence=(
             "MOSN v1.0.0 from the module proxy (plus ../shared/goproxy), `invoke build"
-            " --mosn-module v1.0.0 --fix-deps --platforms linux/amd64` with go1.26.8:"
-            " json-iterator v1.1.10 -> v1.1.12 and reflect2 v1.0.1 -> v1.0.2 in the build"
-            " list; the smoke run (an Envoy-format static listener through MOSN's xDS"
-            " conversion, where the unfixed build panics in reflect2 from go1.18 on) passes."
-            " Measured 2026-12-04; the same bump built by hand also routed Bookinfo's rules"
-            " from a real istiod 1.10.6 (issue 21)."
+            " --mosn-module v1.0.0 --fix-deps --platforms linux/amd64`: json-iterator v1.1.10"
+            " -> v1.1.12 and reflect2 v1.0.1 -> v1.0.2 in the build list; the smoke run (an"
+            " Envoy-format static listener through MOSN's xDS conversion, where the unfixed"
+            " build panics in reflect2 with go1.22.12, go1.24.13 and go1.27.4) passes with"
+            " go1.15.15, go1.22.12, go1.24.13, go1.26.8 and go1.27.4 (cold build cache each)."
+            " Measured 2026-12-04; the same bump built by hand with go1.26.8 also routed"
+            " Bookinfo's rules from a real istiod 1.10.6 (issue 21)."
         ),
     ),
 )
