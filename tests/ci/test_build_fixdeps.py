@@ -7,7 +7,9 @@ the fix is in test_build_real_mosn.py.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import http.server
 import io
 import json
 import subprocess
@@ -22,9 +24,17 @@ from ci.github import summary_markdown
 from ci.image import image_labels
 from ci.publish.record import Record
 from tests.ci.test_build_errors import edit
-from tests.helpers.build import GOROOT_119, invoke, isolated_env, snapshot, with_go
+from tests.helpers.build import (
+    GOROOT_119,
+    import_golang_image,
+    invoke,
+    isolated_env,
+    snapshot,
+    with_go,
+)
 from tests.helpers.build import invoke_build as build
 from tests.helpers.mosn import git, make_checkout
+from tests.helpers.net import serving
 
 REFLECT2 = "github.com/modern-go/reflect2"
 JSONITER = "github.com/json-iterator/go"
@@ -206,3 +216,25 @@ def test_a_go_without_security_fixes_is_warned_about_naming_fix_deps(tmp_path, g
     assert f"per {source})" in warning and "--fix-deps" in warning
     # The Go the binary says it was built with.
     assert json.loads((out / names.MANIFEST).read_text())["go_version"] == "go1.19.8"
+
+
+@pytest.mark.docker
+def test_fix_deps_in_docker_runs_go_get_in_the_container_on_the_copy(
+    proxy, docker_client, tmp_path
+):
+    root, go_sum = proxy
+    src = checkout_requiring_reflect2(tmp_path, go_sum)
+    before = snapshot(src)
+    image = import_golang_image(docker_client)
+    out = tmp_path / "dist"
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+    # The container cannot read the file proxy: the same folder over loopback (host network).
+    with serving(handler) as url:
+        env = {**proxy_env(tmp_path, root), "GOPROXY": url}
+        args = ("--platforms", "linux/amd64", "--fix-deps", "--in-docker", "--go-image", image)
+        result = build(src, out, tmp_path, *args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"--fix-deps: {REFLECT2} v1.0.1 -> v1.0.2" in result.stdout
+    assert f"(in {image})" in result.stdout
+    assert snapshot(src) == before
+    assert json.loads((out / names.MANIFEST).read_text())["fixes"][1]["to"] == "v1.0.2"
