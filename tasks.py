@@ -79,18 +79,15 @@ def build(
     go_image=None,
     cgo=False,
     skip_toolchain_check=False,
+    fix_deps=False,
     skip_smoke=False,
     quiet=False,
 ):
     """Build MOSN tarballs (mosn.tar.gz, mosn-centos.tar.gz, mosn-macos.tar.gz, ...) with manifest."""
     from ci.builder import build as run_build
+    from ci.builder import source_flags
 
-    if (mosn_ref is not None or mosn_module is not None) and mosn_src is None:
-        # --mosn-ref/--mosn-module on the command line beat a mosn_src from invoke.yaml or MOSN_SRC.
-        mosn_src = ""
-    if mosn_ref is not None and mosn_module is None:
-        mosn_module = ""
-    run_build(settings(ctx, "build", locals()))
+    run_build(settings(ctx, "build", {**locals(), **source_flags(locals())}))
 
 
 @task(

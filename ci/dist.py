@@ -43,6 +43,9 @@ class Dist:
     source_date_epoch: int
     cgo: bool
     files: tuple[DistFile, ...] = field(default_factory=tuple)
+    dirty: bool = False  # built from a checkout with uncommitted changes
+    # Modules --fix-deps moved: {"module", "from", "to"} each.
+    fixes: tuple[dict[str, str], ...] = ()
     # Where others fetch the source: the checkout's remote; "" when it has none to give.
     source_url: str = ""
 
@@ -57,8 +60,9 @@ class Dist:
         try:
             data = json.loads(manifest.read_text())
             files = tuple(DistFile(**f) for f in data.pop("files"))
+            fixes = tuple(data.pop("fixes", ()))
             data.pop("schema", None)
-            return cls(root=root, files=files, **data)
+            return cls(root=root, files=files, fixes=fixes, **data)
         except (ValueError, TypeError, KeyError) as exc:
             raise UserError(
                 f"{manifest} is not a manifest this tool wrote ({exc}); rebuild with `invoke build`"

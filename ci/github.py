@@ -226,6 +226,12 @@ def summary_markdown(dist: Dist, published: Record, image: ImageResult | None) -
         lines.append(
             f"| `{markdown_cell(f.name)}` | {human(f.size)} | `{f.sha256}` | {markdown_cell(url) or 'not published'} |"
         )
+    if dist.fixes:
+        moved = ", ".join(
+            f"`{markdown_cell(f['module'])}` {markdown_cell(f['from'])} → {markdown_cell(f['to'])}"
+            for f in dist.fixes
+        )
+        lines += ["", f"Dependency fixes (fix-deps, built with {dist.go_version}): {moved}"]
     if published.istio_env:
         lines += ["", f"Istio build variables: `{markdown_cell(published.istio_env)}`"]
     if image:

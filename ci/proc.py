@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,8 +42,9 @@ def run(
 ) -> str:
     """Run `cmd`, echoing its merged output line by line unless quiet, and return that output.
 
-    On a non-zero exit raise UserError naming `what` (default: the program), with the
-    last lines of output as detail so a compiler's or make's error is on screen.
+    On a non-zero exit raise CommandFailed naming `what` (default: the program) and quoting
+    the last line of output; the lines before it are its detail when they were not echoed,
+    so a compiler's or make's error is on screen once.
     `env` is added to the current environment rather than replacing it.
     With `separate_stderr` the returned text is stdout alone (for output that is parsed, like
     `kubectl get -o json`, where a warning on stderr would corrupt it); stderr is still
@@ -74,12 +76,41 @@ def run(
     if drain is not None:
         drain.join()
     if check and code != 0:
-        name = what or Path(argv[0]).name
-        raise UserError(
-            f"{name} failed with exit code {code}{'; ' + hint if hint else ''}",
-            detail="\n".join(tail),
-        )
+        raise CommandFailed(what or Path(argv[0]).name, code, output, list(tail), hint, echo)
     return output
+
+
+class CommandFailed(UserError):
+    """A program's non-zero exit. The message quotes the line of its output that says why (git's
+    or Go's own reason); the other last lines are the detail, unless they were echoed
+    already: each line of the program's output is on screen once."""
+
+    def __init__(
+        self, name: str, code: int, output: str, tail: list[str], hint: str, echoed: bool
+    ) -> None:
+        self.code = code
+        self.output = output  # what `run` would have returned
+        at = reason_index(tail)
+        self.reason = " ".join(tail[at].split())[:300] if at is not None else ""
+        said = f": {self.reason}" if self.reason else ""
+        rest = tail[:at] + tail[at + 1 :] if at is not None else tail
+        super().__init__(
+            f"{name} failed with exit code {code}{said}{'; ' + hint if hint else ''}",
+            detail="" if echoed else "\n".join(rest),
+        )
+
+
+# Lines that state an error, as git, Go and the compiler write them; what follows them is often
+# advice ("For more information, see 'go help module-auth'.").
+_REASON = re.compile(r"(go: |go [a-z]+: |fatal: |error: |verifying |\S+\.go:\d+)", re.I)
+
+
+def reason_index(lines: list[str]) -> int | None:
+    """The index of the line that says why: the last that states an error, else the last line
+    that says anything."""
+    said = [i for i, line in enumerate(lines) if line.strip()]
+    stated = [i for i in said if _REASON.match(lines[i].strip())]
+    return (stated or said or [None])[-1]
 
 
 def _spawn(

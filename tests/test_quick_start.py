@@ -72,22 +72,12 @@ def test_each_kind_of_machine_has_its_route_under_the_commands():
     assert "1.14 to 1.17" in text
 
 
-# --fix-deps is issue 21's option, added on the `builder` branch: until that is merged, the
-# README names a flag this checkout lacks. Strict, so the marker must go with the merge.
-FROM_BUILDER = {"--fix-deps"}
-
-
 @pytest.mark.parametrize(
     "flag",
-    [
-        pytest.param(flag, marks=pytest.mark.xfail(strict=True, reason="builder branch"))
-        if flag in FROM_BUILDER
-        else flag
-        for flag in sorted(
-            {"--mosn-module"}
-            | {w for command in route_commands() for w in command if w.startswith("--")}
-        )
-    ],
+    sorted(
+        {"--mosn-module"}
+        | {w for command in route_commands() for w in command if w.startswith("--")}
+    ),
 )
 def test_every_flag_the_quick_start_names_is_a_flag_of_invoke_build(flag):
     assert flag.removeprefix("--") in tasks.build.help

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
 import zlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from ci import log, names
-from ci.builder import package, smoke, source, toolchain
+from ci import config, log, names
+from ci.builder import compile, fixdeps, package, smoke, source, toolchain
 from ci.builder.compile import HostGo
 from ci.builder.docker_go import DockerGo
 from ci.builder.source import Checkout
@@ -18,12 +21,25 @@ from ci.dist import Dist
 from ci.errors import UserError
 
 
-def stamped_version(checkout: Checkout, override: str) -> str:
-    """What `mosn --version` will print: MOSN's Makefile uses VERSION(<short hash>)."""
+def stamped_version(checkout: Checkout, override: str, fixed: bool = False) -> str:
+    """What `mosn --version` will print: MOSN's Makefile uses VERSION(<short hash>). A tree
+    with uncommitted changes is not that commit, so it gets VERSION(<short hash>-dirty); nor
+    is one whose dependencies --fix-deps moved: VERSION(<short hash>-fix-deps), so that a
+    sidecar's `mosn --version`, the published folder and the image tag tell it from a build
+    of the commit as MOSN made it."""
     if override:
         version = override
     elif checkout.short_commit:
-        version = f"{checkout.version_file}({checkout.short_commit})"
+        marks = "-dirty" * bool(checkout.changes) + "-fix-deps" * fixed
+        version = f"{checkout.version_file}({checkout.short_commit}{marks})"
+        if checkout.changes:
+            changes = checkout.changes
+            shown = ", ".join(changes[:3]) + (", ..." if len(changes) > 3 else "")
+            log.warn(
+                f"{checkout.path} has uncommitted changes ({len(changes)}: {shown}):"
+                f" stamped {version}, not the commit {checkout.short_commit} (MOSN's Makefile"
+                " would stamp the commit); commit them, or pass --version"
+            )
     else:
         raise UserError(
             f"{checkout.path} is not a git checkout, so it has no commit to stamp; pass --version"
@@ -80,12 +96,40 @@ def source_date_epoch(checkout: Checkout) -> int:
     return int(raw)
 
 
-def resolve_source(settings: Settings) -> Checkout:
+SOURCES = ("mosn_src", "mosn_ref", "mosn_module")
+
+
+def source_flags(given: Mapping[str, Any]) -> dict[str, str]:
+    """What one command line's source flags do to the settings: the one given beats a source
+    set in invoke.yaml or the environment (the others are cleared); two are refused."""
+    named = [name for name in SOURCES if given.get(name) is not None]
+    if len(named) > 1:
+        both = " and ".join(f"--{config.flag(name, 'build')} {given[name]}" for name in named)
+        raise UserError(f"{both} both name the MOSN to build; pass one of them")
+    return {name: "" for name in SOURCES if named and name not in named}
+
+
+def check_one_source(settings: Settings) -> None:
+    """Two sources from invoke.yaml or the environment: refused, not silently ranked."""
+    named = [name for name in SOURCES if getattr(settings, name)]
+    if len(named) > 1:
+        both = " and ".join(f"{name} ({getattr(settings, name)})" for name in named)
+        where = ", ".join(var for name in named for var in config.env_names(name))
+        raise UserError(
+            f"{both} are both set (invoke.yaml or {where}); unset one, or pass the source to"
+            " build as a flag"
+        )
+
+
+def resolve_source(settings: Settings, host: Callable[[], HostGo]) -> Checkout:
+    check_one_source(settings)
     if settings.mosn_src:
-        return source.inspect_checkout(settings.path("mosn_src"))
+        return source.inspect_checkout(settings.path("mosn_src"), out=settings.path("dist"))
     if settings.mosn_module:
         with log.stage(f"download MOSN {settings.mosn_module} from the Go module proxy"):
-            module = source.download_module(settings.mosn_module, settings.path("cache_dir"))
+            module = source.download_module(
+                settings.mosn_module, settings.path("cache_dir"), host().env
+            )
         return source.inspect_checkout(module.path, module.origin)
     ref = settings.mosn_ref or settings.default_mosn_ref
     with log.stage(f"clone MOSN {ref}"):
@@ -99,39 +143,40 @@ def resolve_source(settings: Settings) -> Checkout:
     return source.inspect_checkout(path)
 
 
-def compiler(settings: Settings, checkout: Checkout):
+def compiler(settings: Settings, checkout: Checkout, host: Callable[[], HostGo]):
     """The Go that compiles: the host's, or a golang container's (--in-docker)."""
     if settings.in_docker:
         return DockerGo(settings.go_image or makefile_build_image(checkout), settings)
-    return HostGo()
+    return host()
 
 
 def build(settings: Settings) -> Dist:
     platforms = check_platforms(settings.platforms)
     out = settings.path("dist")
     check_writable(out)
-    checkout = resolve_source(settings)
-    with log.stage("inspect source"):
-        version = stamped_version(checkout, settings.version)
-        epoch = source_date_epoch(checkout)
-        go = compiler(settings, checkout)
-        go_label, go_minor = go.version()
-        where = f"in {go.image}" if settings.in_docker else "the host's go"
-        skip = settings.skip_toolchain_check
-        toolchain.check(checkout.path, checkout.go_directive, go_label, go_minor, where, skip)
-        log.info(f"    MOSN {version}, Istio {settings.istio_version}, {go_label} ({where})")
-    template = Dist(
-        root=out,
-        mosn_version=version,
-        mosn_version_safe=names.url_safe(version),
-        istio_version=settings.istio_version,
-        git_commit=checkout.commit,
-        go_version=go_label,
-        source_date_epoch=epoch,
-        cgo=settings.cgo,
-        source_url=source.remote_url(checkout.path),
-    )
+    # Probed once, when first needed: a module download and the compile share it.
+    host = functools.cache(HostGo)
+    checkout = resolve_source(settings, host)
+    # Read before --fix-deps swaps in a copy: the user's own checkout has the remote.
+    source_url = source.remote_url(checkout.path)
     with tempfile.TemporaryDirectory(prefix="mosn-build-") as work:
+        with log.stage("inspect source"):
+            go = compiler(settings, checkout, host)
+            go_label, go_minor = go.version()
+            where = f"{go_label} ({go.where})"
+            toolchain.check_go_mod(checkout.go_directive, go_label, go_minor, where)
+            build_list = compile.build_list(go, checkout)
+            fixes: tuple[dict[str, str], ...] = ()
+            if settings.fix_deps:
+                checkout, build_list, fixes = fixdeps.apply(
+                    go, checkout, build_list, Path(work), go_minor
+                )
+            skip = settings.skip_toolchain_check
+            toolchain.check(build_list, checkout.go_directive, go_label, go_minor, where, skip)
+            toolchain.warn_unsupported(go_label, go_minor, *compile.supported_releases(host))
+            version = stamped_version(checkout, settings.version, fixed=bool(fixes))
+            epoch = source_date_epoch(checkout)
+            log.info(f"    MOSN {version}, Istio {settings.istio_version}, {where}")
         binaries: dict[str, Path] = {}
         for platform in platforms:
             with log.stage(f"compile {platform.name}"):
@@ -146,10 +191,26 @@ def build(settings: Settings) -> Dist:
         elif not settings.skip_smoke:
             log.warn(f"no smoke run: no {smoke.host_platform()} binary was built for this host")
         with log.stage("package"):
+            # What the binary says it was built with, which GOTOOLCHAIN may have switched.
+            built_with = compile.built_with(go, next(iter(binaries.values())))
+            log.info(f"    built with {built_with} (go version -m)")
             # The bytes depend on the zlib release: say which, for whoever compares digests.
             log.info(
                 f"    gzip level {package.GZIP_LEVEL}, zlib {zlib.ZLIB_RUNTIME_VERSION},"
                 f" {package.compress_workers()} threads"
+            )
+            template = Dist(
+                root=out,
+                mosn_version=version,
+                mosn_version_safe=names.url_safe(version),
+                istio_version=settings.istio_version,
+                git_commit=checkout.commit,
+                dirty=bool(checkout.changes),
+                fixes=fixes,
+                go_version=built_with or go_label,
+                source_date_epoch=epoch,
+                cgo=settings.cgo,
+                source_url=source_url,
             )
             dist = package.write_dist(out, binaries, template)
     for f in dist.files:

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -69,9 +70,9 @@ def clone(repo: str, ref: str, cache_dir: Path, *, project: str = "mosn", hint: 
     if commit and (home / commit / ".git").is_dir():
         said = f"{ref} is {commit[:12]}," if ref != commit else f"{commit[:12]}"
         log.info(f"    using cached {said} from {home / commit}")
-        atomic_write(pointer, commit + "\n")
+        _point(pointer, commit)
         return home / commit
-    work = _scratch(home / "refs", home, cache_dir)
+    work = _scratch(home, home, cache_dir)
     try:
         try:
             _fetch(repo, ref, work, hint)
@@ -89,11 +90,21 @@ def clone(repo: str, ref: str, cache_dir: Path, *, project: str = "mosn", hint: 
             # Already cached (by an earlier build, or a concurrent one): that copy is the same.
             if not (final / ".git").is_dir():
                 raise
-        atomic_write(pointer, commit + "\n")
+        _point(pointer, commit)
         log.info(f"    {ref} is {commit[:12]}, checked out in {final}")
         return final
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        # A first clone that failed leaves no empty folders behind.
+        for folder in (home, home.parent):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _point(pointer: Path, commit: str) -> None:
+    """Remember the commit a ref resolved to, for when the remote cannot be reached."""
+    pointer.parent.mkdir(exist_ok=True)
+    atomic_write(pointer, commit + "\n")
 
 
 def _scratch(folder: Path, home: Path, cache_dir: Path) -> Path:
@@ -162,12 +173,12 @@ class Module:
 _PSEUDO_COMMIT = re.compile(r"-(?:\d+\.)?\d{14}-([0-9a-f]{12})(?:\+incompatible)?$")
 
 
-def download_module(spec: str, cache_dir: Path) -> Module:
+def download_module(spec: str, cache_dir: Path, go_env: Mapping[str, str]) -> Module:
     """`go mod download` MOSN at `spec` ([mosn.io/mosn@]VERSION) and copy it out of the cache.
 
     The go command does the download, so GOPROXY, GONOSUMDB, GOPRIVATE and GOFLAGS apply
-    as for any module. The copy is writable (the module cache is not) and lands in
-    `<cache>/mosn-module/<version>` whole or not at all.
+    as for any module (`go_env`: the host Go's, see compile.HostGo). The copy is writable (the
+    module cache is not) and lands in `<cache>/mosn-module/<version>` whole or not at all.
     """
     path, _, version = spec.rpartition("@")
     if path and path != MOSN_MODULE:
@@ -176,20 +187,25 @@ def download_module(spec: str, cache_dir: Path) -> Module:
         raise UserError(
             f"--mosn-module {spec!r} is not a version; pass e.g. v1.0.0, a branch or a commit"
         )
+    command = f"go mod download {MOSN_MODULE}@{version}"
     with tempfile.TemporaryDirectory(prefix="mosn-module-") as empty:
-        # Outside any module, so the caller's go.mod (if any) plays no part.
-        out = proc.run(
-            ["go", "mod", "download", "-json", f"{MOSN_MODULE}@{version}"],
-            cwd=empty, env={"GO111MODULE": "on"}, stream=False, check=False,
-            separate_stderr=True,
-        )  # fmt: skip
+        try:
+            # Outside any module, so the caller's go.mod (if any) plays no part.
+            out = proc.run(
+                ["go", "mod", "download", "-json", f"{MOSN_MODULE}@{version}"],
+                cwd=empty, env={"GO111MODULE": "on", **go_env}, stream=False,
+                separate_stderr=True, what=f"`{command}`", hint="check Go and GOPROXY",
+            )  # fmt: skip
+        except proc.CommandFailed as exc:
+            # A module the proxy lacks is a JSON record on stdout; anything else is Go's stderr.
+            out = exc.output if exc.output.lstrip().startswith("{") else ""
+            if not out:
+                raise
     try:
         info = json.loads(out)
     except ValueError:
-        raise UserError(
-            f"`go mod download {MOSN_MODULE}@{version}` failed: {' '.join(out.split())[-300:]};"
-            " install Go or check GOPROXY"
-        ) from None
+        said = " ".join(out.split())[-300:]
+        raise UserError(f"`{command}` printed {said!r}, not JSON; check Go and GOPROXY") from None
     if info.get("Error") or not info.get("Dir"):
         reason = " ".join(str(info.get("Error", "no module directory")).split())
         raise UserError(
@@ -256,13 +272,19 @@ class Checkout:
     vendored: bool
     # Needs a network in the build container: requirements and no vendor folder.
     downloads_modules: bool
+    # Uncommitted changes, as Go's own VCS stamp (vcs.modified) counts them: `git status`
+    # lists something, untracked files included (an untracked .go file is compiled too).
+    changes: tuple[str, ...] = ()
 
 
-def inspect_checkout(path: Path, origin: tuple[str, str, int] | None = None) -> Checkout:
+def inspect_checkout(
+    path: Path, origin: tuple[str, str, int] | None = None, out: Path | None = None
+) -> Checkout:
     """Check `path` is a MOSN checkout and read what the build stamps from it.
 
     `origin` (commit, short commit, commit time) stands in for git's HEAD when the source
-    is a module from the Go module proxy rather than a git checkout.
+    is a module from the Go module proxy rather than a git checkout. `out`, the build's
+    output folder, does not count as a change when it lies inside the checkout.
     """
     if not path.is_dir():
         raise UserError(
@@ -287,6 +309,7 @@ def inspect_checkout(path: Path, origin: tuple[str, str, int] | None = None) -> 
     directive = re.search(r"^go\s+(\d+)\.(\d+)", text, re.M)
     go_directive = (int(directive.group(1)), int(directive.group(2))) if directive else (1, 0)
     commit, short, when = origin or _git_head(path)
+    changes = () if origin or not commit else _uncommitted(path, out)
     vendored = (path / "vendor" / "modules.txt").is_file()
     return Checkout(
         path=path,
@@ -297,6 +320,7 @@ def inspect_checkout(path: Path, origin: tuple[str, str, int] | None = None) -> 
         commit_time=when,
         vendored=vendored,
         downloads_modules=not vendored and re.search(r"^require\b", text, re.M) is not None,
+        changes=changes,
     )
 
 
@@ -329,3 +353,17 @@ def _git_head(path: Path) -> tuple[str, str, int]:
     if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{40,64}", parts[0]):
         return "", "", 0
     return parts[0], parts[1], int(parts[2])
+
+
+def _uncommitted(path: Path, out: Path | None) -> tuple[str, ...]:
+    status = proc.run(
+        ["git", "-C", path, "status", "--porcelain", "--untracked-files=all"],
+        stream=False,
+        what=f"git status in {path}",
+    )
+    changed = [line[3:] for line in status.splitlines() if line.strip()]
+    if out is not None:
+        with contextlib.suppress(ValueError):
+            inside = out.resolve().relative_to(path.resolve()).as_posix() + "/"
+            changed = [name for name in changed if not (name + "/").startswith(inside)]
+    return tuple(changed)

@@ -101,7 +101,13 @@ def test_compile_error_shows_the_compiler_and_keeps_the_previous_dist(tmp_path, 
     edit(src, "cmd/mosn/main/broken.go", broken)
     result = build(src, out, tmp_path)
     stderr = assert_fails(result, "go build for linux/amd64 failed", out, before)
-    assert "undefined: undefinedThing" in stderr
+    # The compiler's lines as they came, once; the error line quotes the last one.
+    assert result.stdout.count("undefined: undefinedThing") == 1
+    compiler = next(line for line in result.stdout.splitlines() if "undefinedThing" in line)
+    assert stderr.strip().splitlines() == [
+        f"error: go build for linux/amd64 failed with exit code 1: {compiler.strip()};"
+        " the compiler's last lines are above"
+    ]
     assert "broken.go:3" in stderr
 
 
@@ -179,8 +185,11 @@ def test_unknown_ref_names_the_ref_and_shows_git(tmp_path, out):
         .splitlines()[-1]
         .endswith("or build from the Go module proxy with --mosn-module VERSION")
     )
-    # Nothing half-cloned stays in the cache.
-    assert not [p for p in (tmp_path / "cache").rglob(".new-*")]
+    # Nothing half-cloned stays in the cache, not even an empty folder.
+    assert [p for p in (tmp_path / "cache").rglob("*")] == []
+    # git's lines were shown once, as they came (stdout); stderr is the error line alone.
+    assert result.stdout.count("v0.0.0-nope not found") == 1
+    assert stderr.strip().count("\n") == 0
 
 
 def test_ctrl_c_while_compiling_leaves_out_and_temp_clean(tmp_path, out):
@@ -264,3 +273,27 @@ def test_module_version_the_proxy_does_not_have_is_one_line(tmp_path, out):
     result = invoke("build", "--mosn-module", "v0.0.99", "--out", str(out), env=env)
     stderr = assert_fails(result, "the Go module proxy has no mosn.io/mosn@v0.0.99", out, before)
     assert "check the version and GOPROXY" in stderr
+
+
+@pytest.mark.parametrize(
+    "other, value", [("--mosn-module", "v1.0.0"), ("--mosn-ref", "v1.0.0")], ids=["module", "ref"]
+)
+def test_two_sources_on_the_command_line_are_refused_naming_both(tmp_path, out, other, value):
+    src = make_checkout(tmp_path / "src")
+    before = snapshot(out)
+    result = build(src, out, tmp_path, other, value)
+    assert_fails(
+        result, f"--mosn-src {src} and {other} {value} both name the MOSN to build", out, before
+    )
+    assert "==>" not in result.stdout
+
+
+def test_two_sources_from_the_environment_are_refused_naming_both(tmp_path, out):
+    src = make_checkout(tmp_path / "src")
+    env = isolated_env(tmp_path, MOSN_SRC=str(src), MOSN_PROXYV2_MOSN_MODULE="v1.0.0")
+    before = snapshot(out)
+    result = invoke("build", "--out", str(out), env=env)
+    stderr = assert_fails(
+        result, f"mosn_src ({src}) and mosn_module (v1.0.0) are both set", out, before
+    )
+    assert "MOSN_SRC" in stderr and "MOSN_PROXYV2_MOSN_MODULE" in stderr
