@@ -18,8 +18,8 @@ from html.parser import HTMLParser
 import requests
 
 from ci.errors import UserError
+from ci.mesh.bookinfo import TITLE
 
-TITLE = "<title>Simple Bookstore App</title>"
 VERSIONS = ("v1", "v2", "v3")
 # Not a reviews version: productpage answered, but what it shows cannot be attributed.
 UNKNOWN = "unknown"

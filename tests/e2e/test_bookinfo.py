@@ -7,7 +7,8 @@ import requests
 
 from ci.e2e.bookinfo import Client, classify
 from ci.errors import UserError
-from tests.helpers.e2e import ProductpageStandIn, productpage_html, productpage_server, stars
+from ci.mesh.bookinfo import stars
+from tests.helpers.e2e import ProductpageStandIn, productpage_html, productpage_server
 
 
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
