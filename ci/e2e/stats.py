@@ -35,9 +35,12 @@ def probability_between(n: int, lo: int, hi: int, p: Fraction) -> Fraction:
 def acceptance_region(n: int, alpha: Fraction = ALPHA) -> tuple[int, int]:
     """The narrowest symmetric [lo, n - lo] that a true 50/50 leaves with probability <= alpha."""
     lo = 0
+    # A fair split is symmetric: leaving [lo + 1, n - lo - 1] is P(X <= lo) on each side, so
+    # the tail is summed once, term by term, instead of the region afresh for every lo.
+    tail = Fraction(0)
     while lo + 1 <= n - (lo + 1):
-        outside = 1 - probability_between(n, lo + 1, n - lo - 1, EXPECTED_SHARE)
-        if outside > alpha:
+        tail += pmf(n, lo, EXPECTED_SHARE)
+        if 2 * tail > alpha:
             break
         lo += 1
     return lo, n - lo
