@@ -84,6 +84,7 @@ class Settings:
         {
             "image": "where full mode keeps its Istio clone (default {default})",
             "e2e": "where kind, kubectl and the Istio release are cached",
+            "mesh": "where Istio binaries built or taken from images are kept (default {default})",
         },
     )
     # build
@@ -268,7 +269,11 @@ class Settings:
     )
     istio_src: str = opt(
         "",
-        {"image": "full mode: an Istio checkout to build in place instead of cloning"},
+        {
+            "image": "full mode: an Istio checkout to build in place instead of cloning",
+            "mesh": "an Istio checkout or source tree to build pilot-discovery and pilot-agent"
+            " from (read-only is fine) when no folder or image provides them",
+        },
         action="istio-src",
     )
     istio_repo: str = opt(
@@ -292,6 +297,29 @@ class Settings:
     istio_base: str = opt(
         "",
         {"image": "full mode: an image to build on, tagged as the base Istio's Dockerfile names"},
+    )
+    # mesh: Istio binaries (ci/mesh/binaries.py; docs/istio-binaries.md)
+    istio_bin_dir: str = opt(
+        "",
+        {
+            "mesh": "a folder holding pilot-discovery (and pilot-agent with envoy_bootstrap.json)"
+            " of --istio-version: used instead of images and builds"
+        },
+    )
+    istio_pilot_image: str = opt(
+        "",
+        {
+            "mesh": "the image to take pilot-discovery from (default: istio/pilot:<istio"
+            " version>, when Docker has it)"
+        },
+    )
+    istio_proxy_image: str = opt(
+        "",
+        {
+            "mesh": "the proxyv2 image to take pilot-agent and its bootstrap template from"
+            " (default: the image in DIST/image.json, else istio/proxyv2:<istio version>,"
+            " when Docker has it)"
+        },
     )
     # e2e
     cluster_name: str = opt(

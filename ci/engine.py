@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tarfile
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 from ci.errors import UserError
 
@@ -67,3 +71,24 @@ def image_exists(engine, reference: str) -> bool:
     except docker.errors.ImageNotFound:
         return False
     return True
+
+
+def copy_out(container, path: str, dest: Path) -> None:
+    """`docker cp CONTAINER:path dest` for one regular file, made executable.
+
+    The engine sends a tar stream; it is spooled to disk beside `dest` (binaries here are
+    50-120 MB). A path the container lacks raises the SDK's NotFound.
+    """
+    stream, _ = container.get_archive(path)
+    with tempfile.TemporaryFile(dir=dest.parent) as archive:
+        for chunk in stream:
+            archive.write(chunk)
+        archive.seek(0)
+        with tarfile.open(fileobj=archive, mode="r:") as tar:
+            member = tar.next()
+            source = tar.extractfile(member) if member is not None and member.isfile() else None
+            if source is None:
+                raise UserError(f"{path} in the container is not a regular file")
+            with open(dest, "wb") as out:
+                shutil.copyfileobj(source, out)
+    dest.chmod(0o755)

@@ -10,10 +10,7 @@ user running the build, not to the container's root).
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tarfile
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -199,17 +196,9 @@ def _follow(container) -> str:
 
 def _copy_out(container, dest: Path) -> None:
     """Copy the built binary out of the container (docker cp) to `dest`."""
-    stream, _ = container.get_archive(OUTPUT)
-    # Spooled to disk: a MOSN binary is ~100 MB.
-    with tempfile.TemporaryFile(dir=dest.parent) as archive:
-        for chunk in stream:
-            archive.write(chunk)
-        archive.seek(0)
-        with tarfile.open(fileobj=archive, mode="r:") as tar:
-            member = tar.next()
-            source = tar.extractfile(member) if member is not None else None
-            if source is None:
-                raise UserError(f"the container produced no binary at {OUTPUT}")
-            with open(dest, "wb") as out:
-                shutil.copyfileobj(source, out)
-    dest.chmod(0o755)
+    import docker.errors
+
+    try:
+        engine.copy_out(container, OUTPUT, dest)
+    except docker.errors.NotFound:
+        raise UserError(f"the container produced no binary at {OUTPUT}") from None
