@@ -67,13 +67,9 @@ def build(
 ):
     """Build MOSN tarballs (mosn.tar.gz, mosn-centos.tar.gz, mosn-macos.tar.gz, ...) with manifest."""
     from ci.builder import build as run_build
+    from ci.builder import source_flags
 
-    if (mosn_ref is not None or mosn_module is not None) and mosn_src is None:
-        # --mosn-ref/--mosn-module on the command line beat a mosn_src from invoke.yaml or MOSN_SRC.
-        mosn_src = ""
-    if mosn_ref is not None and mosn_module is None:
-        mosn_module = ""
-    run_build(settings(ctx, "build", locals()))
+    run_build(settings(ctx, "build", {**locals(), **source_flags(locals())}))
 
 
 @task(

@@ -41,8 +41,9 @@ def run(
 ) -> str:
     """Run `cmd`, echoing its merged output line by line unless quiet, and return that output.
 
-    On a non-zero exit raise UserError naming `what` (default: the program), with the
-    last lines of output as detail so a compiler's or make's error is on screen.
+    On a non-zero exit raise CommandFailed naming `what` (default: the program) and quoting
+    the last line of output; the lines before it are its detail when they were not echoed,
+    so a compiler's or make's error is on screen once.
     `env` is added to the current environment rather than replacing it.
     With `separate_stderr` the returned text is stdout alone (for output that is parsed, like
     `kubectl get -o json`, where a warning on stderr would corrupt it); stderr is still
@@ -74,12 +75,33 @@ def run(
     if drain is not None:
         drain.join()
     if check and code != 0:
-        name = what or Path(argv[0]).name
-        raise UserError(
-            f"{name} failed with exit code {code}{'; ' + hint if hint else ''}",
-            detail="\n".join(tail),
-        )
+        raise CommandFailed(what or Path(argv[0]).name, code, output, list(tail), hint, echo)
     return output
+
+
+class CommandFailed(UserError):
+    """A program's non-zero exit. The message quotes its last line (git's or Go's own reason);
+    the lines before it are the detail, unless they were echoed already: each line of the
+    program's output is on screen once."""
+
+    def __init__(
+        self, name: str, code: int, output: str, tail: list[str], hint: str, echoed: bool
+    ) -> None:
+        self.code = code
+        self.output = output  # what `run` would have returned
+        self.reason = last_line(tail)
+        said = f": {self.reason}" if self.reason else ""
+        before = tail[: max(i for i, line in enumerate(tail) if line.strip())] if said else tail
+        super().__init__(
+            f"{name} failed with exit code {code}{said}{'; ' + hint if hint else ''}",
+            detail="" if echoed else "\n".join(before),
+        )
+
+
+def last_line(lines: Iterable[str], limit: int = 300) -> str:
+    """The last line that says something, cut to `limit` characters."""
+    said = [line.strip() for line in lines if line.strip()]
+    return " ".join(said[-1].split())[:limit] if said else ""
 
 
 def _spawn(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
 import zlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from ci import log, names
+from ci import config, log, names
 from ci.builder import package, smoke, source, toolchain
 from ci.builder.compile import HostGo
 from ci.builder.docker_go import DockerGo
@@ -80,12 +83,40 @@ def source_date_epoch(checkout: Checkout) -> int:
     return int(raw)
 
 
-def resolve_source(settings: Settings) -> Checkout:
+SOURCES = ("mosn_src", "mosn_ref", "mosn_module")
+
+
+def source_flags(given: Mapping[str, Any]) -> dict[str, str]:
+    """What one command line's source flags do to the settings: the one given beats a source
+    set in invoke.yaml or the environment (the others are cleared); two are refused."""
+    named = [name for name in SOURCES if given.get(name) is not None]
+    if len(named) > 1:
+        both = " and ".join(f"--{config.flag(name, 'build')} {given[name]}" for name in named)
+        raise UserError(f"{both} both name the MOSN to build; pass one of them")
+    return {name: "" for name in SOURCES if named and name not in named}
+
+
+def check_one_source(settings: Settings) -> None:
+    """Two sources from invoke.yaml or the environment: refused, not silently ranked."""
+    named = [name for name in SOURCES if getattr(settings, name)]
+    if len(named) > 1:
+        both = " and ".join(f"{name} ({getattr(settings, name)})" for name in named)
+        where = ", ".join(var for name in named for var in config.env_names(name))
+        raise UserError(
+            f"{both} are both set (invoke.yaml or {where}); unset one, or pass the source to"
+            " build as a flag"
+        )
+
+
+def resolve_source(settings: Settings, host: Callable[[], HostGo]) -> Checkout:
+    check_one_source(settings)
     if settings.mosn_src:
         return source.inspect_checkout(settings.path("mosn_src"))
     if settings.mosn_module:
         with log.stage(f"download MOSN {settings.mosn_module} from the Go module proxy"):
-            module = source.download_module(settings.mosn_module, settings.path("cache_dir"))
+            module = source.download_module(
+                settings.mosn_module, settings.path("cache_dir"), host().env
+            )
         return source.inspect_checkout(module.path, module.origin)
     ref = settings.mosn_ref or settings.default_mosn_ref
     with log.stage(f"clone MOSN {ref}"):
@@ -99,24 +130,26 @@ def resolve_source(settings: Settings) -> Checkout:
     return source.inspect_checkout(path)
 
 
-def compiler(settings: Settings, checkout: Checkout):
+def compiler(settings: Settings, checkout: Checkout, host: Callable[[], HostGo]):
     """The Go that compiles: the host's, or a golang container's (--in-docker)."""
     if settings.in_docker:
         return DockerGo(settings.go_image or makefile_build_image(checkout), settings)
-    return HostGo()
+    return host()
 
 
 def build(settings: Settings) -> Dist:
     platforms = check_platforms(settings.platforms)
     out = settings.path("dist")
     check_writable(out)
-    checkout = resolve_source(settings)
+    # Probed once, when first needed: a module download and the compile share it.
+    host = functools.cache(HostGo)
+    checkout = resolve_source(settings, host)
     with log.stage("inspect source"):
         version = stamped_version(checkout, settings.version)
         epoch = source_date_epoch(checkout)
-        go = compiler(settings, checkout)
+        go = compiler(settings, checkout, host)
         go_label, go_minor = go.version()
-        where = f"in {go.image}" if settings.in_docker else "the host's go"
+        where = go.where
         skip = settings.skip_toolchain_check
         toolchain.check(checkout.path, checkout.go_directive, go_label, go_minor, where, skip)
         log.info(f"    MOSN {version}, Istio {settings.istio_version}, {go_label} ({where})")

@@ -5,15 +5,45 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ci import names, proc
+from ci import log, names, proc
 from ci.builder import toolchain
 from ci.builder.source import Checkout
 from ci.config import Settings
+
+# Flags a user's GOFLAGS may hold (set for a newer Go, often with `go env -w`) that an older
+# go command refuses outright, even for `go version` ("go: parsing $GOFLAGS: unknown flag"),
+# with the release that added each. Measured with go1.15.15 and go1.19.8 (-pgo: Go 1.20's
+# release notes).
+FLAG_RELEASES = {"-overlay": (1, 16), "-asan": (1, 18), "-buildvcs": (1, 18), "-pgo": (1, 20)}
+# Go reads GOFLAGS from the environment only when it is not empty, else from the go env file:
+# a blank value is how the tool's own go commands run with no user flags at all.
+NO_GOFLAGS = " "
+
+
+def goflags_for(goflags: str, label: str, minor: tuple[int, int]) -> dict[str, str]:
+    """The environment for the tool's go commands: the user's GOFLAGS without the flags this Go
+    predates (said in one line), or {} when it knows them all."""
+    kept, dropped = [], []
+    for flag in goflags.split():
+        since = FLAG_RELEASES.get("-" + flag.split("=", 1)[0].lstrip("-"))
+        if since and minor < since:
+            dropped.append(f"{flag} (Go {'.'.join(map(str, since))})")
+        else:
+            kept.append(flag)
+    if not dropped:
+        return {}
+    log.info(
+        f"    GOFLAGS: {label} predates {', '.join(dropped)}; the build's go commands run"
+        " without it"
+    )
+    return {"GOFLAGS": " ".join(kept) or NO_GOFLAGS}
 
 
 def go_version(go: str = "go") -> tuple[str, tuple[int, int]]:
     out = proc.run(
         [go, "version"],
+        # The user's GOFLAGS may hold a flag this Go does not know; the version needs none.
+        env={"GOFLAGS": NO_GOFLAGS},
         stream=False,
         what="go version",
         hint="install Go (Debian: apt-get install golang-go) or use --in-docker",
@@ -57,25 +87,33 @@ def go_build_env(platform: names.Platform, settings: Settings) -> dict[str, str]
     }
 
 
-def compile_host(
-    checkout: Checkout,
-    platform: names.Platform,
-    output: Path,
-    version: str,
-    settings: Settings,
-    go_minor: tuple[int, int],
-) -> None:
-    proc.run(
-        go_build_command(checkout, str(output), version, settings, go_minor),
-        cwd=checkout.path,
-        env=go_build_env(platform, settings),
-        what=f"go build for {platform.name}",
-        hint="the compiler's last lines are above",
-    )
-
-
 class HostGo:
-    def version(self) -> tuple[str, tuple[int, int]]:
-        return go_version()
+    """The host's go command, with the user's Go environment less what this release predates."""
 
-    compile = staticmethod(compile_host)
+    where = "the host's go"
+
+    def __init__(self) -> None:
+        self.label, self.minor = go_version()
+        # The effective value, from the environment or the go env file (`go env -w`).
+        user = proc.run(["go", "env", "GOFLAGS"], stream=False, what="go env GOFLAGS")
+        self.env = goflags_for(user.strip(), self.label, self.minor)
+
+    def version(self) -> tuple[str, tuple[int, int]]:
+        return self.label, self.minor
+
+    def compile(
+        self,
+        checkout: Checkout,
+        platform: names.Platform,
+        output: Path,
+        version: str,
+        settings: Settings,
+        go_minor: tuple[int, int],
+    ) -> None:
+        proc.run(
+            go_build_command(checkout, str(output), version, settings, go_minor),
+            cwd=checkout.path,
+            env={**go_build_env(platform, settings), **self.env},
+            what=f"go build for {platform.name}",
+            hint="the compiler's last lines are above",
+        )

@@ -9,6 +9,7 @@ user running the build, not to the container's root).
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import uuid
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from ci import engine, log, proc
 from ci.builder import toolchain
-from ci.builder.compile import go_build_command, go_build_env
+from ci.builder.compile import go_build_command, go_build_env, goflags_for
 from ci.builder.source import Checkout
 from ci.config import Settings
 from ci.errors import UserError
@@ -40,6 +41,7 @@ class DockerGo:
 
     def __init__(self, image: str, settings: Settings) -> None:
         self.image = image
+        self.where = f"in {image}"
         self.volume = settings.go_cache_volume
         self.client = engine.client(
             # `go build` can be silent for minutes while the log stream waits for a line.
@@ -69,15 +71,25 @@ class DockerGo:
                 f" ({engine.reason(exc)}); pull or build it first, or pass --go-image IMAGE"
             ) from None
 
-    def version(self) -> tuple[str, tuple[int, int]]:
+    @functools.cached_property
+    def _version(self) -> tuple[str, tuple[int, int]]:
         out = self._run(
             ["go", "version"],
             {},
-            f"go env in {self.image}",
+            f"go version in {self.image}",
             hint="is it a golang image? pass another --go-image",
             network=False,
         )
         return toolchain.parse_go_version(out)
+
+    def version(self) -> tuple[str, tuple[int, int]]:
+        return self._version
+
+    @functools.cached_property
+    def _go_env(self) -> dict[str, str]:
+        """The Go settings passed in from the host, less the GOFLAGS this image's Go predates."""
+        env = {k: os.environ[k] for k in GO_NETWORK_ENV if os.environ.get(k)}
+        return {**env, **goflags_for(env.get("GOFLAGS", ""), *self.version())}
 
     def compile(
         self,
@@ -93,11 +105,9 @@ class DockerGo:
             f"    in {self.image}, network {'host' if network else 'none'},"
             f" Go caches on volume {self.volume}"
         )
-        env = {k: os.environ[k] for k in GO_NETWORK_ENV if os.environ.get(k)}
-        env.update(go_build_env(platform, settings))
         self._run(
             go_build_command(checkout, OUTPUT, version, settings, go_minor),
-            env,
+            {**self._go_env, **go_build_env(platform, settings)},
             f"go build for {platform.name} in {self.image}",
             hint="the compiler's last lines are above",
             network=network,
@@ -158,10 +168,11 @@ class DockerGo:
             output = _follow(container)
             code = container.wait().get("StatusCode", 1)
             if code != 0:
-                raise UserError(
-                    f"{what} failed with exit code {code}; {hint}",
-                    detail="\n".join(output.splitlines()[-proc.TAIL_LINES :]),
-                )
+                raise proc.CommandFailed(
+                    # _follow echoed the output unless quiet.
+                    what, code, output, output.splitlines()[-proc.TAIL_LINES :], hint,
+                    echoed=not log.is_quiet(),
+                )  # fmt: skip
             if copy_out is not None:
                 _copy_out(container, copy_out)
             return output

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -162,12 +163,12 @@ class Module:
 _PSEUDO_COMMIT = re.compile(r"-(?:\d+\.)?\d{14}-([0-9a-f]{12})(?:\+incompatible)?$")
 
 
-def download_module(spec: str, cache_dir: Path) -> Module:
+def download_module(spec: str, cache_dir: Path, go_env: Mapping[str, str]) -> Module:
     """`go mod download` MOSN at `spec` ([mosn.io/mosn@]VERSION) and copy it out of the cache.
 
     The go command does the download, so GOPROXY, GONOSUMDB, GOPRIVATE and GOFLAGS apply
-    as for any module. The copy is writable (the module cache is not) and lands in
-    `<cache>/mosn-module/<version>` whole or not at all.
+    as for any module (`go_env`: the host Go's, see compile.HostGo). The copy is writable (the
+    module cache is not) and lands in `<cache>/mosn-module/<version>` whole or not at all.
     """
     path, _, version = spec.rpartition("@")
     if path and path != MOSN_MODULE:
@@ -176,20 +177,25 @@ def download_module(spec: str, cache_dir: Path) -> Module:
         raise UserError(
             f"--mosn-module {spec!r} is not a version; pass e.g. v1.0.0, a branch or a commit"
         )
+    command = f"go mod download {MOSN_MODULE}@{version}"
     with tempfile.TemporaryDirectory(prefix="mosn-module-") as empty:
-        # Outside any module, so the caller's go.mod (if any) plays no part.
-        out = proc.run(
-            ["go", "mod", "download", "-json", f"{MOSN_MODULE}@{version}"],
-            cwd=empty, env={"GO111MODULE": "on"}, stream=False, check=False,
-            separate_stderr=True,
-        )  # fmt: skip
+        try:
+            # Outside any module, so the caller's go.mod (if any) plays no part.
+            out = proc.run(
+                ["go", "mod", "download", "-json", f"{MOSN_MODULE}@{version}"],
+                cwd=empty, env={"GO111MODULE": "on", **go_env}, stream=False,
+                separate_stderr=True, what=f"`{command}`", hint="check Go and GOPROXY",
+            )  # fmt: skip
+        except proc.CommandFailed as exc:
+            # A module the proxy lacks is a JSON record on stdout; anything else is Go's stderr.
+            out = exc.output if exc.output.lstrip().startswith("{") else ""
+            if not out:
+                raise
     try:
         info = json.loads(out)
     except ValueError:
-        raise UserError(
-            f"`go mod download {MOSN_MODULE}@{version}` failed: {' '.join(out.split())[-300:]};"
-            " install Go or check GOPROXY"
-        ) from None
+        said = " ".join(out.split())[-300:]
+        raise UserError(f"`{command}` printed {said!r}, not JSON; check Go and GOPROXY") from None
     if info.get("Error") or not info.get("Dir"):
         reason = " ".join(str(info.get("Error", "no module directory")).split())
         raise UserError(

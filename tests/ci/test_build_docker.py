@@ -96,7 +96,7 @@ def test_image_without_go_is_a_clear_error(busybox_base, tmp_path):
     result = build(src, tmp_path / "dist", tmp_path, "--in-docker", "--go-image", busybox_base)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: go env in {busybox_base}"), last
+    assert last.startswith(f"error: go version in {busybox_base}"), last
     assert "pass another --go-image" in last
     assert "Traceback" not in result.stderr
 

@@ -264,3 +264,27 @@ def test_module_version_the_proxy_does_not_have_is_one_line(tmp_path, out):
     result = invoke("build", "--mosn-module", "v0.0.99", "--out", str(out), env=env)
     stderr = assert_fails(result, "the Go module proxy has no mosn.io/mosn@v0.0.99", out, before)
     assert "check the version and GOPROXY" in stderr
+
+
+@pytest.mark.parametrize(
+    "other, value", [("--mosn-module", "v1.0.0"), ("--mosn-ref", "v1.0.0")], ids=["module", "ref"]
+)
+def test_two_sources_on_the_command_line_are_refused_naming_both(tmp_path, out, other, value):
+    src = make_checkout(tmp_path / "src")
+    before = snapshot(out)
+    result = build(src, out, tmp_path, other, value)
+    assert_fails(
+        result, f"--mosn-src {src} and {other} {value} both name the MOSN to build", out, before
+    )
+    assert "==>" not in result.stdout
+
+
+def test_two_sources_from_the_environment_are_refused_naming_both(tmp_path, out):
+    src = make_checkout(tmp_path / "src")
+    env = isolated_env(tmp_path, MOSN_SRC=str(src), MOSN_PROXYV2_MOSN_MODULE="v1.0.0")
+    before = snapshot(out)
+    result = invoke("build", "--out", str(out), env=env)
+    stderr = assert_fails(
+        result, f"mosn_src ({src}) and mosn_module (v1.0.0) are both set", out, before
+    )
+    assert "MOSN_SRC" in stderr and "MOSN_PROXYV2_MOSN_MODULE" in stderr

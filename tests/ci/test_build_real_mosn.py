@@ -39,7 +39,7 @@ def go_env(tmp_path_factory):
     """The environment every build here runs in: one module and build cache per session."""
     root = tmp_path_factory.getbasetemp() / "real-mosn-go"
     env = isolated_env(root, **MODULE_ENV)
-    env.update(GOMODCACHE=str(root / "mod"), GOCACHE=str(root / "build"), GOENV="off")
+    env.update(GOMODCACHE=str(root / "mod"), GOCACHE=str(root / "build"))
     yield env
     # The module cache is read-only on disk; the go command knows how to remove it.
     subprocess.run(["go", "clean", "-modcache"], env=env, check=False, capture_output=True)

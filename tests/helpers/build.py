@@ -83,8 +83,7 @@ def import_golang_image(client, root: Path = GOROOT_119, reference: str = GO_IMA
 
 def with_go(env: dict[str, str], root: Path) -> dict[str, str]:
     """`env` with the Go at `root` first on PATH (the machine's newest Go is /usr/local/go)."""
-    # A user go env file (`go env -w GOFLAGS=-buildvcs=false`) stops Go before 1.18.
-    return {**env, "PATH": f"{goroot(root)}/bin:{env['PATH']}", "GOENV": "off"}
+    return {**env, "PATH": f"{goroot(root)}/bin:{env['PATH']}"}
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
