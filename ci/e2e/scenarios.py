@@ -57,6 +57,14 @@ class Scenarios:
         self.sleep = sleep
         self.clock = clock
 
+    def retries_since(self, mark: int) -> str:
+        """What the client had to ask twice since `mark` (a length of client.retried)."""
+        retried = self.client.retried[mark:]
+        if not retried:
+            return ""
+        statuses = ", ".join(str(status or "no answer") for status in retried)
+        return f"; {len(retried)} gateway answers retried once ({statuses})"
+
     def reach_ingress(self) -> str:
         http = self.client.session()
         for attempt in self.until_deadline("GET /productpage through the gateway answers 200"):
@@ -66,6 +74,7 @@ class Scenarios:
         raise AssertionError("unreachable")
 
     def no_rules(self) -> str:
+        mark = len(self.client.retried)
         http = self.client.session()
         counts: dict[str, int] = {}
         for _ in range(NO_RULES_LIMIT):
@@ -80,17 +89,22 @@ class Scenarios:
                 f"without rules, {', '.join(missing)} never answered in {NO_RULES_LIMIT} "
                 f"requests ({show(counts)})"
             )
-        return f"all three versions in {sum(counts.values())} requests ({show(counts)})"
+        return (
+            f"all three versions in {sum(counts.values())} requests ({show(counts)})"
+            + self.retries_since(mark)
+        )
 
     def all_v1(self) -> str:
+        mark = len(self.client.retried)
         http = self.client.session()
         settled = self.settle(lambda: self.client.sample(http).version == "v1", "only v1 answers")
         counts = self.client.count(http, ROUTE_SAMPLES)
         self.report.counts["all v1"] = counts
         require_only(counts, "v1", "virtual-service-all-v1")
-        return f"settled after {settled} requests; {show(counts)}"
+        return f"settled after {settled} requests; {show(counts)}" + self.retries_since(mark)
 
     def fifty_v3(self) -> str:
+        mark = len(self.client.retried)
         http = self.client.session()
         seen: set[str] = set()
 
@@ -112,10 +126,11 @@ class Scenarios:
             f"[{low:.3f}, {high:.3f}]"
         )
         if not verdict.passed:
-            raise UserError(detail)
-        return detail
+            raise UserError(detail + self.retries_since(mark))
+        return detail + self.retries_since(mark)
 
     def test_v2(self) -> str:
+        mark = len(self.client.retried)
         jason = self.client.session("jason")
         anonymous = self.client.session()
 
@@ -134,7 +149,7 @@ class Scenarios:
         require_only(anonymous_counts, "v1", "virtual-service-reviews-test-v2 for anonymous")
         return (
             f"settled after {settled} rounds; jason {show(jason_counts)}; "
-            f"anonymous {show(anonymous_counts)}"
+            f"anonymous {show(anonymous_counts)}" + self.retries_since(mark)
         )
 
     # -- polling ----------------------------------------------------------------------------
