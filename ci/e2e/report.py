@@ -94,6 +94,8 @@ class Report:
             "failure": first.detail if first else "",
             "seconds": round(sum(c.seconds for c in self.checks), 1),
             "sidecars_not_ready": self.sidecars,
+            # scenario -> reviews version -> responses, for a machine to read
+            "counts": self.counts,
         }
 
     def write(self, folder: Path) -> dict[str, Path]:
