@@ -73,8 +73,8 @@ def image_exists(engine, reference: str) -> bool:
     return True
 
 
-def copy_out(container, path: str, dest: Path) -> None:
-    """`docker cp CONTAINER:path dest` for one regular file, made executable.
+def copy_out(container, path: str, dest: Path, mode: int = 0o755) -> None:
+    """`docker cp CONTAINER:path dest` for one regular file, given `mode` (executable).
 
     The engine sends a tar stream; it is spooled to disk beside `dest` (binaries here are
     50-120 MB). A path the container lacks raises the SDK's NotFound.
@@ -91,4 +91,4 @@ def copy_out(container, path: str, dest: Path) -> None:
                 raise UserError(f"{path} in the container is not a regular file")
             with open(dest, "wb") as out:
                 shutil.copyfileobj(source, out)
-    dest.chmod(0o755)
+    dest.chmod(mode)

@@ -1,9 +1,11 @@
 """Where `invoke mesh` gets Istio's pilot-discovery and pilot-agent.
 
 The interface the rest of ci/mesh uses is `resolve`. The binaries come from, in this order:
-a folder the user gives (--istio-bin-dir); a build from an Istio source tree (--istio-src),
-cached in cache_dir by the source's content. Every binary is run with `version` and refused
-unless it says it is the asked Istio release. docs/istio-binaries.md is the user's side.
+a folder the user gives (--istio-bin-dir); Istio's own images in the Docker engine (copied
+out through the Docker SDK); a build from an Istio source tree (--istio-src) or, for lack of
+anything else, from istio.io/istio through the Go module proxy. Builds and copies are kept in
+cache_dir. Every binary is run with `version` and refused unless it says it is the asked
+Istio release. docs/istio-binaries.md is the user's side.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from ci import log, proc
+from ci import engine, log, names, proc
 from ci.builder import toolchain
 from ci.config import Settings
 from ci.errors import UserError
+from ci.image.result import ImageResult
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,11 @@ class IstioRelease:
     # that of every other 1.10.x and 1.11.x tag (checked against istio/istio's tags).
     go_sum_sha256: str
     # The Go it is built with, fetched by a Go >= 1.21 through GOTOOLCHAIN: go.mod's release
-    # (1.16 for Istio 1.10), last patch. Not newer: pilot-agent links reflect2 v1.0.1, which
-    # crashes from Go 1.18 on (ci/builder/toolchain.py).
+    # (1.16 for Istio 1.10), last patch.
     go: str
+    # The newest Go release a Go on PATH may be to build it as it is. For 1.10.6, 1.17:
+    # pilot-agent links reflect2 v1.0.1, which crashes from Go 1.18 on (ci/builder/toolchain.py).
+    go_newest: tuple[int, int]
 
 
 RELEASES: dict[str, IstioRelease] = {
@@ -56,6 +62,7 @@ RELEASES: dict[str, IstioRelease] = {
             commit="fd053c6165d21105d66dac6e3d0649db2dde5b86",
             go_sum_sha256="5ed7f7eb32579c623133e9d13fa426c97fb8b552eb4cd054bd3e7aa6584b5710",
             go="go1.16.15",
+            go_newest=(1, 17),
         ),
     )
 }
@@ -83,11 +90,34 @@ def resolve(settings: Settings) -> IstioBinaries:
     release = release_for(settings.istio_version)
     if settings.istio_bin_dir:
         return from_folder(settings.path("istio_bin_dir"), release)
-    if settings.istio_src:
-        return build_from_source(settings)
-    raise UserError(
-        f"no pilot-discovery for Istio {release.version}: give --istio-bin-dir a folder that"
-        " holds it, or --istio-src an Istio checkout to build it from"
+    pilot, proxy = from_images(settings, release)
+    built = None
+    if settings.istio_src and not (pilot and proxy):
+        built = build_from_source(settings)
+    elif pilot is None:
+        built = build_from_module(settings, release)
+    origins = [taken.origin for taken in (pilot, proxy, built) if taken]
+    if pilot:
+        discovery = pilot.folder / PILOT_DISCOVERY
+    else:
+        assert built is not None  # the module route raises rather than give nothing
+        discovery = built.pilot_discovery
+    if proxy:
+        agent, template = proxy.folder / PILOT_AGENT, proxy.folder / BOOTSTRAP
+    elif built:
+        agent, template = built.pilot_agent, built.bootstrap_template
+    else:
+        log.info("    no proxyv2 image with pilot-agent in Docker: MOSN is started directly")
+        agent = template = None
+    return IstioBinaries(discovery, agent, template, "; ".join(origins))
+
+
+def routes(release: IstioRelease) -> str:
+    """What a user can do when no route gave pilot-discovery."""
+    return (
+        f"give --istio-bin-dir a folder that holds it, load istio/pilot:{release.version} into"
+        f" Docker (docker pull or docker load), or give --istio-src an Istio {release.version}"
+        " checkout"
     )
 
 
@@ -117,7 +147,7 @@ def from_folder(folder: Path, release: IstioRelease) -> IstioBinaries:
     if not _executable(discovery):
         raise UserError(
             f"no pilot-discovery in {where}; put Istio {release.version}'s pilot-discovery"
-            " there (executable), or drop --istio-bin-dir to build it from --istio-src"
+            " there (executable), or drop --istio-bin-dir to take it from an image or a build"
         )
     agent, template = folder / PILOT_AGENT, _first_file(folder, BOOTSTRAP_NAMES)
     if not _executable(agent):
@@ -174,6 +204,126 @@ def check_version(binary: Path, release: IstioRelease, where: str) -> str:
     )
 
 
+# ---- Istio's images, through the Docker engine --------------------------------------------
+
+# Where Istio 1.10's Dockerfiles put them (pilot/docker/Dockerfile.pilot, Dockerfile.proxyv2).
+IN_PILOT_IMAGE = {PILOT_DISCOVERY: "/usr/local/bin/pilot-discovery"}
+IN_PROXY_IMAGE = {
+    PILOT_AGENT: "/usr/local/bin/pilot-agent",
+    BOOTSTRAP: "/var/lib/istio/envoy/envoy_bootstrap_tmpl.json",
+}
+ENGINE_TIMEOUT = 300
+
+
+class Taken(NamedTuple):
+    folder: Path  # where the files copied out of an image are
+    origin: str
+
+
+def from_images(settings: Settings, release: IstioRelease) -> tuple[Taken | None, Taken | None]:
+    """(pilot-discovery from the pilot image, pilot-agent and template from a proxyv2 image),
+    each None where Docker has no such image. An image the user named must be there."""
+    explicit = bool(settings.istio_pilot_image or settings.istio_proxy_image)
+    try:
+        client = engine.client(ENGINE_TIMEOUT)
+    except UserError as exc:
+        if explicit:
+            raise
+        log.info(f"    images not searched: {exc}")
+        return None, None
+    pilot = [(settings.istio_pilot_image or f"istio/pilot:{release.version}",) * 2]
+    with engine.errors():
+        discovery = _first_image(client, pilot, IN_PILOT_IMAGE, settings, release, "pilot")
+        agent = _first_image(
+            client, _proxy_images(settings, release), IN_PROXY_IMAGE, settings, release, "proxy"
+        )
+    return discovery, agent
+
+
+def _proxy_images(settings: Settings, release: IstioRelease) -> list[tuple[str, str]]:
+    """(what to look up, what to call it): the named one; else the image `invoke image` built
+    (by id: its tags may have moved since), then Istio's own."""
+    if settings.istio_proxy_image:
+        return [(settings.istio_proxy_image,) * 2]
+    found = []
+    record = settings.path("dist") / names.IMAGE_JSON
+    if record.is_file():
+        built = ImageResult.load(record)
+        found.append((built.image_id, (built.references or [built.image_id])[0]))
+    return [*found, (f"istio/proxyv2:{release.version}",) * 2]
+
+
+def _first_image(
+    client,
+    candidates: list[tuple[str, str]],
+    files: dict[str, str],
+    settings: Settings,
+    release: IstioRelease,
+    kind: str,
+) -> Taken | None:
+    """The files of the first candidate Docker has, copied out and checked."""
+    import docker.errors
+
+    named = getattr(settings, f"istio_{kind}_image")
+    for lookup, shown in candidates:
+        try:
+            image = client.images.get(lookup)
+        except docker.errors.ImageNotFound:
+            continue
+        started = time.monotonic()
+        folder, copied = _copy_from_image(client, image.id, shown, files, settings, kind)
+        took = f" in {time.monotonic() - started:.1f}s" if copied else ", copied earlier"
+        commands = [name for name in files if name != BOOTSTRAP]
+        go = ", ".join(check_version(folder / name, release, f"image {shown}") for name in commands)
+        log.info(f"    {', '.join(commands)}: taken from image {shown}{took} ({go})")
+        return Taken(folder, f"{', '.join(commands)} from image {shown} ({go})")
+    if named:
+        raise UserError(
+            f"--istio-{kind}-image {named} is not in the Docker engine; `docker pull {named}`"
+            " (or docker load) it, or drop the flag"
+        )
+    return None
+
+
+def _copy_from_image(
+    client, image_id: str, shown: str, files: dict[str, str], settings: Settings, kind: str
+) -> tuple[Path, bool]:
+    """`files` copied out of the image into cache_dir, once per image id; (folder, whether
+    they were copied now)."""
+    import docker.errors
+
+    digest = image_id.split(":")[-1][:16]
+    folder = settings.path("cache_dir") / "istio" / f"image-{kind}-{digest}"
+    if all((folder / name).is_file() for name in files):
+        return folder, False
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    # Created, never started: the files are read from its filesystem.
+    container = client.containers.create(
+        image_id,
+        entrypoint=[next(iter(files.values()))],
+        network_mode="none",
+        labels={engine.PURPOSE_LABEL: "istio-binaries"},
+    )
+    try:
+        for name, path in files.items():
+            try:
+                engine.copy_out(
+                    container, path, building / name, 0o644 if name == BOOTSTRAP else 0o755
+                )
+            except docker.errors.NotFound:
+                raise UserError(
+                    f"image {shown} has no {path}: not an Istio {kind} image as Istio's"
+                    f" Dockerfile builds it; give --istio-{kind}-image another image"
+                ) from None
+        building.chmod(0o755)
+        _rename_into_place(building, folder, files)
+    finally:
+        container.remove(force=True)
+        shutil.rmtree(building, ignore_errors=True)
+    return folder, True
+
+
 # ---- a build from Istio's source -----------------------------------------------------------
 
 
@@ -182,18 +332,65 @@ def build_from_source(settings: Settings) -> IstioBinaries:
     kept in cache_dir under a key of the source's content, the Go and the build flags."""
     release = release_for(settings.istio_version)
     source = settings.path("istio_src").resolve()
-    where = f"--istio-src {source}"
+    env, go = go_environment(release, settings)
+    return _build(settings, release, source, f"--istio-src {source}", str(source), env, go)
+
+
+def build_from_module(settings: Settings, release: IstioRelease) -> IstioBinaries:
+    """Build both commands from istio.io/istio@<release> as the Go module proxy serves it.
+
+    The last route, taken only when nothing else gave pilot-discovery: where the proxy does
+    not serve the module (this project's refuses it, 403), the one line names the others."""
+    module = f"{ISTIO_MODULE}@{release.version}"
+    try:
+        env, go = go_environment(release, settings)
+    except UserError as exc:
+        raise UserError(
+            f"no pilot-discovery for Istio {release.version} ({exc}); {routes(release)}"
+        ) from None
+    log.info(f"    no folder, image or source given: downloading {module} (Go module proxy)")
+    with tempfile.TemporaryDirectory(prefix="mosn-proxyv2-gomod-") as outside_any_module:
+        out = proc.run(
+            ["go", "mod", "download", "-json", module],
+            cwd=outside_any_module,
+            env=env,
+            stream=False,
+            check=False,
+        )
+    # -json prints the module's record (with Dir, or Error) after go's own progress lines.
+    record = re.search(r"^\{.*^\}", out, re.M | re.S)
+    found = json.loads(record.group(0)) if record else {}
+    if not found.get("Dir") or found.get("Error"):
+        why = found.get("Error") or (out.strip().splitlines() or ["no output"])[-1]
+        why = why.splitlines()[0].removeprefix(f"{module}: ")
+        raise UserError(
+            f"no pilot-discovery for Istio {release.version}: the Go module proxy did not give"
+            f" {module} ({why}); {routes(release)}"
+        )
+    source = Path(found["Dir"])
+    shown = f"{ISTIO_MODULE}@{found['Version']} (module proxy)"
+    return _build(settings, release, source, shown, shown, env, go)
+
+
+def _build(
+    settings: Settings,
+    release: IstioRelease,
+    source: Path,
+    where: str,
+    shown: str,
+    env: dict[str, str],
+    go: str,
+) -> IstioBinaries:
     revision = identify_source(source, release, where)
-    env, go = go_environment(source, release, settings)
     ldflags = _ldflags(release, revision)
     key = source_key(source, f"{release.version} {go} {ldflags} {BUILD_FORMAT}")
     folder = settings.path("cache_dir") / "istio" / f"{release.version}-{key[:16]}"
     if _complete(folder):
-        how = f"built from {source} with {go} earlier, kept in {folder}"
+        how = f"built from {shown} with {go} earlier, kept in {folder}"
         log.info(f"    Istio {release.version} binaries: {how}")
     else:
         seconds = _build_into(folder, source, env, ldflags, go)
-        how = f"built from {source} with {go} in {seconds:.0f}s, kept in {folder}"
+        how = f"built from {shown} with {go} in {seconds:.0f}s, kept in {folder}"
     binaries = IstioBinaries(
         folder / PILOT_DISCOVERY, folder / PILOT_AGENT, folder / BOOTSTRAP, f"pilot-* {how}"
     )
@@ -281,6 +478,15 @@ def _ldflags(release: IstioRelease, revision: str) -> str:
     return "-s -w " + " ".join(f"-X istio.io/pkg/version.{k}={v}" for k, v in stamp.items())
 
 
+def _rename_into_place(building: Path, folder: Path, files) -> None:
+    try:
+        building.rename(folder)
+    except OSError:
+        if not all((folder / name).is_file() for name in files):
+            raise
+        # Another run finished the same work first; its folder is as good as ours.
+
+
 def _complete(folder: Path) -> bool:
     return all((folder / name).is_file() for name in (PILOT_DISCOVERY, PILOT_AGENT, BOOTSTRAP))
 
@@ -321,12 +527,7 @@ def _build_into(folder: Path, source: Path, env: dict[str, str], ldflags: str, g
         record = {"source": str(source), "go": go, "ldflags": ldflags}
         (building / "build.json").write_text(json.dumps(record, indent=2) + "\n")
         building.chmod(0o755)  # mkdtemp's 0700 would hide the result from other users
-        try:
-            building.rename(folder)
-        except OSError:
-            if not _complete(folder):
-                raise
-            # Another run finished the same build first; its folder is as good as ours.
+        _rename_into_place(building, folder, (PILOT_DISCOVERY, PILOT_AGENT, BOOTSTRAP))
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return time.monotonic() - started
@@ -342,29 +543,27 @@ _CARRIED = (
 _NEWER_FLAGS = ("-buildvcs", "-pgo")
 
 
-def go_environment(
-    source: Path, release: IstioRelease, settings: Settings
-) -> tuple[dict[str, str], str]:
-    """The environment `go build` runs in for `source`, and the Go release it builds with.
+def go_environment(release: IstioRelease, settings: Settings) -> tuple[dict[str, str], str]:
+    """The environment the go command runs in for `release`, and the Go release it uses.
 
     A Go too new for Istio 1.10 fetches `release.go` itself through GOTOOLCHAIN. GOENV=off
     keeps the user's go env file (whose GOFLAGS may hold flags Go 1.16 refuses) away from that
     older Go; its settings are read first and passed on, without those flags. The module and
     build caches stay the user's when writable, else move under cache_dir.
     """
-    from ci.image.full import read_go_directive
-
-    hint = f"Istio {release.version} is built with Go (1.21 or newer fetches {release.go} itself)"
+    fetch = f"install Go 1.21 or newer (it fetches {release.go} through the module proxy)"
     out = proc.run(
         ["go", "env", "-json", "GOVERSION", *_CARRIED],
         stream=False,
         separate_stderr=True,
         what="go env",
-        hint=hint,
+        hint=fetch,
     )
     values = json.loads(out)
-    label, minor = toolchain.parse_go_version(values.pop("GOVERSION") or "go1.15")
-    oldest, newest = read_go_directive(source), toolchain.newest_working(source) or (99, 0)
+    # GOVERSION is new in Go 1.16.
+    given = values.pop("GOVERSION")
+    label, minor = toolchain.parse_go_version(given) if given else ("a Go before 1.16", (1, 15))
+    oldest, newest = toolchain.parse_go_version(release.go)[1], release.go_newest
     env = {"GOENV": "off", "GO111MODULE": "on", "CGO_ENABLED": "0"}
     if minor >= (1, 21):
         env["GOTOOLCHAIN"] = label = release.go
@@ -372,8 +571,7 @@ def go_environment(
         wanted = f"Go {oldest[0]}.{oldest[1]} to {newest[0]}.{newest[1]}"
         raise UserError(
             f"Istio {release.version} builds with {wanted} and the go on PATH is {label};"
-            f" install Go 1.21 or newer (it fetches {release.go} through the module proxy) or"
-            f" put {wanted} first on PATH"
+            f" {fetch} or put {wanted} first on PATH"
         )
     own = settings.path("cache_dir") / "go"
     flags = [f for f in values.pop("GOFLAGS").split() if not f.startswith(_NEWER_FLAGS)]
