@@ -176,6 +176,7 @@ def mesh(
     samples=None,
     wait_timeout=None,
     restart_istiod=False,
+    xds_refresh_delay=None,
     artifacts=None,
     cache_dir=None,
     quiet=False,

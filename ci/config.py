@@ -389,6 +389,14 @@ class Settings:
             " subscribe again and to take a rule"
         },
     )
+    xds_refresh_delay: float = opt(
+        0.0,
+        {
+            "mesh": "seconds between MOSN's CDS requests (refresh_delay in its bootstrap's"
+            " ads_config), which is also how long it waits to subscribe again after istiod"
+            " restarts (default 0: MOSN's own, 10 s)"
+        },
+    )
     mesh_check: bool = opt(
         False,
         "run `invoke mesh` on the built MOSN after the build, before publish and any push",

@@ -260,6 +260,7 @@ class MeshCheck:
             self.work,
             self.network,
             self.settings.direct,
+            self.settings.xds_refresh_delay,
         )
 
     def start_sidecar(self) -> str:
@@ -365,11 +366,8 @@ class MeshCheck:
         wanted = [self.sidecar, self.gateway]
         for _ in self.scenarios.until_deadline("MOSN connects to the restarted istiod"):
             connections = self.istiod.connections()
-            if all(
-                any(c.startswith(p.workload.proxy_id) for c in connections) for p in wanted if p
-            ):
+            if all(any(c.startswith(p.workload.node_id) for c in connections) for p in wanted if p):
                 break
-            time.sleep(POLL)
         resubscribed = time.monotonic() - back
         self.timings["re-subscribe after istiod restart"] = resubscribed
         applied = self.apply(REVIEWS_V3)

@@ -99,6 +99,7 @@ class Proxy:
         work: Path,
         network: Network,
         direct: bool,
+        refresh_delay: float = 0.0,
     ) -> None:
         self.workload = workload
         self.mosn = mosn
@@ -108,6 +109,10 @@ class Proxy:
         self.work = work / workload.name
         self.work.mkdir(parents=True, exist_ok=True)
         self.through_agent = istio.pilot_agent is not None and not direct
+        # MOSN reads `refresh_delay` in ads_config (Envoy ignores it for gRPC), but only as Go's
+        # JSON of the protobuf struct: Envoy's "1s" makes MOSN drop ADS altogether.
+        seconds, nanos = divmod(round(refresh_delay * 1e9), 10**9)
+        self.refresh_delay = {"seconds": seconds, "nanos": nanos} if refresh_delay else None
         self.admin_port = network.port(ADMIN_PORT)
         self.ports = {name: network.port(port) for name, port in TEMPLATE_PORTS.items()}
         self.config_dir = self.work / "proxy"
@@ -136,6 +141,12 @@ class Proxy:
         text = self.istio.bootstrap_template.read_text()
         for name, port in TEMPLATE_PORTS.items():
             text = text.replace(f'"port_value": {port}', f'"port_value": {self.ports[name]}')
+        if self.refresh_delay:
+            text = text.replace(
+                '"ads_config": {',
+                f'"ads_config": {{\n      "refresh_delay": {json.dumps(self.refresh_delay)},',
+                1,
+            )
         atomic_write(template, text)
         proxy_config = {
             "binaryPath": str(self.mosn),
@@ -209,6 +220,13 @@ class Proxy:
                 ],
             },
         }
+        ads_config = {
+            "api_type": "GRPC",
+            "transport_api_version": "V3",
+            "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}],
+        }
+        if self.refresh_delay:
+            ads_config["refresh_delay"] = self.refresh_delay
         w = self.workload
         return {
             "node": {
@@ -225,11 +243,7 @@ class Proxy:
             "dynamic_resources": {
                 "lds_config": ads,
                 "cds_config": ads,
-                "ads_config": {
-                    "api_type": "GRPC",
-                    "transport_api_version": "V3",
-                    "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}],
-                },
+                "ads_config": ads_config,
             },
             "static_resources": {"clusters": [xds]},
         }

@@ -140,11 +140,46 @@ def test_mosn_v1_0_0_built_with_go_1_15_routes_every_scenario(mesh, v100_go115, 
     assert f"- gateway: router istio-ingressgateway-0.istio-system through {through}" in report
 
 
-@pytest.mark.parametrize("how", ["pilot-agent", "direct"])
-def test_mosn_v1_6_1_routes_every_scenario(mesh, v161, how):
-    result, artifacts = mesh(v161, *(["--direct"] if how == "direct" else []))
+def test_mosn_v1_6_1_routes_every_scenario_through_pilot_agent_on_a_shared_loopback(mesh, v161):
+    result, artifacts = mesh(v161, "--network", "shared")
     found = assert_every_scenario_passed(result, artifacts)
     assert found["mosn_version"].startswith("mosn version v1.6.1")
+    report = (artifacts / "report.md").read_text()
+    assert "- network: the machine's loopback, shared" in report
+    assert "the Gateway's port 80 moved to " in report
+
+
+def test_mosn_v1_6_1_directly_keeps_its_rules_and_subscribes_again_after_an_istiod_restart(
+    mesh, v161
+):
+    result, artifacts = mesh(
+        v161, "--direct", "--restart-istiod", "--xds-refresh-delay", "1", "--network", "private"
+    )
+    assert_every_scenario_passed(result, artifacts)
+    restart = checks(artifacts)["istiod restart"]
+    assert restart.find("failure") is None
+    said = restart.find("system-out").text
+    assert "while istiod was down MOSN kept the last rule (jason v2=10)" in said
+    assert "both proxies subscribed again" in said
+    assert "virtual-service-reviews-v3.yaml in MOSN after" in said
+
+
+def test_mosn_taken_from_an_image_routes_every_scenario(mesh, v161, docker_client):
+    # An image holding nothing but the dist's usr/local/bin/mosn: what the check copies out.
+    reference = f"mosn-proxyv2-test/mesh-mosn:{os.getpid()}"
+    repository, tag = reference.rsplit(":", 1)
+    docker_client.api.import_image_from_file(
+        str(v161 / "mosn.tar.gz"), repository=repository, tag=tag
+    )
+    try:
+        result, artifacts = mesh(Path("no-dist-needed"), "--image", reference)
+    finally:
+        docker_client.images.remove(reference, force=True)
+    found = assert_every_scenario_passed(result, artifacts)
+    assert found["image"] == reference
+    assert (
+        f"- MOSN: image {reference}: /usr/local/bin/mosn" in (artifacts / "report.md").read_text()
+    )
 
 
 # ---- a broken MOSN and a wrong split fail at a named scenario ---------------------------------
