@@ -89,11 +89,16 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.999) -> tuple[float, f
     """Exact (Clopper-Pearson) confidence interval for a binomial share, for the report."""
     tail = (1 - confidence) / 2
 
+    def term(i: int, p: float) -> float:
+        # In logarithms: math.comb(n, i) overflows a float from n of about a thousand.
+        log_comb = math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+        return math.exp(log_comb + i * math.log(p) + (n - i) * math.log1p(-p))
+
     def upper_tail(p: float) -> float:  # P(X >= k)
-        return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+        return sum(term(i, p) for i in range(k, n + 1))
 
     def lower_tail(p: float) -> float:  # P(X <= k)
-        return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(0, k + 1))
+        return sum(term(i, p) for i in range(0, k + 1))
 
     def bisect(fn, target: float, increasing: bool) -> float:
         lo, hi = 0.0, 1.0
