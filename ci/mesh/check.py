@@ -89,6 +89,9 @@ def step(report: Report, name: str, action: Callable[[], str | None]) -> Check:
     except KeyboardInterrupt:
         check.status, check.detail = FAILED, "interrupted (Ctrl-C)"
         raise
+    except Exception as exc:  # a defect of the check itself: never reported as passed
+        check.status, check.detail = FAILED, f"crashed: {type(exc).__name__}: {exc}"
+        raise
     finally:
         check.seconds = time.monotonic() - started
         report.checks.append(check)
