@@ -62,6 +62,7 @@ def build(
     go_image=None,
     cgo=False,
     skip_toolchain_check=False,
+    fix_deps=False,
     skip_smoke=False,
     quiet=False,
 ):

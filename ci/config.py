@@ -149,6 +149,14 @@ class Settings:
         {"build": "compile even with a Go release known to break a pinned dependency"},
         action="skip-toolchain-check",
     )
+    fix_deps: bool = opt(
+        False,
+        {
+            "build": "move dependencies a Go release breaks to versions measured to work"
+            " (ci/builder/toolchain.py FIXES), in the build's own copy of the checkout"
+        },
+        action="fix-deps",
+    )
     skip_smoke: bool = opt(
         False,
         {

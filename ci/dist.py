@@ -37,6 +37,9 @@ class Dist:
     source_date_epoch: int
     cgo: bool
     files: tuple[DistFile, ...] = field(default_factory=tuple)
+    dirty: bool = False  # built from a checkout with uncommitted changes
+    # Modules --fix-deps moved: {"module", "from", "to"} each.
+    fixes: tuple[dict[str, str], ...] = ()
 
     @classmethod
     def load(cls, root: Path | str) -> Dist:
@@ -49,8 +52,9 @@ class Dist:
         try:
             data = json.loads(manifest.read_text())
             files = tuple(DistFile(**f) for f in data.pop("files"))
+            fixes = tuple(data.pop("fixes", ()))
             data.pop("schema", None)
-            return cls(root=root, files=files, **data)
+            return cls(root=root, files=files, fixes=fixes, **data)
         except (ValueError, TypeError, KeyError) as exc:
             raise UserError(
                 f"{manifest} is not a manifest this tool wrote ({exc}); rebuild with `invoke build`"

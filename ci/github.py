@@ -99,7 +99,8 @@ def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
             "(python3 -m pip install ...) or use `system-site-packages: false`"
         ]
     # The tasks' modules need those packages (publish's stores import requests).
-    from ci import build, image, publish
+    from ci import builder as build
+    from ci import image, publish
 
     s, found = read_settings(environ)
     keep = environ.get(KEEP_SERVER_ENV, "").strip().lower()
@@ -238,6 +239,12 @@ def summary_markdown(dist: Dist, published: Record, image: ImageResult | None) -
         lines.append(
             f"| `{markdown_cell(f.name)}` | {human(f.size)} | `{f.sha256}` | {markdown_cell(url) or 'not published'} |"
         )
+    if dist.fixes:
+        moved = ", ".join(
+            f"`{markdown_cell(f['module'])}` {markdown_cell(f['from'])} → {markdown_cell(f['to'])}"
+            for f in dist.fixes
+        )
+        lines += ["", f"Dependency fixes (fix-deps, built with {dist.go_version}): {moved}"]
     if published.istio_env:
         lines += ["", f"Istio build variables: `{markdown_cell(published.istio_env)}`"]
     if image:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -80,28 +81,36 @@ def run(
 
 
 class CommandFailed(UserError):
-    """A program's non-zero exit. The message quotes its last line (git's or Go's own reason);
-    the lines before it are the detail, unless they were echoed already: each line of the
-    program's output is on screen once."""
+    """A program's non-zero exit. The message quotes the line of its output that says why (git's
+    or Go's own reason); the other last lines are the detail, unless they were echoed
+    already: each line of the program's output is on screen once."""
 
     def __init__(
         self, name: str, code: int, output: str, tail: list[str], hint: str, echoed: bool
     ) -> None:
         self.code = code
         self.output = output  # what `run` would have returned
-        self.reason = last_line(tail)
+        at = reason_index(tail)
+        self.reason = " ".join(tail[at].split())[:300] if at is not None else ""
         said = f": {self.reason}" if self.reason else ""
-        before = tail[: max(i for i, line in enumerate(tail) if line.strip())] if said else tail
+        rest = tail[:at] + tail[at + 1 :] if at is not None else tail
         super().__init__(
             f"{name} failed with exit code {code}{said}{'; ' + hint if hint else ''}",
-            detail="" if echoed else "\n".join(before),
+            detail="" if echoed else "\n".join(rest),
         )
 
 
-def last_line(lines: Iterable[str], limit: int = 300) -> str:
-    """The last line that says something, cut to `limit` characters."""
-    said = [line.strip() for line in lines if line.strip()]
-    return " ".join(said[-1].split())[:limit] if said else ""
+# Lines that state an error, as git, Go and the compiler write them; what follows them is often
+# advice ("For more information, see 'go help module-auth'.").
+_REASON = re.compile(r"(go: |go [a-z]+: |fatal: |error: |verifying |\S+\.go:\d+)", re.I)
+
+
+def reason_index(lines: list[str]) -> int | None:
+    """The index of the line that says why: the last that states an error, else the last line
+    that says anything."""
+    said = [i for i, line in enumerate(lines) if line.strip()]
+    stated = [i for i in said if _REASON.match(lines[i].strip())]
+    return (stated or said or [None])[-1]
 
 
 def _spawn(

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ci import config, log, names
-from ci.builder import package, smoke, source, toolchain
+from ci.builder import compile, fixdeps, package, smoke, source, toolchain
 from ci.builder.compile import HostGo
 from ci.builder.docker_go import DockerGo
 from ci.builder.source import Checkout
@@ -21,12 +21,25 @@ from ci.dist import Dist
 from ci.errors import UserError
 
 
-def stamped_version(checkout: Checkout, override: str) -> str:
-    """What `mosn --version` will print: MOSN's Makefile uses VERSION(<short hash>)."""
+def stamped_version(checkout: Checkout, override: str, fixed: bool = False) -> str:
+    """What `mosn --version` will print: MOSN's Makefile uses VERSION(<short hash>). A tree
+    with uncommitted changes is not that commit, so it gets VERSION(<short hash>-dirty); nor
+    is one whose dependencies --fix-deps moved: VERSION(<short hash>-fix-deps), so that a
+    sidecar's `mosn --version`, the published folder and the image tag tell it from a build
+    of the commit as MOSN made it."""
     if override:
         version = override
     elif checkout.short_commit:
-        version = f"{checkout.version_file}({checkout.short_commit})"
+        marks = "-dirty" * bool(checkout.changes) + "-fix-deps" * fixed
+        version = f"{checkout.version_file}({checkout.short_commit}{marks})"
+        if checkout.changes:
+            changes = checkout.changes
+            shown = ", ".join(changes[:3]) + (", ..." if len(changes) > 3 else "")
+            log.warn(
+                f"{checkout.path} has uncommitted changes ({len(changes)}: {shown}):"
+                f" stamped {version}, not the commit {checkout.short_commit} (MOSN's Makefile"
+                " would stamp the commit); commit them, or pass --version"
+            )
     else:
         raise UserError(
             f"{checkout.path} is not a git checkout, so it has no commit to stamp; pass --version"
@@ -111,7 +124,7 @@ def check_one_source(settings: Settings) -> None:
 def resolve_source(settings: Settings, host: Callable[[], HostGo]) -> Checkout:
     check_one_source(settings)
     if settings.mosn_src:
-        return source.inspect_checkout(settings.path("mosn_src"))
+        return source.inspect_checkout(settings.path("mosn_src"), out=settings.path("dist"))
     if settings.mosn_module:
         with log.stage(f"download MOSN {settings.mosn_module} from the Go module proxy"):
             module = source.download_module(
@@ -144,26 +157,24 @@ def build(settings: Settings) -> Dist:
     # Probed once, when first needed: a module download and the compile share it.
     host = functools.cache(HostGo)
     checkout = resolve_source(settings, host)
-    with log.stage("inspect source"):
-        version = stamped_version(checkout, settings.version)
-        epoch = source_date_epoch(checkout)
-        go = compiler(settings, checkout, host)
-        go_label, go_minor = go.version()
-        where = go.where
-        skip = settings.skip_toolchain_check
-        toolchain.check(checkout.path, checkout.go_directive, go_label, go_minor, where, skip)
-        log.info(f"    MOSN {version}, Istio {settings.istio_version}, {go_label} ({where})")
-    template = Dist(
-        root=out,
-        mosn_version=version,
-        mosn_version_safe=names.url_safe(version),
-        istio_version=settings.istio_version,
-        git_commit=checkout.commit,
-        go_version=go_label,
-        source_date_epoch=epoch,
-        cgo=settings.cgo,
-    )
     with tempfile.TemporaryDirectory(prefix="mosn-build-") as work:
+        with log.stage("inspect source"):
+            go = compiler(settings, checkout, host)
+            go_label, go_minor = go.version()
+            where = f"{go_label} ({go.where})"
+            toolchain.check_go_mod(checkout.go_directive, go_label, go_minor, where)
+            build_list = compile.build_list(go, checkout)
+            fixes: tuple[dict[str, str], ...] = ()
+            if settings.fix_deps:
+                checkout, build_list, fixes = fixdeps.apply(
+                    go, checkout, build_list, Path(work), go_minor
+                )
+            skip = settings.skip_toolchain_check
+            toolchain.check(build_list, checkout.go_directive, go_label, go_minor, where, skip)
+            toolchain.warn_unsupported(go_label, go_minor, *compile.supported_releases(host))
+            version = stamped_version(checkout, settings.version, fixed=bool(fixes))
+            epoch = source_date_epoch(checkout)
+            log.info(f"    MOSN {version}, Istio {settings.istio_version}, {where}")
         binaries: dict[str, Path] = {}
         for platform in platforms:
             with log.stage(f"compile {platform.name}"):
@@ -178,10 +189,25 @@ def build(settings: Settings) -> Dist:
         elif not settings.skip_smoke:
             log.warn(f"no smoke run: no {smoke.host_platform()} binary was built for this host")
         with log.stage("package"):
+            # What the binary says it was built with, which GOTOOLCHAIN may have switched.
+            built_with = compile.built_with(go, next(iter(binaries.values())))
+            log.info(f"    built with {built_with} (go version -m)")
             # The bytes depend on the zlib release: say which, for whoever compares digests.
             log.info(
                 f"    gzip level {package.GZIP_LEVEL}, zlib {zlib.ZLIB_RUNTIME_VERSION},"
                 f" {package.compress_workers()} threads"
+            )
+            template = Dist(
+                root=out,
+                mosn_version=version,
+                mosn_version_safe=names.url_safe(version),
+                istio_version=settings.istio_version,
+                git_commit=checkout.commit,
+                dirty=bool(checkout.changes),
+                fixes=fixes,
+                go_version=built_with or go_label,
+                source_date_epoch=epoch,
+                cgo=settings.cgo,
             )
             dist = package.write_dist(out, binaries, template)
     for f in dist.files:

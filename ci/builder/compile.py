@@ -3,12 +3,17 @@ golang container (ci.builder.docker_go), and the host's own Go."""
 
 from __future__ import annotations
 
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ci import log, names, proc
 from ci.builder import toolchain
 from ci.builder.source import Checkout
 from ci.config import Settings
+from ci.errors import UserError
 
 # Flags a user's GOFLAGS may hold (set for a newer Go, often with `go env -w`) that an older
 # go command refuses outright, even for `go version` ("go: parsing $GOFLAGS: unknown flag"),
@@ -87,6 +92,18 @@ def go_build_env(platform: names.Platform, settings: Settings) -> dict[str, str]
     }
 
 
+@dataclass(frozen=True)
+class GoCommand:
+    """`go ARGS` in the folder `cwd`, run by the Go that builds (HostGo or DockerGo)."""
+
+    args: list[str]
+    cwd: Path
+    what: str  # how an error names it
+    hint: str = ""
+    writes: bool = False  # it may change files in `cwd` (go get)
+    echo: bool = True  # its output goes to the build log as it comes
+
+
 class HostGo:
     """The host's go command, with the user's Go environment less what this release predates."""
 
@@ -100,6 +117,18 @@ class HostGo:
 
     def version(self) -> tuple[str, tuple[int, int]]:
         return self.label, self.minor
+
+    def go(self, command: GoCommand) -> str:
+        """Run `command` with the host's go; its stdout."""
+        return proc.run(
+            ["go", *command.args],
+            cwd=command.cwd,
+            env={"GO111MODULE": "on", **self.env},
+            stream=command.echo,
+            separate_stderr=True,
+            what=command.what,
+            hint=command.hint,
+        )
 
     def compile(
         self,
@@ -117,3 +146,44 @@ class HostGo:
             what=f"go build for {platform.name}",
             hint="the compiler's last lines are above",
         )
+
+
+def build_list(go, checkout: Checkout) -> dict[str, str]:
+    """The module versions a build of `checkout` compiles: vendor/modules.txt, or `go list -m
+    all` with the Go that compiles (`go`: HostGo or DockerGo), which reads the module graph as
+    that go build will, downloading go.mod files where it must."""
+    if checkout.vendored:
+        return toolchain.parse_build_list((checkout.path / "vendor" / "modules.txt").read_text())
+    out = go.go(
+        GoCommand(
+            ["list", "-m", "all"],
+            checkout.path,
+            what="`go list -m all` (the build list the toolchain check judges)",
+            hint="check GOPROXY, or that go.mod and go.sum are complete",
+            echo=False,
+        )
+    )
+    return toolchain.parse_build_list(out)
+
+
+def built_with(go, binary: Path) -> str:
+    """The Go release that built `binary`, as `go version -m` reads it from the binary."""
+    command = GoCommand(["version", "-m", binary.name], binary.parent, "go version -m", echo=False)
+    out = go.go(command)
+    match = re.match(r"[^\n]*?:\s+(go\S+)", out)
+    return match.group(1) if match else ""
+
+
+def supported_releases(host: Callable[[], HostGo]) -> tuple[tuple[tuple[int, int], ...], str]:
+    """The Go releases that still get security fixes, and where that was read: the module
+    proxy's golang.org/toolchain list through the host's go (its GOPROXY), else the table."""
+    offline = (toolchain.SUPPORTED_WHEN_OFFLINE, "this tool's table (the module proxy's list"
+               " of Go toolchains was out of reach)")  # fmt: skip
+    try:
+        with tempfile.TemporaryDirectory(prefix="mosn-go-") as empty:
+            listing = ["list", "-m", "-versions", toolchain.TOOLCHAIN_MODULE]
+            out = host().go(GoCommand(listing, Path(empty), "go list -m -versions", echo=False))
+    except UserError:
+        return offline
+    found = toolchain.supported_releases(out.split()[1:])
+    return (found, f"{toolchain.TOOLCHAIN_MODULE} on the module proxy") if found else offline

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ci import engine, log, proc
 from ci.builder import toolchain
-from ci.builder.compile import go_build_command, go_build_env, goflags_for
+from ci.builder.compile import GoCommand, go_build_command, go_build_env, goflags_for
 from ci.builder.source import Checkout
 from ci.config import Settings
 from ci.errors import UserError
@@ -91,6 +91,20 @@ class DockerGo:
         env = {k: os.environ[k] for k in GO_NETWORK_ENV if os.environ.get(k)}
         return {**env, **goflags_for(env.get("GOFLAGS", ""), *self.version())}
 
+    def go(self, command: GoCommand) -> str:
+        """Run `command` in a container, its folder mounted (read-write only when it writes),
+        with the network for the modules it may fetch; stdout and stderr together."""
+        return self._run(
+            ["go", *command.args],
+            self._go_env,
+            f"{command.what} in {self.image}",
+            hint=command.hint,
+            network=True,
+            source=command.cwd,
+            writable=command.writes,
+            echo=command.echo,
+        )
+
     def compile(
         self,
         checkout: Checkout,
@@ -125,6 +139,8 @@ class DockerGo:
         network: bool,
         source: Path | None = None,
         copy_out: Path | None = None,
+        writable: bool = False,
+        echo: bool = True,
     ) -> str:
         import docker.errors
         import requests.exceptions
@@ -133,7 +149,8 @@ class DockerGo:
         # Mount objects rather than "src:dst:mode" strings: a path may contain a colon.
         mounts = [Mount(CACHE, self.volume, type="volume")] if self.volume else []
         if source is not None:
-            mounts.append(Mount(SRC, str(source.resolve()), type="bind", read_only=True))
+            # Read-only unless asked: the user's checkout is never written to.
+            mounts.append(Mount(SRC, str(source.resolve()), type="bind", read_only=not writable))
         environment = {
             "GOMODCACHE": f"{CACHE}/mod",
             "GOCACHE": f"{CACHE}/build",
@@ -165,14 +182,13 @@ class DockerGo:
                     f"{what}: the container did not start ({engine.reason(exc)});"
                     f" is {self.image} a golang image with go on its PATH? pass another --go-image"
                 ) from None
-            output = _follow(container)
+            echo = echo and not log.is_quiet()
+            output = _follow(container, echo)
             code = container.wait().get("StatusCode", 1)
             if code != 0:
                 raise proc.CommandFailed(
-                    # _follow echoed the output unless quiet.
-                    what, code, output, output.splitlines()[-proc.TAIL_LINES :], hint,
-                    echoed=not log.is_quiet(),
-                )  # fmt: skip
+                    what, code, output, output.splitlines()[-proc.TAIL_LINES :], hint, echo
+                )
             if copy_out is not None:
                 _copy_out(container, copy_out)
             return output
@@ -185,10 +201,9 @@ class DockerGo:
                 log.warn(f"could not remove container {container.name}; remove it by hand")
 
 
-def _follow(container) -> str:
-    """Echo the container's output as it comes (unless quiet) and return all of it."""
+def _follow(container, echo: bool) -> str:
+    """Echo the container's output as it comes (when `echo`) and return all of it."""
     chunks: list[str] = []
-    echo = not log.is_quiet()
     pending = ""
     for raw in container.logs(stream=True, follow=True):
         pending += raw.decode(errors="replace")

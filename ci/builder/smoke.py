@@ -19,6 +19,7 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -178,6 +179,26 @@ def last_lines(text: str) -> str:
     return "\n".join(lines[-LOG_LINES:])
 
 
+# The dynamic loader a glibc-linked Go binary names as its ELF interpreter.
+GLIBC_LOADERS = {
+    "linux/amd64": "/lib64/ld-linux-x86-64.so.2",
+    "linux/arm64": "/lib/ld-linux-aarch64.so.1",
+}
+
+
+def exec_hint(output: str) -> str:
+    """Why an image could not start a binary it holds, when its output says `exec ...: no such
+    file or directory`: the file is there, the ELF interpreter it names is not."""
+    if not re.search(r"exec \S+: no such file or directory", output):
+        return ""
+    loaders = ", ".join(f"{path} on {platform}" for platform, path in GLIBC_LOADERS.items())
+    return (
+        " (likely a CGO build in a base without glibc: the binary is there, but a glibc-linked"
+        f" binary needs glibc's dynamic loader ({loaders}), which musl and busybox bases do not"
+        " have; rebuild without --cgo for a static binary, or use a glibc base)"
+    )
+
+
 def run_host(binary: Path) -> None:
     """Start `binary` on the smoke bootstrap, check it, stop it; one UserError if it fails."""
     listener_port, admin_port = free_ports(2)
@@ -253,9 +274,10 @@ def run_in_image(client, reference: str, binary: str) -> None:
             why = f"MOSN exited with code {container.attrs['State'].get('ExitCode')}"
         if why:
             logs = container.logs(stdout=True, stderr=True).decode(errors="replace")
+            cause = exec_hint(logs) or " (a CGO build against a newer libc?)"
             raise UserError(
                 f"smoke run in {reference} (network none) failed: {why}; the binary does not"
-                " run on this base image (a CGO build against a newer libc?)",
+                f" run on this base image{cause}",
                 detail=last_lines(logs),
             )
     finally:

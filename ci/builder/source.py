@@ -70,9 +70,9 @@ def clone(repo: str, ref: str, cache_dir: Path, *, project: str = "mosn", hint: 
     if commit and (home / commit / ".git").is_dir():
         said = f"{ref} is {commit[:12]}," if ref != commit else f"{commit[:12]}"
         log.info(f"    using cached {said} from {home / commit}")
-        atomic_write(pointer, commit + "\n")
+        _point(pointer, commit)
         return home / commit
-    work = _scratch(home / "refs", home, cache_dir)
+    work = _scratch(home, home, cache_dir)
     try:
         try:
             _fetch(repo, ref, work, hint)
@@ -90,11 +90,21 @@ def clone(repo: str, ref: str, cache_dir: Path, *, project: str = "mosn", hint: 
             # Already cached (by an earlier build, or a concurrent one): that copy is the same.
             if not (final / ".git").is_dir():
                 raise
-        atomic_write(pointer, commit + "\n")
+        _point(pointer, commit)
         log.info(f"    {ref} is {commit[:12]}, checked out in {final}")
         return final
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        # A first clone that failed leaves no empty folders behind.
+        for folder in (home, home.parent):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _point(pointer: Path, commit: str) -> None:
+    """Remember the commit a ref resolved to, for when the remote cannot be reached."""
+    pointer.parent.mkdir(exist_ok=True)
+    atomic_write(pointer, commit + "\n")
 
 
 def _scratch(folder: Path, home: Path, cache_dir: Path) -> Path:
@@ -262,13 +272,19 @@ class Checkout:
     vendored: bool
     # Needs a network in the build container: requirements and no vendor folder.
     downloads_modules: bool
+    # Uncommitted changes, as Go's own VCS stamp (vcs.modified) counts them: `git status`
+    # lists something, untracked files included (an untracked .go file is compiled too).
+    changes: tuple[str, ...] = ()
 
 
-def inspect_checkout(path: Path, origin: tuple[str, str, int] | None = None) -> Checkout:
+def inspect_checkout(
+    path: Path, origin: tuple[str, str, int] | None = None, out: Path | None = None
+) -> Checkout:
     """Check `path` is a MOSN checkout and read what the build stamps from it.
 
     `origin` (commit, short commit, commit time) stands in for git's HEAD when the source
-    is a module from the Go module proxy rather than a git checkout.
+    is a module from the Go module proxy rather than a git checkout. `out`, the build's
+    output folder, does not count as a change when it lies inside the checkout.
     """
     if not path.is_dir():
         raise UserError(
@@ -293,6 +309,7 @@ def inspect_checkout(path: Path, origin: tuple[str, str, int] | None = None) -> 
     directive = re.search(r"^go\s+(\d+)\.(\d+)", text, re.M)
     go_directive = (int(directive.group(1)), int(directive.group(2))) if directive else (1, 0)
     commit, short, when = origin or _git_head(path)
+    changes = () if origin or not commit else _uncommitted(path, out)
     vendored = (path / "vendor" / "modules.txt").is_file()
     return Checkout(
         path=path,
@@ -303,6 +320,7 @@ def inspect_checkout(path: Path, origin: tuple[str, str, int] | None = None) -> 
         commit_time=when,
         vendored=vendored,
         downloads_modules=not vendored and re.search(r"^require\b", text, re.M) is not None,
+        changes=changes,
     )
 
 
@@ -316,3 +334,17 @@ def _git_head(path: Path) -> tuple[str, str, int]:
     if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{40,64}", parts[0]):
         return "", "", 0
     return parts[0], parts[1], int(parts[2])
+
+
+def _uncommitted(path: Path, out: Path | None) -> tuple[str, ...]:
+    status = proc.run(
+        ["git", "-C", path, "status", "--porcelain", "--untracked-files=all"],
+        stream=False,
+        what=f"git status in {path}",
+    )
+    changed = [line[3:] for line in status.splitlines() if line.strip()]
+    if out is not None:
+        with contextlib.suppress(ValueError):
+            inside = out.resolve().relative_to(path.resolve()).as_posix() + "/"
+            changed = [name for name in changed if not (name + "/").startswith(inside)]
+    return tuple(changed)

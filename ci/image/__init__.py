@@ -38,7 +38,13 @@ def image_labels(dist: Dist, istio_version: str, source: str) -> dict[str, str]:
         "org.opencontainers.image.created": rfc3339(dist.source_date_epoch),
         "io.mosn.version": dist.mosn_version,
         "io.istio.version": istio_version,
+        # What --fix-deps moved, for whoever scans the image: "module from=>to, ...".
+        **({"io.mosn.proxyv2.fix-deps": fixes_label(dist)} if dist.fixes else {}),
     }
+
+
+def fixes_label(dist: Dist) -> str:
+    return ", ".join(f"{f['module']} {f['from']}=>{f['to']}" for f in dist.fixes)
 
 
 def load_dist(settings: Settings) -> Dist:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ci import engine, log, names
+from ci.builder import smoke
 from ci.errors import UserError
 
 # Throwaway tags carry this prefix; they exist only between a build and its verification.
@@ -186,7 +187,8 @@ def verify(client, reference: str, expected_version: str) -> None:
             got = f"exit code {code}: {first_line!r}" if code != 0 else repr(first_line)
             raise UserError(
                 f"the built image's {names.BINARY_PATH_IN_IMAGE} --version gave {got}, expected"
-                f" {expected!r}; the image was removed and nothing was tagged or pushed",
+                f" {expected!r}{smoke.exec_hint(output)}; the image was removed and nothing was"
+                " tagged or pushed",
                 detail=output,
             )
     log.info(f"    {names.BINARY_PATH_IN_IMAGE} --version: {first_line}")

@@ -91,7 +91,7 @@ def same(stored: Stored | None, item: Item) -> bool:
 
 
 def upload(
-    store: Store, items: list[Item], *, force: bool, version: str
+    store: Store, items: list[Item], *, force: bool, version: str, dirty: bool = False
 ) -> tuple[list[str], list[str]]:
     """Upload what is missing; refuse (before sending anything) to replace different bytes."""
     found = {item.key: store.stat(item.key) for item in items}
@@ -100,9 +100,16 @@ def upload(
     ]
     if different and not force:
         listed = ", ".join(item.name for item in different)
+        # Every edit of an uncommitted tree gives new bytes under the same -dirty stamp.
+        why = (
+            " (the dist was built from a checkout with uncommitted changes: commit them and"
+            " rebuild)"
+            if dirty
+            else ""
+        )
         raise UserError(
             f"{store.display(different[0].key)}: version {version} is already published with"
-            f" different bytes ({listed}); build another version (`invoke build --version V`),"
+            f" different bytes ({listed}){why}; build another version (`invoke build --version V`),"
             " or pass --force to replace them"
         )
     uploaded, unchanged = [], []
@@ -162,7 +169,9 @@ def publish(settings: Settings) -> Published:
     store = open_store(settings)
 
     with log.stage(f"publish {len(items)} files to {store.describe()} under {folder}/"):
-        uploaded, unchanged = upload(store, items, force=settings.force, version=version)
+        uploaded, unchanged = upload(
+            store, items, force=settings.force, version=version, dirty=dist.dirty
+        )
 
     base_url = store.folder_url(folder)
     urls = {

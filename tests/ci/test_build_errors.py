@@ -101,7 +101,13 @@ def test_compile_error_shows_the_compiler_and_keeps_the_previous_dist(tmp_path, 
     edit(src, "cmd/mosn/main/broken.go", broken)
     result = build(src, out, tmp_path)
     stderr = assert_fails(result, "go build for linux/amd64 failed", out, before)
-    assert "undefined: undefinedThing" in stderr
+    # The compiler's lines as they came, once; the error line quotes the last one.
+    assert result.stdout.count("undefined: undefinedThing") == 1
+    compiler = next(line for line in result.stdout.splitlines() if "undefinedThing" in line)
+    assert stderr.strip().splitlines() == [
+        f"error: go build for linux/amd64 failed with exit code 1: {compiler.strip()};"
+        " the compiler's last lines are above"
+    ]
     assert "broken.go:3" in stderr
 
 
@@ -179,8 +185,11 @@ def test_unknown_ref_names_the_ref_and_shows_git(tmp_path, out):
         .splitlines()[-1]
         .endswith("or build from the Go module proxy with --mosn-module VERSION")
     )
-    # Nothing half-cloned stays in the cache.
-    assert not [p for p in (tmp_path / "cache").rglob(".new-*")]
+    # Nothing half-cloned stays in the cache, not even an empty folder.
+    assert [p for p in (tmp_path / "cache").rglob("*")] == []
+    # git's lines were shown once, as they came (stdout); stderr is the error line alone.
+    assert result.stdout.count("v0.0.0-nope not found") == 1
+    assert stderr.strip().count("\n") == 0
 
 
 def test_ctrl_c_while_compiling_leaves_out_and_temp_clean(tmp_path, out):

@@ -81,12 +81,13 @@ def test_a_failing_module_download_says_what_go_said(tmp_path):
     assert "go: parsing $GOFLAGS: unknown flag -no-such-flag" in line
 
 
-def test_a_failing_go_build_says_what_go_said(tmp_path):
+def test_a_failing_go_command_of_a_checkout_build_says_what_go_said(tmp_path):
     src = make_checkout(tmp_path / "src")
     env = goflags_env(tmp_path, "go env -w", "-no-such-flag")
     line = last_error(build(src, tmp_path / "dist", tmp_path, env=env))
-    assert line.startswith("error: go build for linux/amd64 failed with exit code")
-    assert "go: parsing $GOFLAGS: unknown flag -no-such-flag" in line
+    # The first go command that takes the user's GOFLAGS reads the build list.
+    assert line.startswith("error: `go list -m all` (the build list the toolchain check judges)")
+    assert "failed with exit code 1: go: parsing $GOFLAGS: unknown flag -no-such-flag" in line
 
 
 @pytest.mark.docker

@@ -41,39 +41,114 @@ def test_unreadable_go_version_is_one_line():
         toolchain.parse_go_version("go: not found\n")
 
 
-def test_only_code_hashes_count_as_pinned():
+def test_only_code_hashes_count_as_pinned_for_istio_s_checkout():
     assert toolchain.pinned_modules(V100_SUM) == {"github.com/modern-go/reflect2": {"v1.0.1"}}
     assert toolchain.pinned_modules(V161_SUM) == {"github.com/modern-go/reflect2": {"v1.0.2"}}
 
 
-def test_reflect2_v1_0_1_is_refused_from_go_1_18_with_the_working_range_and_the_fixes(tmp_path):
-    (tmp_path / "go.sum").write_text(V100_SUM)
-    toolchain.check(tmp_path, (1, 14), "go1.17.13", (1, 17), "the host's go")
+# `go list -m all` of MOSN v1.0.0, and after `go get` moved json-iterator and reflect2 (a part).
+V100_LIST = """mosn.io/mosn
+github.com/json-iterator/go v1.1.10
+github.com/modern-go/reflect2 v1.0.1
+"""
+FIXED_LIST = """mosn.io/mosn
+github.com/json-iterator/go v1.1.12
+github.com/modern-go/reflect2 v1.0.2
+"""
+V100 = toolchain.parse_build_list(V100_LIST)
+
+
+def test_build_list_reads_go_list_and_vendor_modules_txt_and_replacements():
+    assert V100 == {
+        "github.com/json-iterator/go": "v1.1.10",
+        "github.com/modern-go/reflect2": "v1.0.1",
+    }
+    vendored = (
+        "# github.com/modern-go/reflect2 v1.0.1\n## explicit\ngithub.com/modern-go/reflect2\n"
+    )
+    assert toolchain.parse_build_list(vendored) == {"github.com/modern-go/reflect2": "v1.0.1"}
+    replaced = (
+        "github.com/modern-go/reflect2 v1.0.1 => github.com/modern-go/reflect2 v1.0.2\n"
+        "github.com/json-iterator/go v1.1.10 => ./jsoniter\n"
+    )
+    assert toolchain.parse_build_list(replaced) == {
+        "github.com/modern-go/reflect2": "v1.0.2",
+        "github.com/json-iterator/go": "=> ./jsoniter",
+    }
+
+
+def test_reflect2_v1_0_1_is_refused_from_go_1_18_with_the_working_range_and_the_fixes():
+    toolchain.check(V100, (1, 14), "go1.17.13", (1, 17), "go1.17.13 (the host's go)")
     with pytest.raises(UserError) as caught:
-        toolchain.check(tmp_path, (1, 14), "go1.18.0", (1, 18), "the host's go")
+        toolchain.check(V100, (1, 14), "go1.18.0", (1, 18), "go1.18.0 (the host's go)")
     assert str(caught.value) == (
-        "go1.18.0 (the host's go) breaks github.com/modern-go/reflect2 v1.0.1 pinned in go.sum"
+        "go1.18.0 (the host's go) breaks github.com/modern-go/reflect2 v1.0.1 in the build list"
         " (it crashes at run time); it works with Go 1.14 to 1.17: build with --in-docker"
-        " (the golang image the checkout's Makefile names) or a Go from 1.14 to 1.17,"
-        " or pass --skip-toolchain-check"
+        " (the golang image the checkout's Makefile names) or a Go from 1.14 to 1.17"
+        f" or --fix-deps ({toolchain.FIXES[0].describe()}), or pass --skip-toolchain-check"
+    )
+    assert (
+        toolchain.FIXES[0]
+        .describe()
+        .startswith(
+            "github.com/json-iterator/go v1.1.12 with github.com/modern-go/reflect2 v1.0.2, measured"
+        )
     )
 
 
-def test_reflect2_v1_0_2_passes_with_the_newest_go(tmp_path):
-    (tmp_path / "go.sum").write_text(V161_SUM)
-    toolchain.check(tmp_path, (1, 18), "go1.26.8", (1, 26), "the host's go")
+def test_the_build_list_decides_not_a_stale_go_sum_line():
+    # After `go get`, go.sum still holds reflect2 v1.0.1's hash (V100_SUM's line); only the
+    # build list says what is compiled.
+    toolchain.check(toolchain.parse_build_list(FIXED_LIST), (1, 14), "go1.26.8", (1, 26), "x")
 
 
-def test_every_rule_carries_its_evidence():
-    for rule in toolchain.RULES:
-        assert len(rule.evidence) > 80 and "measured" in rule.evidence.lower()
+def test_reflect2_v1_0_2_passes_with_the_newest_go():
+    toolchain.check({"github.com/modern-go/reflect2": "v1.0.2"}, (1, 18), "go1.26.8", (1, 26), "x")
 
 
-def test_go_older_than_go_mod_offers_gotoolchain_from_go_1_21(tmp_path):
+def test_every_rule_and_fix_carries_its_evidence():
+    for entry in (*toolchain.RULES, *toolchain.FIXES):
+        assert len(entry.evidence) > 80 and "measured" in entry.evidence.lower()
+
+
+def test_each_fix_replaces_a_rule_and_covers_releases_the_rule_breaks():
+    for fix in toolchain.FIXES:
+        (rule,) = [r for r in toolchain.RULES if (r.module, r.version) == (fix.module, fix.version)]
+        assert max(fix.works) >= rule.first_bad
+        assert fix.module in dict(fix.to) and dict(fix.to)[fix.module] != fix.version
+    assert toolchain.fixes_for(V100) == [toolchain.FIXES[0]]
+    assert toolchain.fixes_for(toolchain.parse_build_list(FIXED_LIST)) == []
+
+
+def test_go_older_than_go_mod_offers_gotoolchain_from_go_1_21():
     with pytest.raises(UserError, match=r"install a newer Go, GOTOOLCHAIN=go1.23.0 or use"):
-        toolchain.check(tmp_path, (1, 23), "go1.21.13", (1, 21), "the host's go")
+        toolchain.check({}, (1, 23), "go1.21.13", (1, 21), "go1.21.13 (the host's go)")
     with pytest.raises(UserError, match=r"install a newer Go or use --in-docker"):
-        toolchain.check(tmp_path, (1, 18), "go1.15.15", (1, 15), "the host's go")
+        toolchain.check({}, (1, 18), "go1.15.15", (1, 15), "go1.15.15 (the host's go)")
+
+
+TOOLCHAINS = [
+    "v0.0.1-go1.21.0.linux-amd64",
+    "v0.0.1-go1.26.8.linux-amd64",
+    "v0.0.1-go1.27rc1.linux-amd64",
+    "v0.0.1-go1.25.3.darwin-arm64",
+    "v0.0.1-go1.27.4.windows-amd64",
+    "v0.0.1-go1.28rc2.linux-amd64",
+]
+
+
+def test_supported_releases_are_the_two_newest_in_the_toolchain_list():
+    assert toolchain.supported_releases(TOOLCHAINS) == ((1, 27), (1, 26))
+    assert toolchain.supported_releases([]) == ()
+
+
+def test_an_unsupported_go_is_warned_about_naming_fix_deps(capsys):
+    toolchain.warn_unsupported("go1.26.8", (1, 26), ((1, 27), (1, 26)), "the list")
+    assert capsys.readouterr().err == ""
+    toolchain.warn_unsupported("go1.25.3", (1, 25), ((1, 27), (1, 26)), "the list")
+    err = capsys.readouterr().err
+    assert err.startswith("warning: go1.25.3 gets no security fixes any more")
+    assert "1.27 and 1.26, per the list" in err and "--fix-deps" in err
 
 
 def checkout(path, directive=(1, 14)) -> Checkout:
@@ -93,12 +168,11 @@ def test_in_docker_image_comes_from_the_makefile(tmp_path, makefile, image):
     assert makefile_build_image(checkout(tmp_path)) == image
 
 
-def test_skipping_the_check_warns_about_the_rule_but_not_about_go_mod(tmp_path, capsys):
-    (tmp_path / "go.sum").write_text(V100_SUM)
-    toolchain.check(tmp_path, (1, 14), "go1.19.8", (1, 19), "the host's go", skip_rules=True)
+def test_skipping_the_check_warns_about_the_rule_but_not_about_go_mod(capsys):
+    toolchain.check(V100, (1, 14), "go1.19.8", (1, 19), "x", skip_rules=True)
     assert "go1.19.8 breaks github.com/modern-go/reflect2 v1.0.1" in capsys.readouterr().err
     with pytest.raises(UserError, match="older than go 1.20 that go.mod asks for"):
-        toolchain.check(tmp_path, (1, 20), "go1.19.8", (1, 19), "the host's go", skip_rules=True)
+        toolchain.check(V100, (1, 20), "go1.19.8", (1, 19), "x", skip_rules=True)
 
 
 @pytest.mark.parametrize("go_sum, newest", [(V100_SUM, (1, 17)), (V161_SUM, None), ("", None)])

@@ -110,28 +110,35 @@ def test_smoke_passes_on_the_standin_and_goes_through_the_listener(built_dist, t
         mosn.wait()
 
 
+def refused_image(docker_client, base: str, src: Path, tmp_path, *build_flags: str) -> str:
+    """Build `src` for linux/amd64, make a quick image of it on `base`, which must fail leaving
+    no tag behind; the error line (what follows is checked by the caller)."""
+    dist = tmp_path / "dist"
+    built = invoke_build(src, dist, tmp_path, "--platforms", "linux/amd64", *build_flags)
+    assert built.returncode == 0, built.stderr
+    repository = f"example.invalid/{unique('refused')}/proxyv2"
+    try:
+        result = invoke(
+            "image", "--base", base, "--image", f"{repository}:x", "--dist", str(dist),
+            env=isolated_env(tmp_path),
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert local_references(docker_client, repository) == []
+    finally:
+        remove_repository(docker_client, repository)
+    return result.stderr
+
+
 @pytest.mark.docker
 def test_in_image_smoke_failure_removes_the_image_and_tags_nothing(
     docker_client, busybox_base, tmp_path
 ):
     src = crashing_checkout(tmp_path / "src")
-    dist = tmp_path / "dist"
-    built = invoke_build(src, dist, tmp_path, "--platforms", "linux/amd64", "--skip-smoke")
-    assert built.returncode == 0, built.stderr
-    repository = f"example.invalid/{unique('smoke')}/proxyv2"
-    try:
-        result = invoke(
-            "image", "--base", busybox_base, "--image", f"{repository}:x", "--dist", str(dist),
-            env=isolated_env(tmp_path),
-        )  # fmt: skip
-        assert result.returncode == 1
-        last = result.stderr.strip().splitlines()[-1]
-        assert last.startswith(f"error: smoke run in {repository}:unverified-"), last
-        assert "(network none) failed: MOSN exited with code 2" in last
-        assert "panic: stand-in crash" in result.stderr
-        assert local_references(docker_client, repository) == []
-    finally:
-        remove_repository(docker_client, repository)
+    stderr = refused_image(docker_client, busybox_base, src, tmp_path, "--skip-smoke")
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: smoke run in example.invalid/mp-image-refused-"), last
+    assert "(network none) failed: MOSN exited with code 2" in last
+    assert "panic: stand-in crash" in stderr
 
 
 @pytest.mark.docker
@@ -153,3 +160,14 @@ def test_in_image_smoke_without_root_uses_the_image_wget(
         docker_client.images.get(f"{repository}:x")  # a pass leaves the image alone
     finally:
         remove_repository(docker_client, repository)
+
+
+@pytest.mark.docker
+def test_in_image_check_of_a_cgo_build_on_a_busybox_base_names_the_missing_loader(
+    docker_client, busybox_base, mosn_checkout, tmp_path
+):
+    stderr = refused_image(docker_client, busybox_base, mosn_checkout, tmp_path, "--cgo")
+    last = stderr.strip().splitlines()[-1]
+    assert "exec /usr/local/bin/mosn: no such file or directory" in last
+    assert "/lib64/ld-linux-x86-64.so.2" in last
+    assert "glibc" in last and "rebuild without --cgo" in last

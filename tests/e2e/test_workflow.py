@@ -87,11 +87,26 @@ def test_the_mesh_check_runs_first_on_what_the_action_built_before_any_publish(w
 def test_mosn_is_built_from_the_module_proxy_in_mosns_own_golang_image(workflow):
     build = next(s for s in _steps(workflow) if s.get("uses") == "./")
     assert build["with"]["mosn-module"] == "${{ matrix.mosn }}"
-    assert build["with"]["in-docker"] == "true"
+    assert build["with"]["in-docker"] == "${{ matrix.build == 'faithful' }}"
     # No go-image: the build takes the one the checkout's Makefile names (golang:1.14.13 for
-    # v1.0.0), not a Go picked here. No remote setup-go either: the runner's Go is not used.
+    # v1.0.0), not a Go picked here. No remote setup-go either: the fix-deps cell uses the
+    # runner's own Go, whatever is current there.
     assert "go-image" not in build["with"]
     assert not any("setup-go" in s.get("uses", "") for s in _steps(workflow))
+
+
+def test_v1_0_0_with_fix_deps_is_a_cell_of_its_own_beside_the_faithful_one(workflow):
+    job = workflow["jobs"]["kind"]
+    matrix = job["strategy"]["matrix"]
+    assert matrix["build"] == ["faithful"]
+    # An include whose `build` differs from every combination's is a cell of its own
+    # (GitHub's matrix rules), so the faithful v1.0.0 cell stays as it is.
+    assert matrix["include"] == [{"istio": "1.10.6", "mosn": "v1.0.0", "build": "fix-deps"}]
+    build = next(s for s in _steps(workflow) if s.get("uses") == "./")
+    assert build["with"]["fix-deps"] == "${{ matrix.build == 'fix-deps' }}"
+    # Each cell's artifacts, image and summary row are its own.
+    assert "${{ matrix.build }}" in job["env"]["CELL"]
+    assert "${{ matrix.build }}" in build["with"]["image"]
 
 
 def _login_step(workflow) -> dict:

@@ -1,4 +1,5 @@
-"""MOSN checkouts for the tests: the stand-in under tests/fixtures/mosn-mini, and real MOSN."""
+"""MOSN checkouts for the tests: the stand-in under tests/fixtures/mosn-mini, and real MOSN
+from the Go module proxy."""
 
 from __future__ import annotations
 
@@ -39,51 +40,34 @@ def make_checkout(dest: Path, version: str = "v1.0.0") -> Path:
     return dest
 
 
-# Real MOSN from the Go module proxy. This machine's proxy refuses the host
-# vimagination.zapto.org ("Go module fetches are limited to the module-host allowlist",
-# HTTP 403), and MOSN's seata filter imports vimagination.zapto.org/byteio (its go.mod also
-# requires .../memio). So the checkouts below replace those two modules with stand-ins of
-# the same API (seata's context.go uses BigEndianWriter/Reader with WriteUint32, ReadUint32,
-# Write and Read); every other module is the real one, verified against MOSN's go.sum.
-# The smoke run never touches seata. `invoke build --mosn-module` itself is tested up to the
-# toolchain check, which comes before any dependency is needed.
-MODULE_ENV = {"GONOSUMDB": "mosn.io"}  # the checksum database is not reachable here
-BLOCKED_HOST = "vimagination.zapto.org"
-BYTEIO_STANDIN = """// Stand-in for vimagination.zapto.org/byteio: only what MOSN's seata filter calls.
-package byteio
+# ---- real MOSN, unmodified, through the Go module proxy ------------------------------------
 
-import (
-	"encoding/binary"
-	"io"
+# The two modules this machine's proxy refuses, served as a file:// proxy that go.sum verifies
+# (its README). A user with the internet needs none of this.
+# ../shared beside the checkout (CI), or beside a folder of worktrees.
+SHARED_GOPROXY = next(
+    (p / "shared" / "goproxy" for p in REPO_ROOT.parents if (p / "shared" / "goproxy").is_dir()),
+    REPO_ROOT.parent / "shared" / "goproxy",
 )
-
-type BigEndianWriter struct{ Writer io.Writer }
-
-func (w BigEndianWriter) Write(p []byte) (int, error) { return w.Writer.Write(p) }
-
-func (w BigEndianWriter) WriteUint32(v uint32) (int, error) {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], v)
-	return w.Writer.Write(b[:])
-}
-
-type BigEndianReader struct{ Reader io.Reader }
-
-func (r BigEndianReader) Read(p []byte) (int, error) { return r.Reader.Read(p) }
-
-func (r BigEndianReader) ReadUint32() (uint32, int, error) {
-	var b [4]byte
-	n, err := io.ReadFull(r.Reader, b[:])
-	return binary.BigEndian.Uint32(b[:]), n, err
-}
-"""
+UNVERIFIED = "mosn.io,vimagination.zapto.org"  # the checksum database is out of reach here
 
 
-def module_dir(version: str, env: dict[str, str]) -> Path:
-    """`go mod download` mosn.io/mosn@version; its folder in the module cache."""
+def module_proxy_env(
+    env: dict[str, str], proxy: str = f"file://{SHARED_GOPROXY}"
+) -> dict[str, str]:
+    """`env` with the shared module proxy (`proxy`: the folder, or an HTTP server of it) ahead of
+    the machine's own GOPROXY."""
+    machine = subprocess.run(
+        ["go", "env", "GOPROXY"], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return {**env, "GOPROXY": f"{proxy},{machine}", "GONOSUMDB": UNVERIFIED}
+
+
+def module_source(version: str, dest: Path) -> Path:
+    """A writable copy of real MOSN `version` from the module proxy, as `go mod download` gives it."""
     out = subprocess.run(
         ["go", "mod", "download", "-json", f"mosn.io/mosn@{version}"],
-        env={**env, **MODULE_ENV, "GO111MODULE": "on"},
+        env={**module_proxy_env(clean_environ()), "GO111MODULE": "on"},
         cwd="/",
         capture_output=True,
         text=True,
@@ -91,47 +75,11 @@ def module_dir(version: str, env: dict[str, str]) -> Path:
     info = json.loads(out)
     if info.get("Error"):
         raise RuntimeError(f"go mod download mosn.io/mosn@{version}: {info['Error']}")
-    return Path(info["Dir"])
-
-
-def real_mosn_checkout(version: str, dest: Path, env: dict[str, str]) -> Path:
-    """A git checkout of real MOSN `version` with the two blocked modules stood in for."""
-    shutil.copytree(module_dir(version, env), dest, copy_function=shutil.copyfile)
+    shutil.copytree(info["Dir"], dest, copy_function=shutil.copyfile)
     for folder, dirs, _ in os.walk(dest):
         for name in [".", *dirs]:
             os.chmod(os.path.join(folder, name), 0o700)
-    standin = dest / "_standin"
-    for name, source in (("byteio", BYTEIO_STANDIN), ("memio", "")):
-        module = standin / name
-        module.mkdir(parents=True)
-        (module / "go.mod").write_text(f"module {BLOCKED_HOST}/{name}\n")
-        if source:
-            (module / f"{name}.go").write_text(source)
-        with open(dest / "go.mod", "a") as gomod:
-            gomod.write(f"\nreplace {BLOCKED_HOST}/{name} => ./_standin/{name}\n")
-    gosum = dest / "go.sum"
-    lines = gosum.read_text().splitlines(keepends=True)
-    gosum.write_text("".join(line for line in lines if not line.startswith(BLOCKED_HOST)))
-    git(dest, "init", "-q", "-b", "main")
-    git(dest, "add", "-A")
-    git(dest, "commit", "-q", "-m", f"MOSN {version} with stand-ins for {BLOCKED_HOST}")
     return dest
-
-
-# ---- real MOSN, unmodified, through the Go module proxy ------------------------------------
-
-# The two modules this machine's proxy refuses, served as a file:// proxy that go.sum verifies
-# (its README). A user with the internet needs none of this.
-SHARED_GOPROXY = REPO_ROOT.parent / "shared" / "goproxy"
-UNVERIFIED = "mosn.io,vimagination.zapto.org"  # the checksum database is out of reach here
-
-
-def module_proxy_env(env: dict[str, str]) -> dict[str, str]:
-    """`env` with the shared file proxy ahead of the machine's own GOPROXY."""
-    machine = subprocess.run(
-        ["go", "env", "GOPROXY"], env=env, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    return {**env, "GOPROXY": f"file://{SHARED_GOPROXY},{machine}", "GONOSUMDB": UNVERIFIED}
 
 
 class RealMosnBuilds:
@@ -152,11 +100,16 @@ class RealMosnBuilds:
         key = (version, str(goroot), extra)
         if key not in self.done:
             out = self.root / f"{version}-{len(self.done)}"
-            env = clean_environ()
-            env["MOSN_PROXYV2_CACHE_DIR"] = str(self.root / "cache")
-            if goroot is not None:
-                env["PATH"] = f"{goroot}/bin:{env['PATH']}"
             args = ("--mosn-module", version, "--platforms", "linux/amd64", "--out", out)
-            result = run_invoke("build", *args, *extra, env=module_proxy_env(env), timeout=1200)
+            result = run_invoke("build", *args, *extra, env=self.env(goroot), timeout=1800)
             self.done[key] = (result, out)
         return self.done[key]
+
+    def env(self, goroot: Path | None = None, **extra: str) -> dict[str, str]:
+        """The environment those builds run in: the machine's, this session's tool cache, the
+        Go at `goroot` first on PATH, the shared module proxy ahead of the machine's."""
+        env = clean_environ()
+        env["MOSN_PROXYV2_CACHE_DIR"] = str(self.root / "cache")
+        if goroot is not None:
+            env["PATH"] = f"{goroot}/bin:{env['PATH']}"
+        return {**module_proxy_env(env), **extra}
