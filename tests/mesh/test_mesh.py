@@ -140,6 +140,16 @@ def test_mosn_v1_0_0_built_with_go_1_15_routes_every_scenario(mesh, v100_go115, 
     assert f"- gateway: router istio-ingressgateway-0.istio-system through {through}" in report
 
 
+def test_mosn_v1_0_0_with_fix_deps_built_with_the_machines_go_routes_every_scenario(
+    mesh, real_mosn
+):
+    # reflect2 v1.0.2 and json-iterator v1.1.12 (issue 21): the same build as the build tests'.
+    dist = built(real_mosn, "v1.0.0", None, "--fix-deps")
+    result, artifacts = mesh(dist)
+    found = assert_every_scenario_passed(result, artifacts)
+    assert found["mosn_version"] == "mosn version v1.0.0(v1.0.0)"
+
+
 def test_mosn_v1_6_1_routes_every_scenario_through_pilot_agent_on_a_shared_loopback(mesh, v161):
     result, artifacts = mesh(v161, "--network", "shared")
     found = assert_every_scenario_passed(result, artifacts)
