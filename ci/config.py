@@ -384,7 +384,8 @@ class Settings:
     network: str = opt(
         "auto",
         {
-            "mesh": "auto (a private network namespace when root, else shared), private (Istio's"
+            "mesh": "auto (a private network namespace when it may make one, as root; else"
+            " shared), private (Istio's"
             " own ports in a network namespace of the run's own; needs root) or shared (free"
             " loopback addresses and ports)"
         },

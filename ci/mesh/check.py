@@ -46,9 +46,9 @@ RULE_FILES = (GATEWAY_RULES, DESTINATION_RULES, ALL_V1, FIFTY_V3, TEST_V2)
 # MOSN here in well under a second.
 POLL = 0.05
 LIMITS = (
-    "no mTLS: istiod's CA is off, so no workload has a certificate (istiod 1.10.6 can sign "
-    "without Kubernetes from plugged-in CA files, but its CA server then only accepts a client "
-    "certificate of the mesh or an OIDC token; see docs/mesh.md)",
+    "no mTLS: istiod's CA is off, so no workload has a certificate (istiod 1.10.6 runs its CA "
+    "without Kubernetes, but refuses every workload's request there: none of its "
+    "authenticators can vouch for a workload without the API server; see docs/mesh.md)",
     "no traffic capture: the sidecar runs with interception mode NONE, productpage calls it on "
     "127.0.0.1:9080; its 15001/15006 listeners are bound but nothing is redirected to them",
     "no Kubernetes registry: Bookinfo's services are ServiceEntries carrying its pods' labels; "
@@ -124,6 +124,7 @@ class MeshCheck:
         self.sidecar: Proxy | None = None
         self.gateway: Proxy | None = None
         self.config: ConfigFolder | None = None
+        self.productpage: Endpoint | None = None
         self.gateway_port = 0
         self.mosn_pids: dict[str, int | None] = {}
         self.timings: dict[str, float] = {}
@@ -267,6 +268,7 @@ class MeshCheck:
         )
 
     def start_sidecar(self) -> str:
+        assert self.productpage is not None
         labels = {"app": "productpage", "version": "v1"}
         workload = Workload(
             "productpage-v1",

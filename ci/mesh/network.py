@@ -52,17 +52,37 @@ PRIVATE_ADDRESSES = {
 
 
 def can_be_private() -> bool:
-    return os.geteuid() == 0
+    """Whether this process may make a network namespace: root, and allowed to (a container
+    without CAP_SYS_ADMIN is not). Tried in a throwaway child."""
+    if os.geteuid() != 0:
+        return False
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if _unshare_network() == 0 else 1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def _unshare_network() -> int:
+    """unshare(CLONE_NEWNET) for this process: 0, or the errno."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return 0 if libc.unshare(CLONE_NEWNET) == 0 else ctypes.get_errno()
 
 
 def choose(setting: str) -> bool:
     """Whether the run gets a private namespace: `network` auto, private or shared."""
-    if setting == "private" and not can_be_private():
+    if setting == "shared":
+        return False
+    if can_be_private():
+        return True
+    if setting == "private":
         raise UserError(
-            "--network private needs root (unshare of a network namespace); run as root or "
-            "use --network shared"
+            "--network private needs root allowed to unshare a network namespace "
+            "(CAP_SYS_ADMIN); run as root or use --network shared"
         )
-    return setting == "private" or (setting == "auto" and can_be_private())
+    return False
 
 
 @dataclass
@@ -118,9 +138,8 @@ def bindable(host: str, port: int) -> bool:
 
 def enter_private_namespace() -> None:
     """Move this process into a new network namespace and bring its loopback up."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWNET) != 0:
-        error = ctypes.get_errno()
+    error = _unshare_network()
+    if error:
         raise UserError(
             f"unshare(CLONE_NEWNET) failed: {os.strerror(error)}; run as root with "
             "CAP_SYS_ADMIN, or use --network shared"

@@ -147,7 +147,7 @@ def test_mosn_v1_0_0_with_fix_deps_built_with_the_machines_go_routes_every_scena
     dist = built(real_mosn, "v1.0.0", None, "--fix-deps")
     result, artifacts = mesh(dist)
     found = assert_every_scenario_passed(result, artifacts)
-    assert found["mosn_version"] == "mosn version v1.0.0(v1.0.0)"
+    assert found["mosn_version"] == "mosn version v1.0.0(v1.0.0-fix-deps)"
 
 
 def test_mosn_v1_6_1_routes_every_scenario_through_pilot_agent_on_a_shared_loopback(mesh, v161):
