@@ -33,6 +33,9 @@ from tests.helpers import tools
 from tests.helpers.build import GOROOT_115, GOROOT_119
 from tests.helpers.cli import REPO_ROOT, clean_environ, run_invoke
 
+# Real MOSN builds and an Istio build behind every check (`-m 'not slow'` leaves them out).
+pytestmark = pytest.mark.slow
+
 SCENARIOS = ["no rules", "all v1", "50/50 v1/v3", "test-v2: jason", "test-v2: anonymous"]
 STEPS_AFTER_START = [
     "ingress gateway",
@@ -174,6 +177,7 @@ def test_mosn_v1_6_1_directly_keeps_its_rules_and_subscribes_again_after_an_isti
     assert "virtual-service-reviews-v3.yaml in MOSN after" in said
 
 
+@pytest.mark.docker
 def test_mosn_taken_from_an_image_routes_every_scenario(mesh, v161, docker_client):
     # An image holding nothing but the dist's usr/local/bin/mosn: what the check copies out.
     reference = f"mosn-proxyv2-test/mesh-mosn:{os.getpid()}"
