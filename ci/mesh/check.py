@@ -26,10 +26,10 @@ from ci.e2e.report import FAILED, Check, Report
 from ci.e2e.scenarios import Scenarios, show
 from ci.errors import UserError
 from ci.fsutil import atomic_write
-from ci.mesh import bookinfo, istiod
+from ci.mesh import binaries, bookinfo, istiod, network
 from ci.mesh.binaries import IstioBinaries
 from ci.mesh.istiod import ConfigFolder, Endpoint, Istiod, IstiodPorts, fqdn, service_entry
-from ci.mesh.mosn import Mosn
+from ci.mesh.mosn import Mosn, fetch
 from ci.mesh.network import BOOKINFO_PORT, Network, bindable
 from ci.mesh.proxies import ROUTER, SIDECAR, Proxy, Workload
 
@@ -518,9 +518,6 @@ def _subset(cluster: str) -> str:
 def run(settings: Settings) -> MeshReport:
     """Find MOSN, Istio's binaries and the rule files here, then run the check in a child
     process (with its own network namespace when it can have one)."""
-    from ci.mesh import binaries, network
-    from ci.mesh.mosn import fetch
-
     # The releases whose control plane the check was read against and run with.
     known = sorted(binaries.RELEASES)
     if settings.istio_version not in known:
@@ -532,27 +529,35 @@ def run(settings: Settings) -> MeshReport:
         raise UserError("--samples must be 0 or more and --wait-timeout more than 0 seconds")
     private = network.choose(settings.network)
     report = new_report(settings)
-    found: dict[str, object] = {}
+    report.notes.extend(f"limit: {limit}" for limit in LIMITS)
+    mosn: Mosn | None = None
+    istio: IstioBinaries | None = None
+    networking: Path | None = None
 
     def take_mosn() -> str:
-        found["mosn"] = mosn = fetch(settings, work)
+        nonlocal mosn
+        mosn = fetch(settings, work)
         report.mosn_version = mosn.version
         report.facts.append(f"MOSN: {mosn.origin}")
         return f"{mosn.version} from {mosn.origin}"
 
     def take_istio() -> str:
-        found["istio"] = istio = binaries.resolve(settings)
+        nonlocal istio
+        istio = binaries.resolve(settings)
         report.facts.append(f"Istio binaries: {istio.origin}")
         agent = "pilot-agent available" if istio.pilot_agent else "no pilot-agent: MOSN directly"
         return f"{istio.origin}; {agent}"
 
     def take_rules() -> str:
-        found["networking"] = folder = networking_folder(settings)
-        missing = [name for name in RULE_FILES if not (folder / name).is_file()]
+        nonlocal networking
+        networking = networking_folder(settings)
+        missing = [name for name in RULE_FILES if not (networking / name).is_file()]
         if missing:
-            raise UserError(f"{folder} lacks {', '.join(missing)}: not Istio's Bookinfo samples")
-        report.facts.append(f"rules: Bookinfo's own files from {folder}")
-        return f"{', '.join(RULE_FILES)} from {folder}"
+            raise UserError(
+                f"{networking} lacks {', '.join(missing)}: not Istio's Bookinfo samples"
+            )
+        report.facts.append(f"rules: Bookinfo's own files from {networking}")
+        return f"{', '.join(RULE_FILES)} from {networking}"
 
     work = Path(tempfile.mkdtemp(prefix="mosn-proxyv2-mesh-"))
     try:
@@ -563,19 +568,10 @@ def run(settings: Settings) -> MeshReport:
         ):
             check = step(report, name, action)
             if check.status == FAILED:
-                report.notes.extend(f"limit: {limit}" for limit in LIMITS)
                 report.write(settings.path("artifacts"))
                 raise UserError(f"mesh check '{name}' failed: {check.detail}")
-        report.notes.extend(f"limit: {limit}" for limit in LIMITS)
-        mesh = MeshCheck(
-            settings,
-            report,
-            found["mosn"],  # type: ignore[arg-type]
-            found["istio"],  # type: ignore[arg-type]
-            found["networking"],  # type: ignore[arg-type]
-            work,
-            private,
-        )
+        assert mosn is not None and istio is not None and networking is not None
+        mesh = MeshCheck(settings, report, mosn, istio, networking, work, private)
         return network.in_child(private, mesh.run)
     finally:
         shutil.rmtree(work, ignore_errors=True)
