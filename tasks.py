@@ -182,6 +182,34 @@ def e2e(
     ci.e2e.run(s)
 
 
+@task(help=config.help_for("mesh"), auto_shortflags=False)
+@friendly
+def mesh(
+    ctx,
+    dist=None,
+    image=None,
+    istio_version=None,
+    istio_bin_dir=None,
+    istio_src=None,
+    istio_pilot_image=None,
+    istio_proxy_image=None,
+    istio_samples=None,
+    direct=False,
+    network=None,
+    samples=None,
+    wait_timeout=None,
+    restart_istiod=False,
+    xds_refresh_delay=None,
+    artifacts=None,
+    cache_dir=None,
+    quiet=False,
+):
+    """Prove the built MOSN under Istio's real istiod, as sidecar and gateway, in seconds."""
+    import ci.mesh
+
+    ci.mesh.run(settings(ctx, "mesh", locals()))
+
+
 @task(
     help=config.help_for(
         "serve", stop="stop the server running from --root (reads <root>/.server.pid) and exit"

@@ -140,6 +140,7 @@ ISTIO_VERSION_HELP = {
     "build": "Istio version stamped into MOSN and used downstream (default {default})",
     "image": "full mode: the Istio tag to build (default {default})",
     "e2e": "Istio release to install; picks kind and the node image (default {default})",
+    "mesh": "Istio release whose pilot-discovery and pilot-agent route MOSN (default {default})",
 }
 
 
@@ -152,18 +153,20 @@ class Settings:
             "build": "output folder for tarballs, SHA256SUMS and manifest.json (default {default}/)",
             "image": "dist folder from `invoke build` (default {default}/); image.json is written there",
             "publish": "dist folder to publish (default {default}/, as written by `invoke build`)",
+            "mesh": "dist folder from `invoke build`: MOSN comes from its mosn.tar.gz (default {default}/)",
         },
         flags={"build": "out"},
     )
     quiet: bool = opt(
-        False, "print only warnings and errors", tasks=("build", "image", "e2e", "publish")
+        False, "print only warnings and errors", tasks=("build", "image", "e2e", "publish", "mesh")
     )
     cache_dir: str = opt(
         "~/.cache/mosn-proxyv2",
         {
             "image": "where full mode keeps its Istio clone (default {default})",
             "e2e": "where kind, kubectl and the Istio release are cached",
-            "mesh": "where Istio binaries built or taken from images are kept (default {default})",
+            "mesh": "where Istio binaries built or taken from images, and the Istio release"
+            " whose samples hold the rule files, are kept (default {default})",
         },
     )
     # build
@@ -342,6 +345,7 @@ class Settings:
         {
             "image": "REGISTRY/REPO[:TAG] to tag (a name without a / is refused); default tag <mosn>-<istio>",
             "e2e": "the proxyv2 image to prove, REGISTRY/REPO:TAG (loaded into kind from Docker)",
+            "mesh": "take MOSN from this built proxyv2 image (Docker) instead of the dist",
         },
         action="image",
     )
@@ -432,11 +436,16 @@ class Settings:
     )
     artifacts: str = opt(
         "e2e-artifacts",
-        {"e2e": "folder for the report, manifests and diagnostics (default {default}/)"},
+        {
+            "e2e": "folder for the report, manifests and diagnostics (default {default}/)",
+            "mesh": "folder for the report, and the logs and config dumps of a failed run"
+            " (default {default}/)",
+        },
     )
     samples: int = opt(
         0,
-        {"e2e": "requests for the 50/50 check (default 0: the N chosen in ci/e2e/stats.py)"},
+        "requests for the 50/50 check (default 0: the N chosen in ci/e2e/stats.py)",
+        tasks=("e2e", "mesh"),
         check=at_least(0, " (0: let ci/e2e/stats.py choose)"),
     )
     ingress_port: int = opt(
@@ -446,11 +455,56 @@ class Settings:
     )
     wait_timeout: int = opt(
         300,
-        {"e2e": "seconds to wait for rollouts and for routing to settle (default {default})"},
+        {
+            "e2e": "seconds to wait for rollouts and for routing to settle (default {default})",
+            "mesh": "seconds to wait for a proxy to listen or a rule to reach it (default {default})",
+        },
         check=at_least(1, " seconds"),
     )
     pull_image: bool = opt(
         False, {"e2e": "let the cluster pull --image from its registry instead of kind load"}
+    )
+    # mesh
+    istio_samples: str = opt(
+        "",
+        {
+            "mesh": "folder holding Istio's samples/ (bookinfo/networking/*.yaml are read in place;"
+            " default: those of the Istio release in cache_dir, fetched as the kind job does)"
+        },
+    )
+    direct: bool = opt(
+        False,
+        {"mesh": "start MOSN on a bootstrap of our own even when pilot-agent is available"},
+    )
+    network: str = opt(
+        "auto",
+        {
+            "mesh": "auto (a private network namespace when it may make one, as root; else"
+            " shared), private (Istio's"
+            " own ports in a network namespace of the run's own; needs root) or shared (free"
+            " loopback addresses and ports)"
+        },
+        choices=("auto", "private", "shared"),
+    )
+    restart_istiod: bool = opt(
+        False,
+        {
+            "mesh": "after the scenarios, restart istiod and measure how long MOSN takes to"
+            " subscribe again and to take a rule"
+        },
+    )
+    xds_refresh_delay: float = opt(
+        0.0,
+        {
+            "mesh": "seconds between MOSN's CDS requests (refresh_delay in its bootstrap's"
+            " ads_config), which is also how long it waits to subscribe again after istiod"
+            " restarts (default 0: MOSN's own, 10 s)"
+        },
+    )
+    mesh_check: bool = opt(
+        False,
+        "run `invoke mesh` on the built MOSN after the build, before publish and any push",
+        action="mesh-check",
     )
     # serve: the artifact server's own options (server/config.py checks them again for
     # `python -m server`); the ARTIFACT_* names are the ones the server reads itself.

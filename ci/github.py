@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ci import config, names
+from ci.builder.smoke import host_platform
 from ci.dist import Dist
 from ci.errors import UserError
 from ci.progress import human
@@ -147,6 +148,11 @@ def _together(s: config.Settings, cwd: Path) -> list[tuple[bool, str]]:
             bool(s.registry_username) != bool(s.registry_password),
             "registry-username and registry-password go together; set both (the password "
             "from a secret: `registry-password: ${{ secrets.REGISTRY_PASSWORD }}`) or neither",
+        ),
+        (
+            s.mesh_check and host_platform() not in s.platforms,
+            f"mesh-check: true runs the built MOSN on this runner, so platforms must include "
+            f"{host_platform() or 'this runner`s platform'} (platforms: {','.join(s.platforms)})",
         ),
         (
             s.mosn_src and s.mosn_ref,

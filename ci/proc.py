@@ -158,11 +158,16 @@ def _pump(
 
 
 def start(
-    cmd: Sequence[str | os.PathLike], *, log_path: Path, cwd: str | os.PathLike | None = None
+    cmd: Sequence[str | os.PathLike],
+    *,
+    log_path: Path,
+    cwd: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen:
     """Start `cmd` in the background, in a session of its own, its output going to `log_path`.
 
-    For a program that runs until stopped (a MOSN under test); end it with `stop`.
+    For a program that runs until stopped (a MOSN under test); end it with `stop`. `env` is
+    added to the current environment, as for `run`.
     """
     argv = [str(part) for part in cmd]
     with open(log_path, "wb") as out:
@@ -170,6 +175,7 @@ def start(
             return subprocess.Popen(
                 argv,
                 cwd=cwd,
+                env={**os.environ, **env} if env else None,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

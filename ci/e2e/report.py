@@ -1,4 +1,5 @@
-"""What the kind job proved: JUnit XML for CI, Markdown for people, an SVG chart of the routing.
+"""What the kind job (or the mesh check) proved: JUnit XML for CI, Markdown for people, an SVG
+chart of the routing.
 
 Every check is listed with its outcome, duration and detail; every routing scenario with the
 reviews versions observed. The SVG is written as text (no plotting library), one group of
@@ -49,6 +50,10 @@ class Check:
 
 @dataclass
 class Report:
+    # What the report is about; the mesh check's report (ci/mesh) says its own.
+    TITLE = "MOSN proxyv2 on kind"
+    SUITE = "mosn-proxyv2 kind e2e"
+
     image: str
     istio_version: str
     node_image: str
@@ -63,6 +68,13 @@ class Report:
     mosn_version: str = ""
     # One sentence per pod whose istio-proxy is not Ready (diagnostics only).
     sidecars: list[str] = field(default_factory=list)
+
+    def about(self) -> list[str]:
+        """The report's lines about what was proven where."""
+        return [
+            f"- image: `{self.image}`",
+            f"- Istio {self.istio_version}, kind {self.kind_release}, node `{self.node_image}`",
+        ]
 
     def keep_mosn_version(self, output: str) -> None:
         self.mosn_version = self.mosn_version or output
@@ -82,6 +94,8 @@ class Report:
             "failure": first.detail if first else "",
             "seconds": round(sum(c.seconds for c in self.checks), 1),
             "sidecars_not_ready": self.sidecars,
+            # scenario -> reviews version -> responses, for a machine to read
+            "counts": self.counts,
         }
 
     def write(self, folder: Path) -> dict[str, Path]:
@@ -104,7 +118,7 @@ class Report:
 def junit_xml(report: Report) -> str:
     suite = ET.Element(
         "testsuite",
-        name="mosn-proxyv2 kind e2e",
+        name=report.SUITE,
         tests=str(len(report.checks)),
         failures=str(len(report.failed)),
         skipped=str(sum(1 for c in report.checks if c.status == SKIPPED)),
@@ -117,7 +131,8 @@ def junit_xml(report: Report) -> str:
         ("node_image", report.node_image),
         ("kind_release", report.kind_release),
     ):
-        ET.SubElement(properties, "property", name=key, value=value)
+        if value:
+            ET.SubElement(properties, "property", name=key, value=value)
     for check in report.checks:
         case = ET.SubElement(
             suite, "testcase", classname="e2e", name=check.name, time=f"{check.seconds:.3f}"
@@ -202,13 +217,12 @@ def matrix_markdown(folder: Path) -> tuple[str, bool]:
 def markdown(report: Report, chart_name: str | None) -> str:
     verdict = "FAILED" if report.failed else "passed"
     lines = [
-        f"## MOSN proxyv2 on kind: {verdict}",
+        f"## {report.TITLE}: {verdict}",
         "",
         *CELL_HEADER,
         cell_row(report.result()),
         "",
-        f"- image: `{report.image}`",
-        f"- Istio {report.istio_version}, kind {report.kind_release}, node `{report.node_image}`",
+        *report.about(),
         "",
         "| check | result | seconds | detail |",
         "| --- | --- | ---: | --- |",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import yaml
 
@@ -32,18 +32,10 @@ from ci.e2e.plan import (
     Step,
 )
 from ci.e2e.report import FAILED, SKIPPED, Check, Report
+from ci.e2e.scenarios import POLL_SECONDS, Scenarios
 from ci.e2e.versions import kind_sha256
 from ci.errors import UserError
 from ci.fsutil import atomic_write
-
-# Requests per deterministic routing check (all v1; jason v2 / anonymous v1): one stray
-# version among them fails the check.
-ROUTE_SAMPLES = 30
-# Consecutive answers that show a new rule is in force before counting starts.
-SETTLE_RUN = 10
-# Requests allowed for v1, v2 and v3 all to show without rules (a miss is ~3*(2/3)^60).
-NO_RULES_LIMIT = 60
-POLL_SECONDS = 2.0
 
 
 def preview_images(plan: Plan) -> list[str]:
@@ -96,6 +88,14 @@ class Runner:
             log.warn(
                 f"--samples {self.design.n} is weaker than the default: {self.design.describe()}"
             )
+        self.scenarios = Scenarios(
+            self.client,
+            self.report,
+            self.design,
+            self.settings.wait_timeout,
+            sleep=sleep,
+            clock=clock,
+        )
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -274,101 +274,22 @@ class Runner:
             f"{result.already_mosn} already named mosn"
         )
 
+    # The scenarios and their verdicts are shared with the mesh check (ci/e2e/scenarios.py).
+
     def reach_ingress(self) -> str:
-        http = self.client.session()
-        statuses: dict[int, int] = {}
-        for attempt in self._until_deadline("GET /productpage through the gateway answers 200"):
-            sample = self.client.sample(http)
-            statuses[sample.status] = statuses.get(sample.status, 0) + 1
-            if sample.status == 200 and sample.version != bookinfo.UNKNOWN:
-                return f"200 after {attempt} requests ({sample.seconds * 1000:.0f} ms)"
-        raise AssertionError("unreachable")
+        return self.scenarios.reach_ingress()
 
     def no_rules(self) -> str:
-        http = self.client.session()
-        counts: dict[str, int] = {}
-        for _ in range(NO_RULES_LIMIT):
-            version = self.client.sample(http).version
-            counts[version] = counts.get(version, 0) + 1
-            if all(counts.get(v) for v in bookinfo.VERSIONS):
-                break
-        self.report.counts["no rules"] = counts
-        missing = [v for v in bookinfo.VERSIONS if not counts.get(v)]
-        if missing:
-            raise UserError(
-                f"without rules, {', '.join(missing)} never answered in {NO_RULES_LIMIT} "
-                f"requests ({_show(counts)})"
-            )
-        return f"all three versions in {sum(counts.values())} requests ({_show(counts)})"
+        return self.scenarios.no_rules()
 
     def all_v1(self) -> str:
-        http = self.client.session()
-        settled = self._settle(lambda: self.client.sample(http).version == "v1", "only v1 answers")
-        counts = self.client.count(http, ROUTE_SAMPLES)
-        self.report.counts["all v1"] = counts
-        _require_only(counts, "v1", "virtual-service-all-v1")
-        return f"settled after {settled} requests; {_show(counts)}"
+        return self.scenarios.all_v1()
 
     def fifty_v3(self) -> str:
-        http = self.client.session()
-        settled = self._settle(
-            lambda: self.client.sample(http).version == "v3", "v3 answers", run=1
-        )
-        counts = self.client.count(http, self.design.n)
-        self.report.counts["50/50 v1/v3"] = counts
-        self.report.bands["50/50 v1/v3"] = (self.design.lo, self.design.hi)
-        verdict = stats.weighted_verdict(counts, self.design)
-        low, high = verdict.interval
-        detail = (
-            f"settled after {settled} requests; {verdict.reason}; v3 share 99.9% CI "
-            f"[{low:.3f}, {high:.3f}]"
-        )
-        if not verdict.passed:
-            raise UserError(detail)
-        return detail
+        return self.scenarios.fifty_v3()
 
     def test_v2(self) -> str:
-        jason = self.client.session("jason")
-        anonymous = self.client.session()
-
-        def both_hold() -> bool:
-            return (
-                self.client.sample(jason).version == "v2"
-                and self.client.sample(anonymous).version == "v1"
-            )
-
-        settled = self._settle(both_hold, "jason sees v2 and anonymous v1")
-        jason_counts = self.client.count(jason, ROUTE_SAMPLES)
-        anonymous_counts = self.client.count(anonymous, ROUTE_SAMPLES)
-        self.report.counts["test-v2: jason"] = jason_counts
-        self.report.counts["test-v2: anonymous"] = anonymous_counts
-        _require_only(jason_counts, "v2", "virtual-service-reviews-test-v2 for jason")
-        _require_only(anonymous_counts, "v1", "virtual-service-reviews-test-v2 for anonymous")
-        return (
-            f"settled after {settled} rounds; jason {_show(jason_counts)}; "
-            f"anonymous {_show(anonymous_counts)}"
-        )
-
-    # -- polling ----------------------------------------------------------------------------
-
-    def _until_deadline(self, what: str) -> Iterator[int]:
-        deadline = self.clock() + self.settings.wait_timeout
-        attempt = 0
-        while True:
-            attempt += 1
-            yield attempt
-            if self.clock() >= deadline:
-                raise UserError(f"{what}: still not true after {self.settings.wait_timeout}s")
-            self.sleep(POLL_SECONDS / 4)
-
-    def _settle(self, holds: Callable[[], bool], what: str, run: int = SETTLE_RUN) -> int:
-        """Poll until `holds` is true `run` times in a row; the count of tries it took."""
-        streak = 0
-        for attempt in self._until_deadline(f"after the rule change, {what}"):
-            streak = streak + 1 if holds() else 0
-            if streak >= run:
-                return attempt
-        raise AssertionError("unreachable")
+        return self.scenarios.test_v2()
 
 
 # Each action's method, and each recorded field's setter: explicit, and complete (checked below).
@@ -395,16 +316,6 @@ RECORDS: dict[Record, Callable[[Report, str], None]] = {
 }
 if set(ACTIONS) != set(Do) or set(RECORDS) != set(Record):
     raise ImportError("ci/e2e/runner.py: ACTIONS and RECORDS must cover every Do and Record")
-
-
-def _show(counts: dict[str, int]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-
-
-def _require_only(counts: dict[str, int], version: str, rule: str) -> None:
-    others = {k: v for k, v in counts.items() if k != version and v}
-    if others:
-        raise UserError(f"with {rule} expected only {version}, saw {_show(counts)}")
 
 
 def kind_config(ingress_port: int) -> str:

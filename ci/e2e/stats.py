@@ -35,9 +35,12 @@ def probability_between(n: int, lo: int, hi: int, p: Fraction) -> Fraction:
 def acceptance_region(n: int, alpha: Fraction = ALPHA) -> tuple[int, int]:
     """The narrowest symmetric [lo, n - lo] that a true 50/50 leaves with probability <= alpha."""
     lo = 0
+    # A fair split is symmetric: leaving [lo + 1, n - lo - 1] is P(X <= lo) on each side, so
+    # the tail is summed once, term by term, instead of the region afresh for every lo.
+    tail = Fraction(0)
     while lo + 1 <= n - (lo + 1):
-        outside = 1 - probability_between(n, lo + 1, n - lo - 1, EXPECTED_SHARE)
-        if outside > alpha:
+        tail += pmf(n, lo, EXPECTED_SHARE)
+        if 2 * tail > alpha:
             break
         lo += 1
     return lo, n - lo
@@ -86,11 +89,16 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.999) -> tuple[float, f
     """Exact (Clopper-Pearson) confidence interval for a binomial share, for the report."""
     tail = (1 - confidence) / 2
 
+    def term(i: int, p: float) -> float:
+        # In logarithms: math.comb(n, i) overflows a float from n of about a thousand.
+        log_comb = math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+        return math.exp(log_comb + i * math.log(p) + (n - i) * math.log1p(-p))
+
     def upper_tail(p: float) -> float:  # P(X >= k)
-        return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+        return sum(term(i, p) for i in range(k, n + 1))
 
     def lower_tail(p: float) -> float:  # P(X <= k)
-        return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(0, k + 1))
+        return sum(term(i, p) for i in range(0, k + 1))
 
     def bisect(fn, target: float, increasing: bool) -> float:
         lo, hi = 0.0, 1.0

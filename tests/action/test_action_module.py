@@ -71,6 +71,19 @@ def test_each_bad_input_gets_a_sentence_naming_the_input(tmp_path, given, expect
     assert found[0].startswith(expected), found[0]
 
 
+def test_mesh_check_needs_the_runners_own_platform_built(tmp_path):
+    # The check runs the built MOSN on the runner (docs/mesh.md).
+    assert action.problems(inputs(mesh_check="true"), tmp_path) == []
+    found = action.problems(inputs(mesh_check="true", platforms="darwin/amd64"), tmp_path)
+    assert found == [
+        "mesh-check: true runs the built MOSN on this runner, so platforms must include "
+        "linux/amd64 (platforms: darwin/amd64)"
+    ]
+    assert action.problems(inputs(mesh_check="sure"), tmp_path) == [
+        "input `mesh-check`: 'sure' is not one of true, false; pick one"
+    ]
+
+
 def test_all_problems_are_reported_at_once(tmp_path):
     found = action.problems(inputs(store="s3", mode="fast", push="true"), tmp_path)
     assert len(found) == 3

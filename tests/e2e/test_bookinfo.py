@@ -7,7 +7,8 @@ import requests
 
 from ci.e2e.bookinfo import Client, classify
 from ci.errors import UserError
-from tests.helpers.e2e import ProductpageStandIn, productpage_html, productpage_server, stars
+from ci.mesh.bookinfo import stars
+from tests.helpers.e2e import ProductpageStandIn, productpage_html, productpage_server
 
 
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
@@ -131,3 +132,46 @@ def test_unreachable_login_is_a_one_line_user_error():
         f"logging in to Bookinfo as 'jason' failed: POST {url}/login raised ConnectionError; "
         "check that the ingress gateway answers"
     )
+
+
+class _Flaky(ProductpageStandIn):
+    """Answers 502 (as a gateway whose upstream failed) for the first `failures` requests."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(mode="all-v1")
+        self.failures = failures
+
+
+def _flaky_server(failures: int):
+    from http.server import BaseHTTPRequestHandler
+
+    from ci.mesh.bookinfo import productpage_handler
+    from tests.helpers.net import serving
+
+    app = _Flaky(failures)
+    real = productpage_handler(app)
+
+    class Handler(real):
+        def do_GET(self):
+            if app.failures > 0:
+                app.failures -= 1
+                BaseHTTPRequestHandler.send_error(self, 502)
+                return
+            super().do_GET()
+
+    return serving(Handler)
+
+
+def test_a_gateway_error_is_asked_again_once_and_counted():
+    with _flaky_server(failures=1) as url:
+        client = Client(url)
+        assert client.sample(client.session()).version == "v1"
+        assert client.retried == [502] and client.requests == 2
+
+
+def test_a_gateway_error_twice_in_a_row_is_an_error():
+    with _flaky_server(failures=2) as url:
+        client = Client(url)
+        sample = client.sample(client.session())
+        assert (sample.status, sample.version) == (502, "error")
+        assert client.retried == [502] and client.requests == 2

@@ -69,6 +69,17 @@ def test_clopper_pearson_interval_contains_the_share_and_is_exact_at_the_edges()
     assert float(tail) == pytest.approx(0.0005, rel=1e-6)
 
 
+def test_clopper_pearson_holds_for_a_large_sample():
+    # --samples 4000 overflowed a float in math.comb before (found by the mesh check).
+    binom = tools.module("scipy", "scipy.stats").binom
+    k, n = 1996, 4000
+    low, high = stats.clopper_pearson(k, n)
+    assert 0.47 < low < 0.5 < high < 0.53
+    # At each bound the tail beyond the observed count is what the 99.9% interval leaves.
+    assert binom.sf(k - 1, n, low) == pytest.approx(0.0005, rel=1e-6)
+    assert binom.cdf(k, n, high) == pytest.approx(0.0005, rel=1e-6)
+
+
 def test_describe_states_n_and_both_rates():
     text = stats.choose_n().describe()
     assert text.startswith("N=100: pass when v3 count is in [34, 66]")

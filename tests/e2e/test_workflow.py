@@ -62,8 +62,29 @@ def test_a_matrix_of_istio_and_mosn_on_ubuntu_24_04(workflow):
     assert matrix["istio"] == ["1.10.6"]
     assert matrix["mosn"][0] == "v1.0.0" and len(matrix["mosn"]) == 2
     assert re.fullmatch(r"v1\.6\.\d+", matrix["mosn"][1])
-    # The one line to change when a newer MOSN is proven.
-    assert WORKFLOW.read_text().count(f"mosn: [v1.0.0, {matrix['mosn'][1]}]") == 1
+    # The two lines to change when a newer MOSN is proven: the mesh check's and the kind job's.
+    assert workflow["jobs"]["mesh"]["strategy"]["matrix"] == matrix
+    assert WORKFLOW.read_text().count(f"mosn: [v1.0.0, {matrix['mosn'][1]}]") == 2
+
+
+def test_the_mesh_check_runs_first_on_what_the_action_built_before_any_publish(workflow):
+    mesh = workflow["jobs"]["mesh"]
+    assert workflow["jobs"]["kind"]["needs"] == "mesh"
+    assert mesh["runs-on"] == "ubuntu-24.04" and mesh["timeout-minutes"] <= 30
+    steps = mesh["steps"]
+    build = next(s for s in steps if s.get("uses") == "./")
+    assert build["with"]["mesh-check"] == "true"
+    # Each cell's MOSN built as the kind job builds it.
+    kind_build = next(s for s in _steps(workflow) if s.get("uses") == "./")
+    for built_as in ("mosn-module", "in-docker", "fix-deps", "istio-version", "platforms"):
+        assert build["with"][built_as] == kind_build["with"][built_as]
+    assert "image" not in build["with"] and "push" not in build["with"]
+    pull = next(s for s in steps if "docker pull" in s.get("run", ""))
+    assert steps.index(pull) < steps.index(build)
+    assert "istio/pilot:$ISTIO_VERSION" in pull["run"]
+    upload = steps[-1]
+    assert upload["if"] == "always()" and upload["with"]["path"] == "mesh-artifacts/"
+    assert mesh["env"]["MOSN_PROXYV2_ARTIFACTS"].endswith("/mesh-artifacts")
 
 
 def test_mosn_is_built_from_the_module_proxy_in_mosns_own_golang_image(workflow):
