@@ -15,6 +15,8 @@ import struct
 import threading
 from pathlib import Path
 
+from server.store import TMP_DIR
+
 REJECT_REASONS = (
     "unauthorized",
     "forbidden",
@@ -37,6 +39,10 @@ _REASON_BASE = _STATUS_SLOTS + 2
 _SLOTS = _REASON_BASE + len(REJECT_REASONS)
 _FORMAT = "<Q"
 _WIDTH = struct.calcsize(_FORMAT)
+
+
+def metrics_dir(root: Path) -> Path:
+    return root / TMP_DIR / "metrics"
 
 
 class Metrics:
