@@ -13,7 +13,7 @@ from flask import Flask
 
 from server.config import ServerConfig, build_config
 from server.fastpath import FastDownloads
-from server.metrics import Metrics, metrics_dir
+from server.metrics import Metrics
 from server.store import Store
 
 
@@ -41,7 +41,7 @@ def create_app(config: ServerConfig | Mapping[str, Any]) -> Flask:
         allow_overwrite=config.allow_overwrite,
     )
     store.make_layout()
-    metrics = Metrics(metrics_dir(config.root))
+    metrics = Metrics()
     app.extensions["artifact_store"] = store
     app.extensions["artifact_metrics"] = metrics
     app.register_blueprint(views.bp)

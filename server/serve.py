@@ -22,7 +22,7 @@ from server import unit
 from server.background import stop, stop_and_report
 from server.config import ServeOptions, ServerConfig
 from server.errors import ServerError
-from server.metrics import Metrics, metrics_dir
+from server.metrics import metrics_dir, share_between_workers
 from server.store import TMP_DIR, Store
 
 # stop and stop_and_report live with the background start (server.background); they stay
@@ -236,15 +236,16 @@ def serve(config: ServerConfig, options: ServeOptions) -> None:
 
 
 def prepare_root(config: ServerConfig) -> None:
-    """What a start clears, once, under the root's lock and before gunicorn forks (app
-    factories in the workers must not: one would delete another's upload in progress)."""
+    """What a start does once, under the root's lock and before the app is created and
+    gunicorn forks: clear what an earlier run left (a worker doing it would delete another's
+    upload in progress), and count afresh in the root's metrics directory."""
     store = Store(
         config.root, max_upload_size=config.max_upload_size, allow_overwrite=config.allow_overwrite
     )
     removed = store.prepare()
     if removed:
         print(f"warning: removed {removed} unfinished upload(s) left by an earlier run", flush=True)
-    Metrics(metrics_dir(config.root)).reset()
+    share_between_workers(metrics_dir(config.root))
 
 
 def _serve_locked(config: ServerConfig, options: ServeOptions, lock: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -102,6 +103,30 @@ def test_a_start_clears_what_an_earlier_run_left(tmp_path):
         # The counters start afresh: the earlier run's 201 is not counted again.
         assert 'status="201"' not in requests.get(f"{url}/-/metrics").text
         assert "removed 1 unfinished upload(s) left by an earlier run" in url.log.read_text()
+
+
+def test_metrics_keep_what_workers_that_died_counted(tmp_path):
+    """The counters are the whole server's: a scrape sums every worker's, including those
+    of workers killed since (gunicorn starts new ones)."""
+
+    def not_found_count(url) -> float:
+        for line in requests.get(f"{url}/-/metrics").text.splitlines():
+            if line.startswith('artifact_http_requests_total{status="404"}'):
+                return float(line.rpartition(" ")[2])
+        return 0.0
+
+    with running_server(tmp_path / "root", workers=2) as url:
+        for _ in range(20):  # a new connection each: any worker may answer
+            assert requests.get(f"{url}/missing.bin").status_code == 404
+        assert not_found_count(url) == 20
+        killed = url.workers()
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+        wait_until(
+            lambda: len(url.workers()) == 2 and not set(url.workers()) & set(killed),
+            "new workers",
+        )
+        assert not_found_count(url) == 20
 
 
 def test_client_disconnect_mid_body_leaves_nothing(live_server, prefix):
