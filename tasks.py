@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 
 from invoke import Exit, task
 
-from ci import config, log
+from ci import config, extras, github, log
 from ci.errors import UserError
 from server.errors import ServerError
 
@@ -80,15 +81,17 @@ def build(
     help={
         "pytest-args": "extra arguments for pytest, e.g. '-k server -x'",
         "lint-only": "run ruff only",
+        "fast": "leave out the tests marked slow (a laptop's run; CI runs everything)",
     }
 )
-def test(ctx, pytest_args="", lint_only=False):
+def test(ctx, pytest_args="", lint_only=False, fast=False):
     """Lint (ruff) and run the test suite, the same command CI runs."""
     ctx.run("ruff check .", echo=True)
     ctx.run("ruff format --check .", echo=True)
     if not lint_only:
+        marks = "-m 'not slow' " if fast else ""
         # pytest exits 5 when it collected nothing: that is a failure here, like any non-zero.
-        ctx.run(f"{sys.executable} -m pytest {pytest_args}", echo=True, pty=False)
+        ctx.run(f"{sys.executable} -m pytest {marks}{pytest_args}", echo=True, pty=False)
 
 
 # No short flags: too many options start with the same letter. Switches are plain booleans
@@ -152,7 +155,10 @@ def e2e(
     import ci.e2e
 
     if summarize:
-        if not ci.e2e.summarize(summarize):
+        table, passed = ci.e2e.matrix_markdown(Path(summarize))
+        print(table, end="")
+        github.append_summary(table + "\n")
+        if not passed:
             raise Exit(code=1)
         return
 
@@ -160,7 +166,12 @@ def e2e(
     if plan:
         print("\n".join(ci.e2e.plan_lines(s)))
         return
-    ci.e2e.run(s)
+    try:
+        report = ci.e2e.run(s)
+    except ci.e2e.ChecksFailed as failed:
+        github.append_summary(failed.report.summary_markdown())
+        raise
+    github.append_summary(report.summary_markdown())
 
 
 @task(
@@ -190,6 +201,7 @@ def serve(
     stop=False,
 ):
     """Run the artifact server (gunicorn, or nginx + gunicorn) in the foreground; --stop stops it."""
+    extras.require("server", "invoke serve")
     import ci.serve
 
     ci.serve.run(settings(ctx, "serve", locals()), stop=stop)
@@ -217,4 +229,6 @@ def publish(
     """Upload the dist's tarballs (server or S3), verify them, write DIST/istio.env."""
     from ci.publish import publish as run_publish
 
-    run_publish(settings(ctx, "publish", locals()))
+    published = run_publish(settings(ctx, "publish", locals()))
+    # As a workflow step of its own, publish hands its results on as step outputs.
+    github.write_outputs(github.publish_outputs(published))
