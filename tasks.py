@@ -232,3 +232,17 @@ def publish(
     published = run_publish(settings(ctx, "publish", locals()))
     # As a workflow step of its own, publish hands its results on as step outputs.
     github.write_outputs(github.publish_outputs(published))
+
+
+@task(help={"check": "write nothing; exit 1 naming each generated page that is stale"})
+def docs(ctx, check=False):
+    """Write the docs' reference pages from the code (docs/reference/); mkdocs builds the site."""
+    import ci.docs
+
+    if check:
+        stale = ci.docs.stale()
+        if stale:
+            raise Exit(f"error: stale: {', '.join(map(str, stale))}; run `invoke docs`", code=1)
+        return
+    for path in ci.docs.write():
+        print(f"wrote {path}")

@@ -513,9 +513,7 @@ def _coerce_all(values: Mapping[str, Any], source: _Source) -> tuple[dict[str, A
     for key, raw in values.items():
         name = key.replace("-", "_")
         if name not in OPTIONS:
-            found.append(
-                f"{source.label}: unknown setting {key!r}; see the Configuration section of README.md"
-            )
+            found.append(f"{source.label}: unknown setting {key!r}; see docs/reference/settings.md")
             continue
         try:
             out[name] = _coerce(name, raw, source)
