@@ -65,9 +65,20 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+# The servers this process started, held until stop() has collected them: a Popen dropped
+# while its child runs is a ResourceWarning, and one that did not collect its child itself
+# would still think it runs.
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
 def _reap(pid: int) -> None:
     # When we started the server ourselves it is our child: collect it so it is not a zombie
     # that still answers kill(pid, 0).
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            del _CHILDREN[pid]
+        return
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
 
@@ -184,6 +195,7 @@ def start(
             cwd=_PROJECT_ROOT,
             start_new_session=True,
         )
+    _CHILDREN[proc.pid] = proc
     return _await_health(proc, root, health_url(bind), log_path, timeout)
 
 
