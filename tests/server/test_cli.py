@@ -143,6 +143,7 @@ def test_invoke_serve_runs_in_the_foreground_and_stop_ends_it(tmp_path):
         if server.poll() is None:
             server.kill()
             server.wait()
+        server.stdout.close()
 
 
 def test_background_start_and_stop(tmp_path):
