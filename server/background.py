@@ -52,6 +52,14 @@ def _stop(root: Path, timeout: float = 15.0) -> unit.Stopped:
     return stopped
 
 
+def collect(root: str | os.PathLike) -> None:
+    """Wait for the master this process started for `root`, once something else ended it
+    (kill -9): the Popen learns its end instead of warning that it still runs."""
+    child = _CHILDREN.pop(Path(root).absolute(), None)
+    if child is not None:
+        child.wait()
+
+
 def stop(root: Path, timeout: float = 15.0) -> int | None:
     """Stop every process of the server from `root` (server.unit.stop); the master's pid,
     or None if no master ran."""

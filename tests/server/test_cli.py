@@ -63,7 +63,7 @@ def test_serve_refuses_a_bad_size_and_creates_nothing(tmp_path):
     root = tmp_path / "root"
     result = run("-m", "invoke", "serve", "--root", str(root), "--max-upload-size", "lots")
     assert result.returncode == 1
-    assert last_line(result.stderr).startswith("error: max upload size 'lots' is not a size")
+    assert last_line(result.stderr).startswith("error: --max-upload-size 'lots' is not a size")
     assert "Traceback" not in result.stderr
     assert not root.exists()
 
@@ -248,3 +248,4 @@ def test_foreground_serve_prints_the_url_and_root_users_need(tmp_path):
         finally:
             run("-m", "invoke", "serve", "--root", str(root), "--stop")
             server.wait(timeout=30)
+            server.stdout.close()
