@@ -25,6 +25,8 @@ GETs /-/healthz (the artifact server only) and the 1 KiB file ten times a second
 connections with a 5 s timeout: p99 latency, failures, connections the server closed, peak
 RSS of all the server's processes. Then the artifact server's peak RSS during a 1 GiB upload
 (both modes).
+--baseline-tree DIR adds the artifact server of another checkout (both modes) to the
+throughput runs, paired like the rest: what a change buys, in one run.
 Targets (issues 11 and 24): >= 0.9x Go large, >= 0.5x Go small, p99 < 250 ms and no failures
 under slow clients; CPU per GiB within 1.15x nginx's behind the front, 1.25x Go's without it. Needs wrk (Debian: apt-get install wrk), go, nginx and pypiserver (pip).
 Loopback only; every phase is bounded in time.
@@ -57,6 +59,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from server import background  # noqa: E402
+from server.config import ENV_TOKENS  # noqa: E402
 from tests.helpers.net import free_port, wait_for_port  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -86,6 +89,9 @@ NGINX = "nginx"
 OURS = "artifact server"
 NO_LOG = "server, no log"
 FRONT = "server, nginx front"
+# --baseline-tree: the same two modes from another checkout, to see what a change buys.
+BASELINE = "baseline server"
+BASELINE_FRONT = "baseline front"
 NGINX_CONF = """worker_processes auto;
 user root;
 daemon off;
@@ -260,6 +266,36 @@ def artifact_server(
         yield Peer(name, f"http://127.0.0.1:{port}", pid, healthz=True)
     finally:
         background.stop(root)
+
+
+@contextlib.contextmanager
+def tree_server(name: str, tree: Path, root: Path, workers: int, front: str | None = None):
+    """The artifact server of another checkout, run as `python -m server` from it."""
+    port = free_port()
+    argv = [sys.executable, "-m", "server", "--root", str(root), "--bind", f"127.0.0.1:{port}"]
+    argv += ["--workers", str(workers), *(["--front", front] if front else [])]
+    env = {**os.environ, ENV_TOKENS: TOKEN, "PYTHONPATH": str(tree)}
+    with open(root.parent / f"server-{port}.log", "ab") as log:
+        proc = subprocess.Popen(
+            argv, cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while not _answers(f"{base}/-/healthz"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"error: the server from {tree} did not start; see {log.name}")
+            time.sleep(0.2)
+        yield Peer(name, base, proc.pid, healthz=True)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def _answers(url: str) -> bool:
+    with contextlib.suppress(requests.RequestException):
+        return requests.get(url, timeout=2).status_code == 200
+    return False
 
 
 def rss_mib(pids: list[int]) -> float:
@@ -615,8 +651,23 @@ def main() -> int:
     parser.add_argument(
         "--skip-throughput", action="store_true", help="only the slow-client scenarios"
     )
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="another checkout (e.g. `git worktree add /tmp/base main`) whose artifact server,"
+        " in both modes, joins the throughput runs: what a change buys, paired in one run",
+    )
     args = parser.parse_args()
     args.clients, args.hold = min(args.clients, 2000), min(args.hold, 120)
+    if args.baseline_tree:
+        args.baseline_tree = args.baseline_tree.resolve()
+        if not (args.baseline_tree / "server" / "__main__.py").is_file():
+            print(
+                f"error: --baseline-tree {args.baseline_tree} has no server/ package;"
+                " give a checkout of this repository",
+                file=sys.stderr,
+            )
+            return 1
     for tool in ("wrk", "go", "nginx"):
         if not shutil.which(tool) and not (tool == "nginx" and Path("/usr/sbin/nginx").exists()):
             print(
@@ -657,8 +708,15 @@ def main() -> int:
             artifact_server(NO_LOG, quiet_root, args.workers, access_log="") as quiet,
             artifact_server(FRONT, front_root, args.workers, front="nginx") as fronted,
             pypi_server(tmp / "pypi", args.workers) as pypi,
+            contextlib.ExitStack() as baselines,
         ):
             peers = [go, ng, ours, quiet, fronted, pypi]
+            if args.baseline_tree and not args.skip_throughput:
+                for name, front in ((BASELINE, None), (BASELINE_FRONT, "nginx")):
+                    base_root = tmp / name.replace(" ", "-")
+                    write_artifacts(base_root)
+                    server = tree_server(name, args.baseline_tree, base_root, args.workers, front)
+                    peers.append(baselines.enter_context(server))
             warm_up(peers)
             if not args.skip_throughput:
                 results = measure(peers, args.seconds, args.rounds, tmp)
