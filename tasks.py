@@ -16,7 +16,7 @@ from pathlib import Path
 from invoke import Exit
 from invoke import task as invoke_task
 
-from ci import config, log
+from ci import config, extras, github, log
 from ci.errors import UserError
 from server.errors import ServerError
 
@@ -61,6 +61,18 @@ def friendly(fn):
     return wrapper
 
 
+def summarized(run, s: config.Settings) -> None:
+    """Run a check job (e2e, mesh) and put its report in the GitHub job summary, failed or not."""
+    from ci.e2e.report import ChecksFailed
+
+    try:
+        report = run(s)
+    except ChecksFailed as failed:
+        github.append_summary(failed.report.summary_markdown())
+        raise
+    github.append_summary(report.summary_markdown())
+
+
 # Plain boolean flags (not optional-value ones, which make `invoke build --quiet publish`
 # ambiguous to invoke). Absent means "not given", so invoke.yaml and the environment decide.
 @task(help=config.help_for("build"))
@@ -94,9 +106,10 @@ def build(
     help={
         "pytest-args": "extra arguments for pytest, e.g. '-k server -x'",
         "lint-only": "run ruff only",
+        "fast": "leave out the tests marked slow (a laptop's run; CI runs everything)",
     }
 )
-def test(ctx, pytest_args="", lint_only=False):
+def test(ctx, pytest_args="", lint_only=False, fast=False):
     """Lint (ruff) and run the test suite, the same command CI runs."""
     # The tools pip installed with this Python (ruff, act, ...) come first, as in an activated
     # virtual environment, so that `.venv/bin/invoke test` needs no `source .venv/bin/activate`.
@@ -104,9 +117,13 @@ def test(ctx, pytest_args="", lint_only=False):
     ctx.run("ruff check .", echo=True, env={"PATH": path})
     ctx.run("ruff format --check .", echo=True, env={"PATH": path})
     if not lint_only:
+        marks = "-m 'not slow' " if fast else ""
         # pytest exits 5 when it collected nothing: that is a failure here, like any non-zero.
         ctx.run(
-            f"{sys.executable} -m pytest {pytest_args}", echo=True, pty=False, env={"PATH": path}
+            f"{sys.executable} -m pytest {marks}{pytest_args}",
+            echo=True,
+            pty=False,
+            env={"PATH": path},
         )
 
 
@@ -171,7 +188,10 @@ def e2e(
     import ci.e2e
 
     if summarize:
-        if not ci.e2e.summarize(summarize):
+        table, passed = ci.e2e.matrix_markdown(Path(summarize))
+        print(table, end="")
+        github.append_summary(table + "\n")
+        if not passed:
             raise Exit(code=1)
         return
 
@@ -179,7 +199,7 @@ def e2e(
     if plan:
         print("\n".join(ci.e2e.plan_lines(s)))
         return
-    ci.e2e.run(s)
+    summarized(ci.e2e.run, s)
 
 
 @task(help=config.help_for("mesh"), auto_shortflags=False)
@@ -207,7 +227,7 @@ def mesh(
     """Prove the built MOSN under Istio's real istiod, as sidecar and gateway, in seconds."""
     import ci.mesh
 
-    ci.mesh.run(settings(ctx, "mesh", locals()))
+    summarized(ci.mesh.run, settings(ctx, "mesh", locals()))
 
 
 @task(
@@ -237,6 +257,7 @@ def serve(
     stop=False,
 ):
     """Run the artifact server (gunicorn, or nginx + gunicorn) in the foreground; --stop stops it."""
+    extras.require("server", "invoke serve")
     import ci.serve
 
     ci.serve.run(settings(ctx, "serve", locals()), stop=stop)
@@ -264,4 +285,20 @@ def publish(
     """Upload the dist's tarballs (server or S3), verify them, write DIST/istio.env."""
     from ci.publish import publish as run_publish
 
-    run_publish(settings(ctx, "publish", locals()))
+    published = run_publish(settings(ctx, "publish", locals()))
+    # As a workflow step of its own, publish hands its results on as step outputs.
+    github.write_outputs(github.publish_outputs(published))
+
+
+@task(help={"check": "write nothing; exit 1 naming each generated page that is stale"})
+def docs(ctx, check=False):
+    """Write the docs' reference pages from the code (docs/reference/); mkdocs builds the site."""
+    import ci.docs
+
+    if check:
+        stale = ci.docs.stale()
+        if stale:
+            raise Exit(f"error: stale: {', '.join(map(str, stale))}; run `invoke docs`", code=1)
+        return
+    for path in ci.docs.write():
+        print(f"wrote {path}")

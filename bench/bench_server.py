@@ -7,10 +7,12 @@ access log) and behind its nginx front (`invoke serve --front nginx`, server/fro
 
 Throughput: a 64 MiB artifact with 16 concurrent connections, the same again with each
 connection on its own copy of it ("apart"), and a 1 KiB one with 16 (wrk, keep-alive,
-loopback), the servers taking turns, medians of the rounds, ratios to Go; and each server's
-CPU time per GiB of the 64 MiB file. On 2 cores wrk itself uses most of the CPU during the
-large-file runs and its share swings from run to run, so the large-file ratio is noisy (nginx
-itself has measured 0.91x-1.02x); the CPU per GiB is the server's own cost.
+loopback), the servers taking turns, medians of the rounds; and each server's CPU time per GiB
+of the 64 MiB file (all its processes, user + system). Ratios are paired: the median of the
+per-round ratios, each server's 64 MiB x16 run right after a run of Go's. On 2 cores wrk itself
+uses most of the CPU during the large-file runs and its share swings from run to run, so the
+large-file ratio is noisy (nginx itself has measured 0.91x-1.02x); the CPU per GiB is the
+server's own cost, and steadier.
 Why "apart": with 16 connections on one file, wrk's cost per byte depends on the exact length
 of the response head. With wrk pinned to one core and the server to the other, the artifact
 server's 483-byte head measured 0.78x-0.86x Go, while the same app with heads of 12 other
@@ -23,8 +25,10 @@ GETs /-/healthz (the artifact server only) and the 1 KiB file ten times a second
 connections with a 5 s timeout: p99 latency, failures, connections the server closed, peak
 RSS of all the server's processes. Then the artifact server's peak RSS during a 1 GiB upload
 (both modes).
-Targets (issue 11): >= 0.9x Go large, >= 0.5x Go small, p99 < 250 ms and no failures under
-slow clients. Needs wrk (Debian: apt-get install wrk), go, nginx and pypiserver (pip).
+--baseline-tree DIR adds the artifact server of another checkout (both modes) to the
+throughput runs, paired like the rest: what a change buys, in one run.
+Targets (issues 11 and 24): >= 0.9x Go large, >= 0.5x Go small, p99 < 250 ms and no failures
+under slow clients; CPU per GiB within 1.15x nginx's behind the front, 1.25x Go's without it. Needs wrk (Debian: apt-get install wrk), go, nginx and pypiserver (pip).
 Loopback only; every phase is bounded in time.
 """
 
@@ -55,6 +59,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from server import background  # noqa: E402
+from server.config import ENV_TOKENS  # noqa: E402
 from tests.helpers.net import free_port, wait_for_port  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -79,9 +84,14 @@ function request()
     return wrk.format("GET", (path:gsub("{}", tostring(n % copies))))
 end
 """
+GO = "Go FileServer"
+NGINX = "nginx"
 OURS = "artifact server"
 NO_LOG = "server, no log"
 FRONT = "server, nginx front"
+# --baseline-tree: the same two modes from another checkout, to see what a change buys.
+BASELINE = "baseline server"
+BASELINE_FRONT = "baseline front"
 NGINX_CONF = """worker_processes auto;
 user root;
 daemon off;
@@ -212,7 +222,7 @@ def go_fileserver(tmp: Path, root: Path):
         env={**os.environ, "GO111MODULE": "off"},
     )
     port = free_port()
-    return listening("Go FileServer", [str(binary), f"127.0.0.1:{port}", str(root)], port)
+    return listening(GO, [str(binary), f"127.0.0.1:{port}", str(root)], port)
 
 
 def nginx(tmp: Path, root: Path):
@@ -221,7 +231,7 @@ def nginx(tmp: Path, root: Path):
     conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, root=root))
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     return listening(
-        "nginx", [binary, "-c", str(conf), "-p", str(tmp), "-e", str(tmp / "nginx-error.log")], port
+        NGINX, [binary, "-c", str(conf), "-p", str(tmp), "-e", str(tmp / "nginx-error.log")], port
     )
 
 
@@ -258,6 +268,36 @@ def artifact_server(
         background.stop(root)
 
 
+@contextlib.contextmanager
+def tree_server(name: str, tree: Path, root: Path, workers: int, front: str | None = None):
+    """The artifact server of another checkout, run as `python -m server` from it."""
+    port = free_port()
+    argv = [sys.executable, "-m", "server", "--root", str(root), "--bind", f"127.0.0.1:{port}"]
+    argv += ["--workers", str(workers), *(["--front", front] if front else [])]
+    env = {**os.environ, ENV_TOKENS: TOKEN, "PYTHONPATH": str(tree)}
+    with open(root.parent / f"server-{port}.log", "ab") as log:
+        proc = subprocess.Popen(
+            argv, cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while not _answers(f"{base}/-/healthz"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"error: the server from {tree} did not start; see {log.name}")
+            time.sleep(0.2)
+        yield Peer(name, base, proc.pid, healthz=True)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def _answers(url: str) -> bool:
+    with contextlib.suppress(requests.RequestException):
+        return requests.get(url, timeout=2).status_code == 200
+    return False
+
+
 def rss_mib(pids: list[int]) -> float:
     total = 0
     for pid in pids:
@@ -289,10 +329,12 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def figures_line(name: str, large_bps: float, spread_bps: float, small_rps: float) -> str:
+def figures_line(
+    name: str, large_bps: float, spread_bps: float, small_rps: float, cpu_ms: float
+) -> str:
     return (
         f"{name:20s} 64 MiB x16: {large_bps / 1024**2:8.1f} MiB/s   1 KiB x16: {small_rps:8.0f} req/s"
-        f"   64 MiB apart: {spread_bps / 1024**2:8.1f} MiB/s"
+        f"   64 MiB apart: {spread_bps / 1024**2:8.1f} MiB/s   CPU {cpu_ms:5.0f} ms/GiB"
     )
 
 
@@ -305,33 +347,101 @@ def warm_up(peers: list[Peer]) -> None:
         wrk(f"{peer.base}/{peer.small}", 4, 1)
 
 
-def measure(peers: list[Peer], seconds: int, rounds: int, tmp: Path) -> dict[str, dict[str, float]]:
-    """Median of `rounds` runs per server, the servers taking turns so that a burst of load
-    from elsewhere on the machine hits them all alike."""
-    samples = {peer.name: {"large": [], "spread": [], "small": [], "cpu": []} for peer in peers}
+def large_run(peer: Peer, seconds: int) -> tuple[float, float]:
+    """(bytes/s, the server's CPU ms per GiB) of one 64 MiB x16 run."""
+    pids = peer.pids()
+    cpu_before = cpu_seconds(pids)
+    large_bps = wrk(f"{peer.base}/{peer.large}", 16, seconds)[1]
+    # The server's own cost, apart from the load generator's share of the 2 cores.
+    return large_bps, (cpu_seconds(pids) - cpu_before) * 1000 / (large_bps * seconds / 1024**3)
+
+
+def measure(peers: list[Peer], seconds: int, rounds: int, tmp: Path) -> dict[str, dict[str, list]]:
+    """Each server's figures, one per round; the servers take turns so that a burst of load
+    from elsewhere on the machine hits them all alike. Go (peers[0]) runs its 64 MiB x16 run
+    again right before each other server's: "go_large"/"go_cpu" keep that run of Go's, the
+    pair `paired` divides (Go's own figure per round is the median of its runs)."""
+    go = peers[0]
+    kinds = ("large", "spread", "small", "cpu", "go_large", "go_cpu")
+    samples = {peer.name: {kind: [] for kind in kinds} for peer in peers}
     scripts = {peer.name: spread_script(tmp, peer) for peer in peers}
     for round_number in range(1, rounds + 1):
+        for peer in peers[1:]:
+            for runner, prefix in ((go, "go_"), (peer, "")):
+                large_bps, cpu = large_run(runner, seconds)
+                samples[peer.name][prefix + "large"].append(large_bps)
+                samples[peer.name][prefix + "cpu"].append(cpu)
+        for kind in ("large", "cpu"):
+            this_round = [samples[peer.name]["go_" + kind][-1] for peer in peers[1:]]
+            samples[go.name][kind].append(statistics.median(this_round))
         for peer in peers:
-            pids = peer.pids()
-            cpu_before = cpu_seconds(pids)
-            large_bps = wrk(f"{peer.base}/{peer.large}", 16, seconds)[1]
-            # The server's own cost, apart from the load generator's share of the 2 cores.
-            samples[peer.name]["cpu"].append(
-                (cpu_seconds(pids) - cpu_before) * 1000 / (large_bps * seconds / 1024**3)
-            )
-            spread_bps = wrk(peer.base, 16, seconds, scripts[peer.name])[1]
-            small_rps, _ = wrk(f"{peer.base}/{peer.small}", 16, seconds)
-            samples[peer.name]["large"].append(large_bps)
-            samples[peer.name]["spread"].append(spread_bps)
-            samples[peer.name]["small"].append(small_rps)
+            figures = samples[peer.name]
+            figures["spread"].append(wrk(peer.base, 16, seconds, scripts[peer.name])[1])
+            figures["small"].append(wrk(f"{peer.base}/{peer.small}", 16, seconds)[0])
             print(
-                f"  round {round_number} {figures_line(peer.name, large_bps, spread_bps, small_rps)}",
+                f"  round {round_number} "
+                + figures_line(
+                    peer.name, *(figures[kind][-1] for kind in ("large", "spread", "small", "cpu"))
+                ),
                 flush=True,
             )
-    return {
-        name: {kind: statistics.median(values) for kind, values in kinds.items()}
-        for name, kinds in samples.items()
-    }
+    return samples
+
+
+def median(samples: dict[str, dict[str, list]], name: str, kind: str) -> float:
+    return statistics.median(samples[name][kind])
+
+
+def paired(samples: dict[str, dict[str, list]], name: str, kind: str, base: str = GO) -> float:
+    """The median of the per-round ratios of `name`'s figure to `base`'s: the same round's
+    run, except that a 64 MiB x16 figure is paired with the Go run right before it."""
+    if name == base:
+        return 1.0
+    if kind in ("large", "cpu") and GO in (name, base):
+        other = base if name == GO else name
+        ratios = [
+            o / g for o, g in zip(samples[other][kind], samples[other]["go_" + kind], strict=True)
+        ]
+        if name == GO:
+            ratios = [1 / r for r in ratios]
+    else:
+        ratios = [m / t for m, t in zip(samples[name][kind], samples[base][kind], strict=True)]
+    return statistics.median(ratios)
+
+
+def print_throughput(samples: dict[str, dict[str, list]]) -> None:
+    print("medians:")
+    for name in samples:
+        large, spread, small, cpu = (
+            median(samples, name, kind) for kind in ("large", "spread", "small", "cpu")
+        )
+        print(f"  {figures_line(name, large, spread, small, cpu)}")
+    print("to Go, the median of the per-round ratios (64 MiB x16: the Go run right before):")
+    for name in samples:
+        if name != GO:
+            print(
+                f"  {name:20s} 64 MiB x16 {paired(samples, name, 'large'):.2f}x"
+                f"   apart {paired(samples, name, 'spread'):.2f}x"
+                f"   1 KiB {paired(samples, name, 'small'):.2f}x"
+            )
+    print(
+        "server CPU per GiB of the 64 MiB x16 file (user + system time of all the server's"
+        " processes; median, and the median of the per-round ratios):"
+    )
+    for name in samples:
+        print(
+            f"  {name:20s} {median(samples, name, 'cpu'):6.0f} ms"
+            f"   {paired(samples, name, 'cpu'):.2f}x Go   {paired(samples, name, 'cpu', NGINX):.2f}x nginx"
+        )
+    checks = (
+        (f"{FRONT}: 64 MiB x16 >= 0.90x Go", paired(samples, FRONT, "large") >= 0.90),
+        (f"{FRONT}: CPU per GiB <= 1.15x nginx", paired(samples, FRONT, "cpu", NGINX) <= 1.15),
+        (f"{OURS}: 64 MiB x16 >= 0.90x Go", paired(samples, OURS, "large") >= 0.90),
+        (f"{OURS}: CPU per GiB <= 1.25x Go", paired(samples, OURS, "cpu") <= 1.25),
+        (f"{FRONT}: 1 KiB >= 0.50x Go", paired(samples, FRONT, "small") >= 0.50),
+    )
+    for what, met in checks:
+        print(f"target {what}: {'met' if met else 'NOT met'}")
 
 
 # -- slow clients ----------------------------------------------------------------------------
@@ -702,11 +812,26 @@ def main() -> int:
         action="store_true",
         help="only the slow-reader loads (needs go and nginx, not wrk or pypiserver)",
     )
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="another checkout (e.g. `git worktree add /tmp/base main`) whose artifact server,"
+        " in both modes, joins the throughput runs: what a change buys, paired in one run",
+    )
     args = parser.parse_args()
     args.clients, args.hold = min(args.clients, 2000), min(args.hold, 120)
     args.readers = [min(int(n), 2000) for n in args.readers.split(",") if n.strip()]
     args.reader_seconds = min(args.reader_seconds, 120)
     args.reader_rounds = max(1, min(args.reader_rounds, 5))
+    if args.baseline_tree:
+        args.baseline_tree = args.baseline_tree.resolve()
+        if not (args.baseline_tree / "server" / "__main__.py").is_file():
+            print(
+                f"error: --baseline-tree {args.baseline_tree} has no server/ package;"
+                " give a checkout of this repository",
+                file=sys.stderr,
+            )
+            return 1
     if args.readers_only:
         return run_slow_readers_only(args)
     for tool in ("wrk", "go", "nginx"):
@@ -751,8 +876,15 @@ def main() -> int:
             artifact_server(NO_LOG, quiet_root, args.workers, access_log="") as quiet,
             artifact_server(FRONT, front_root, args.workers, front="nginx") as fronted,
             pypi_server(tmp / "pypi", args.workers) as pypi,
+            contextlib.ExitStack() as baselines,
         ):
             peers = [go, ng, ours, quiet, fronted, pypi]
+            if args.baseline_tree and not args.skip_throughput:
+                for name, front in ((BASELINE, None), (BASELINE_FRONT, "nginx")):
+                    base_root = tmp / name.replace(" ", "-")
+                    write_artifacts(base_root)
+                    server = tree_server(name, args.baseline_tree, base_root, args.workers, front)
+                    peers.append(baselines.enter_context(server))
             warm_up(peers)
             if not args.skip_throughput:
                 results = measure(peers, args.seconds, args.rounds, tmp)
@@ -774,31 +906,7 @@ def main() -> int:
         print("slow readers, medians over the rounds:")
         reader_summary(reader_holds, args.readers)
         if not args.skip_throughput:
-            print("medians:")
-            for name, figures in results.items():
-                print(
-                    f"  {figures_line(name, figures['large'], figures['spread'], figures['small'])}"
-                )
-            go_figures = results["Go FileServer"]
-            for name in (OURS, FRONT):
-                mine = results[name]
-                print(
-                    f"{name} to Go: large {mine['large'] / go_figures['large']:.2f}x (target >= 0.90)"
-                    f"   apart {mine['spread'] / go_figures['spread']:.2f}x"
-                    f"   small {mine['small'] / go_figures['small']:.2f}x (target >= 0.50)"
-                )
-            for name in ("nginx", "pypiserver", NO_LOG):
-                other = results[name]
-                print(
-                    f"{name} to Go: large {other['large'] / go_figures['large']:.2f}x"
-                    f"   apart {other['spread'] / go_figures['spread']:.2f}x"
-                    f"   small {other['small'] / go_figures['small']:.2f}x"
-                )
-            print("server CPU per GiB of the 64 MiB file (user + system time, lower is better):")
-            for name, figures in results.items():
-                print(
-                    f"  {name:20s} {figures['cpu']:6.0f} ms   {figures['cpu'] / go_figures['cpu']:.2f}x Go"
-                )
+            print_throughput(results)
         print(
             f"1 GiB upload: {upload_speed:.0f} MiB/s, server peak RSS {rss:.0f} MiB (target < 150);"
             f" through the front {front_upload:.0f} MiB/s, peak RSS {front_rss:.0f} MiB"

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from ci import extras
 from ci.errors import UserError
 
 # An unreachable engine must be found out quickly, whatever the operations' timeout.
@@ -28,11 +29,10 @@ def client(timeout: float, hint: str = "start dockerd or point DOCKER_HOST at a 
     An engine that does not answer is one UserError ("Docker engine not reachable at ..."),
     ending with `hint`: what the caller's user can do about it.
     """
-    try:
-        import docker
-        import requests
-    except ImportError:
-        raise UserError("the Docker SDK for Python is missing: pip install docker") from None
+    extras.require("image", "the Docker engine (invoke image, invoke build --in-docker)")
+    import docker
+    import requests
+
     try:
         found = docker.from_env(timeout=PING_TIMEOUT)
         found.ping()

@@ -4,11 +4,14 @@ action.yml passes every pipeline input to its steps as the environment variable 
 already read (`MOSN_PROXYV2_<SETTING>`), so the invoke tasks it calls see exactly what a user
 running them by hand with those variables would. The inputs are checked with the same
 option registry (ci/config.py), which names each input. This module is also the one place
-that writes to the runner: step outputs, the job summary and ::error:: annotations.
+that writes to the runner: step outputs, the job summary and ::error:: annotations. The
+stages return records (ci/publish's Published and published.json, ci/image's image.json,
+ci/e2e's Report); what reaches the runner is made from those, here.
 
+    python -m ci.github extras         # the pyproject extras the inputs need, comma-separated
     python -m ci.github validate       # ::error:: annotations and exit 1 when inputs are wrong
     python -m ci.github server-state   # output running-before: a bundled server already up?
-    python -m ci.github report         # outputs mosn-version, image, digest; the job summary
+    python -m ci.github report         # every output of the action; the job summary
     python -m ci.github stop-server    # stop the bundled server this run started (keep-server)
 
 `store: server` with a free loopback server-url makes publish start the bundled server in
@@ -20,22 +23,24 @@ that was already up (the user's, or one a later step needs: `keep-server: true`)
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
 from collections.abc import Mapping
-from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ci import config, names
+from ci import config, extras, names
 from ci.builder.smoke import host_platform
 from ci.dist import Dist
 from ci.errors import UserError
+from ci.markdown import cell as markdown_cell
 from ci.progress import human
 
 if TYPE_CHECKING:
     from ci.image.result import ImageResult
+    from ci.publish import Published
     from ci.publish.record import Record
 
 # Action input -> the setting it sets, from the registry (ci/config.py); action.yml's inputs
@@ -46,19 +51,6 @@ INPUT_SETTINGS: dict[str, str] = {
 # Inputs of the action itself, passed to its steps under these names.
 KEEP_SERVER_ENV = "KEEP_SERVER"
 RUNNING_BEFORE_ENV = "SERVER_RUNNING_BEFORE"
-# pyproject.toml's dependencies and the module each provides. Checked first, so that a runner
-# lacking one (system-site-packages: true) gets a sentence instead of an ImportError.
-DEPENDENCY_MODULES = {
-    "invoke": "invoke",
-    "boto3": "boto3",
-    "flask": "flask",
-    "docker": "docker",
-    "pyyaml": "yaml",
-    "gunicorn": "gunicorn",
-    "gevent": "gevent",
-    "packaging": "packaging",
-    "requests": "requests",
-}
 
 
 env_name = config.env_name
@@ -93,7 +85,9 @@ def load_settings(environ: Mapping[str, str]) -> config.Settings:
 
 def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
     """Everything wrong with the inputs, each as a sentence saying what to change."""
-    missing = [dist for dist, module in DEPENDENCY_MODULES.items() if not find_spec(module)]
+    # Checked first, so that a runner lacking a package (system-site-packages: true) gets a
+    # sentence instead of an ImportError.
+    missing = extras.missing(extras.CORE)
     if missing:
         return [
             f"Python package(s) {', '.join(missing)} missing on the runner; install them "
@@ -103,6 +97,12 @@ def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
     from ci import image
 
     s, found = read_settings(environ)
+    for extra, needed_by in needed_extras(s, cwd).items():
+        if extras.missing(extras.EXTRAS[extra]):
+            found.append(
+                f"{needed_by} needs the [{extra}] extra, which is not installed on the runner; "
+                f"{extras.install_hint(extra)}, or use `system-site-packages: false`"
+            )
     keep = environ.get(KEEP_SERVER_ENV, "").strip().lower()
     if keep not in ("", "true", "false"):
         found.append(config.not_one_of("input `keep-server`:", keep, ("true", "false")))
@@ -115,6 +115,28 @@ def problems(environ: Mapping[str, str], cwd: Path) -> list[str]:
     except UserError as exc:
         found.append(f"input `image`: {exc}")
     return found
+
+
+def needed_extras(s: config.Settings, cwd: Path) -> dict[str, str]:
+    """{extra: the input that needs it} for these inputs (ci/extras.py says what each holds)."""
+    needed = {}
+    if s.to == "s3":
+        needed["s3"] = "input `store: s3`"
+    if bundled_server_root(s, cwd) is not None:
+        needed["server"] = (
+            f"input `store: server` with server-url {s.server_url} (publish starts the bundled"
+            " server there when nothing answers)"
+        )
+    if s.image or s.in_docker:
+        needed["image"] = "input `image`" if s.image else "input `in-docker: true`"
+    return needed
+
+
+def extras_for(environ: Mapping[str, str], cwd: Path) -> int:
+    """Print the extras the inputs need, for the install step's `pip install '.[...]'`."""
+    s, _ = read_settings(environ)  # a bad value is validate's to report, after the install
+    print(",".join(needed_extras(s, cwd)))
+    return 0
 
 
 def _together(s: config.Settings, cwd: Path) -> list[tuple[bool, str]]:
@@ -203,11 +225,6 @@ def error_annotation(title: str, message: str) -> str:
     return f"::error title={title}::{data}"
 
 
-def markdown_cell(text: object) -> str:
-    """Text that stays inside one cell of a Markdown table."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def validate(environ: Mapping[str, str], cwd: Path) -> int:
     found = problems(environ, cwd)
     for message in found:
@@ -273,6 +290,8 @@ def report(environ: Mapping[str, str], cwd: Path) -> int:
 
     outputs = {
         "mosn-version": dist.mosn_version,
+        "tarballs": json.dumps(published.tarballs(f.name for f in dist.files)),
+        "env-file": published.istio_env,
         "image": image_reference(image),
         "digest": (image.digest if image else None) or "",
     }
@@ -282,6 +301,16 @@ def report(environ: Mapping[str, str], cwd: Path) -> int:
     if not append_summary(markdown, environ.get("GITHUB_STEP_SUMMARY")):
         print(markdown)
     return 0
+
+
+def publish_outputs(result: Published) -> dict[str, str]:
+    """`invoke publish` as a workflow step: one output per istio.env variable (lowercase,
+    kebab), the make command, the tarballs and the env file."""
+    outputs = {key.lower().replace("_", "-"): value for key, value in result.values.items()}
+    outputs["make-command"] = result.make_command
+    outputs["tarballs"] = json.dumps(result.tarballs)
+    outputs["env-file"] = str(result.env_file.resolve())
+    return outputs
 
 
 def bundled_server_root(s: config.Settings, cwd: Path) -> Path | None:
@@ -302,21 +331,26 @@ def _our_server_root(environ: Mapping[str, str], cwd: Path) -> Path | None:
     return None if found else bundled_server_root(s, cwd)
 
 
-def server_state(environ: Mapping[str, str], cwd: Path) -> int:
+def _running(root: Path | None) -> int | None:
+    # Imported only for a bundled server: an S3-only runner has no [server] extra.
+    if root is None:
+        return None
     from server import background
 
+    return background.running(root)
+
+
+def server_state(environ: Mapping[str, str], cwd: Path) -> int:
     root = _our_server_root(environ, cwd)
-    pid = background.running(root) if root else None
+    pid = _running(root)
     if environ.get("GITHUB_OUTPUT"):
         write_outputs({"running-before": str(pid or "")}, environ["GITHUB_OUTPUT"])
     return 0
 
 
 def stop_server(environ: Mapping[str, str], cwd: Path) -> int:
-    from server import background
-
     root = _our_server_root(environ, cwd)
-    pid = background.running(root) if root else None
+    pid = _running(root)
     if pid is None:
         return 0
     if environ.get(RUNNING_BEFORE_ENV):
@@ -328,6 +362,8 @@ def stop_server(environ: Mapping[str, str], cwd: Path) -> int:
             f"{root}) keeps running; stop it with `invoke serve --stop --root {root}`"
         )
         return 0
+    from server import background
+
     background.stop(root)
     print(
         f"stopped the artifact server this step started (pid {pid}, storage {root}); "
@@ -338,6 +374,7 @@ def stop_server(environ: Mapping[str, str], cwd: Path) -> int:
 
 def main(argv: list[str]) -> int:
     commands = {
+        "extras": extras_for,
         "validate": validate,
         "report": report,
         "server-state": server_state,

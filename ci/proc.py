@@ -51,30 +51,31 @@ def run(
     echoed and kept in the tail.
     """
     argv = [str(part) for part in cmd]
-    child = _spawn(argv, cwd, env, hint, stdin is not None, separate_stderr)
-    if stdin is not None:
-        assert child.stdin is not None
-        child.stdin.write(stdin)
-        child.stdin.close()
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     echo = stream and not log.is_quiet()
     secrets = [s for s in secrets if s]
-    drain = None
-    if separate_stderr:
-        # Read in a thread: a full stderr pipe must not block the child while we read stdout.
-        drain = threading.Thread(
-            target=_pump, args=(child.stderr, secrets, tail, echo, sys.stderr), daemon=True
-        )
-        drain.start()
-    try:
-        output = _pump(child.stdout, secrets, tail, echo, sys.stdout)
-    except BaseException:
-        child.kill()
-        child.wait()
-        raise
-    code = child.wait()
-    if drain is not None:
-        drain.join()
+    # `with`: the pipes are closed whatever happens (an open one is a ResourceWarning).
+    with _spawn(argv, cwd, env, hint, stdin is not None, separate_stderr) as child:
+        if stdin is not None:
+            assert child.stdin is not None
+            child.stdin.write(stdin)
+            child.stdin.close()
+        drain = None
+        if separate_stderr:
+            # Read in a thread: a full stderr pipe must not block the child while we read stdout.
+            drain = threading.Thread(
+                target=_pump, args=(child.stderr, secrets, tail, echo, sys.stderr), daemon=True
+            )
+            drain.start()
+        try:
+            output = _pump(child.stdout, secrets, tail, echo, sys.stdout)
+        except BaseException:
+            child.kill()
+            child.wait()
+            raise
+        code = child.wait()
+        if drain is not None:
+            drain.join()
     if check and code != 0:
         raise CommandFailed(what or Path(argv[0]).name, code, output, list(tail), hint, echo)
     return output

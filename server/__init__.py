@@ -7,14 +7,13 @@ gunicorn; `server.background` starts and stops one in the background for the pip
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-from flask import Flask
+from typing import TYPE_CHECKING, Any
 
 from server.config import ServerConfig, build_config
-from server.fastpath import FastDownloads
-from server.metrics import Metrics
 from server.store import Store
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(config: ServerConfig | Mapping[str, Any]) -> Flask:
@@ -28,7 +27,14 @@ def create_app(config: ServerConfig | Mapping[str, Any]) -> Flask:
         options = dict(config)
         options.setdefault("environ", {})
         config = build_config(options.pop("root"), **options)
+    # Imported here, not above: the package's other modules (background, config, errors) serve
+    # the pipeline too, which may run without Flask and prometheus_client (mosn-proxyv2
+    # without the [server] extra).
+    from flask import Flask
+
     from server import views
+    from server.fastpath import FastDownloads
+    from server.metrics import Metrics
 
     app = Flask(__name__)
     app.config["ARTIFACT_SERVER"] = config

@@ -11,6 +11,7 @@ processes are found and stopped as one unit (server.unit), as `invoke serve --st
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -36,14 +37,37 @@ def running(root: str | os.PathLike) -> int | None:
     return unit.master(Path(root).absolute())
 
 
+# The servers this process started, by root, kept until stop() collects them: a Popen dropped
+# while its child runs is a ResourceWarning, and a child never collected stays a zombie.
+_CHILDREN: dict[Path, subprocess.Popen] = {}
+
+
+def _stop(root: Path, timeout: float = 15.0) -> unit.Stopped:
+    root = Path(root).absolute()
+    stopped = unit.stop(root, timeout)
+    child = _CHILDREN.pop(root, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout)
+    return stopped
+
+
+def collect(root: str | os.PathLike) -> None:
+    """Wait for the master this process started for `root`, once something else ended it
+    (kill -9): the Popen learns its end instead of warning that it still runs."""
+    child = _CHILDREN.pop(Path(root).absolute(), None)
+    if child is not None:
+        child.wait()
+
+
 def stop(root: Path, timeout: float = 15.0) -> int | None:
     """Stop every process of the server from `root` (server.unit.stop); the master's pid,
     or None if no master ran."""
-    return unit.stop(Path(root).absolute(), timeout).master
+    return _stop(root, timeout).master
 
 
 def stop_and_report(root: Path) -> None:
-    stopped = unit.stop(Path(root).absolute())
+    stopped = _stop(root)
     others = ", ".join(map(str, stopped.others))
     if stopped.master and stopped.others:
         print(
@@ -139,6 +163,7 @@ def start(
             cwd=_PROJECT_ROOT,
             start_new_session=True,
         )
+    _CHILDREN[root] = proc
     return _await_health(proc, root, health_url(bind), log_path, timeout)
 
 

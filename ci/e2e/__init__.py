@@ -14,22 +14,13 @@ is used where it fits, in tests/e2e/test_live_kind.py, with those defects worked
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ci import github
 from ci.config import Settings
 from ci.e2e.istioctl import host_arch
 from ci.e2e.plan import Plan
-from ci.e2e.report import Report, matrix_markdown
+from ci.e2e.report import ChecksFailed, Report, matrix_markdown
 from ci.e2e.runner import Runner, preview_images
 
-
-def summarize(folder: str) -> bool:
-    """Print the matrix table (and append it to the job summary); whether every cell passed."""
-    table, passed = matrix_markdown(Path(folder))
-    print(table, end="")
-    github.append_summary(table + "\n")
-    return passed
+__all__ = ["ChecksFailed", "Report", "matrix_markdown", "plan_lines", "run"]
 
 
 def plan_lines(settings: Settings, arch: str | None = None) -> list[str]:
@@ -41,5 +32,6 @@ def plan_lines(settings: Settings, arch: str | None = None) -> list[str]:
 
 
 def run(settings: Settings, arch: str | None = None) -> Report:
-    """Run the job; raise UserError naming the first failed check (the report is written)."""
+    """Run the job and return its report; when a check fails, raise ChecksFailed naming the
+    first (the report files are written either way)."""
     return Runner(Plan(settings, arch or host_arch())).run()

@@ -3,7 +3,8 @@ chart of the routing.
 
 Every check is listed with its outcome, duration and detail; every routing scenario with the
 reviews versions observed. The SVG is written as text (no plotting library), one group of
-bars per scenario. In GitHub Actions the Markdown is appended to $GITHUB_STEP_SUMMARY.
+bars per scenario. `summary_markdown` is the Markdown for a page that cannot show the chart file
+(the job summary, written by ci/github.py).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from ci import github
+from ci.errors import UserError
 from ci.fsutil import atomic_write
-from ci.github import markdown_cell as table_cell
+from ci.markdown import cell as table_cell
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 SERIES = ("v1", "v2", "v3", "error", "unknown")
@@ -46,6 +47,14 @@ class Check:
     status: str = PASSED
     seconds: float = 0.0
     detail: str = ""
+
+
+class ChecksFailed(UserError):
+    """A check of the run failed (the message names the first); `report` is the whole run's."""
+
+    def __init__(self, message: str, report: Report) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass
@@ -110,9 +119,11 @@ class Report:
         atomic_write(paths["chart"], svg_chart(self.counts, self.bands))
         paths["result"] = folder / RESULT
         atomic_write(paths["result"], json.dumps(self.result(), indent=2) + "\n")
-        # The summary cannot show a file beside it: the chart goes in as text bars.
-        github.append_summary(markdown(self, chart_name=None) + "\n")
         return paths
+
+    def summary_markdown(self) -> str:
+        """The report for a page that cannot show a file beside it: the chart as text bars."""
+        return markdown(self, chart_name=None) + "\n"
 
 
 def junit_xml(report: Report) -> str:

@@ -31,7 +31,7 @@ from ci.e2e.plan import (
     Record,
     Step,
 )
-from ci.e2e.report import FAILED, SKIPPED, Check, Report
+from ci.e2e.report import FAILED, SKIPPED, Check, ChecksFailed, Report
 from ci.e2e.scenarios import POLL_SECONDS, Scenarios
 from ci.e2e.versions import kind_sha256
 from ci.errors import UserError
@@ -115,9 +115,10 @@ class Runner:
             paths = self.report.write(self.plan.artifacts)
             log.info(f"    report: {paths['markdown']} ({paths['junit']}, {paths['chart']})")
         if first_failure is not None:
-            raise UserError(
+            raise ChecksFailed(
                 f"e2e check '{first_failure.name}' failed: {first_failure.detail}; report and "
-                f"diagnostics are in {self.plan.artifacts}"
+                f"diagnostics are in {self.plan.artifacts}",
+                self.report,
             )
         return self.report
 

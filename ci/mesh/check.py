@@ -22,7 +22,7 @@ from ci import log
 from ci.config import Settings
 from ci.e2e import bookinfo as reader
 from ci.e2e import stats
-from ci.e2e.report import FAILED, Check, Report
+from ci.e2e.report import FAILED, Check, ChecksFailed, Report
 from ci.e2e.scenarios import Scenarios, show
 from ci.errors import UserError
 from ci.fsutil import atomic_write
@@ -186,9 +186,10 @@ class MeshCheck:
                 if failure.name != "stop everything"
                 else ""
             )
-            raise UserError(
+            raise ChecksFailed(
                 f"mesh check '{failure.name}' failed: {failure.detail}; report in "
-                f"{self.artifacts}{where}"
+                f"{self.artifacts}{where}",
+                self.report,
             )
         return self.report
 
@@ -569,7 +570,7 @@ def run(settings: Settings) -> MeshReport:
             check = step(report, name, action)
             if check.status == FAILED:
                 report.write(settings.path("artifacts"))
-                raise UserError(f"mesh check '{name}' failed: {check.detail}")
+                raise ChecksFailed(f"mesh check '{name}' failed: {check.detail}", report)
         assert mosn is not None and istio is not None and networking is not None
         mesh = MeshCheck(settings, report, mosn, istio, networking, work, private)
         return network.in_child(private, mesh.run)

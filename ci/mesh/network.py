@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from ci.e2e.report import ChecksFailed
 from ci.errors import UserError
 
 T = TypeVar("T")
@@ -159,7 +160,8 @@ def _interrupt_once(signum, frame):
 
 def in_child(private: bool, body: Callable[[], T]) -> T:
     """`body()` in a forked child (in a private network namespace when `private`); its result
-    or its UserError comes back to the caller, Ctrl-C and SIGTERM included."""
+    or its UserError (a ChecksFailed with its report) comes back to the caller, Ctrl-C and
+    SIGTERM included."""
     sys.stdout.flush()
     sys.stderr.flush()
     reader, writer = os.pipe()
@@ -194,6 +196,8 @@ def in_child(private: bool, body: Callable[[], T]) -> T:
     outcome = pickle.loads(data) if data else ("crash", "the check's process died")  # noqa: S301 - our own child
     if outcome[0] == "result" and not interrupted:
         return outcome[1]
+    if outcome[0] == "failed":
+        raise ChecksFailed(outcome[1], outcome[2])
     if outcome[0] == "error":
         raise UserError(outcome[1], detail=outcome[2])
     if outcome[0] == "crash":
@@ -221,6 +225,8 @@ def _child(private: bool, body: Callable[[], object], writer: int) -> None:
         if private:
             enter_private_namespace()
         outcome, code = ("result", body()), 0
+    except ChecksFailed as exc:
+        outcome = ("failed", str(exc), exc.report)
     except UserError as exc:
         outcome = ("error", str(exc), exc.detail)
     except KeyboardInterrupt:

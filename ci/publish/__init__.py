@@ -7,11 +7,10 @@ files exist only for a complete, checked publish.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ci import config, github, istio_env, log, names
+from ci import config, extras, istio_env, log, names
 from ci.config import Settings
 from ci.dist import Dist, remove_records, sha256_bytes, sha256_file
 from ci.errors import UserError
@@ -24,15 +23,22 @@ from ci.publish.server import ServerStore
 
 @dataclass
 class Published:
+    """What a publish did: the stage's result, for whoever runs it to show or hand on."""
+
     values: dict[str, str]
     env_file: Path
-    tarballs: list[dict[str, str]]
+    record: Record
+    tarball_names: tuple[str, ...]
     uploaded: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
 
     @property
     def make_command(self) -> str:
         return istio_env.make_command(self.values)
+
+    @property
+    def tarballs(self) -> list[dict[str, str]]:
+        return self.record.tarballs(self.tarball_names)
 
 
 def check_prefix(prefix: str) -> str:
@@ -70,6 +76,7 @@ def plan(dist: Dist, folder: str, wasm: str) -> list[Item]:
 
 def open_store(settings: Settings) -> Store:
     if settings.to == "s3":
+        extras.require("s3", "--to s3")
         return S3Store(settings)
     # The URL is checked (by ServerStore) before a server is started for it.
     store = ServerStore(settings.server_url, "")
@@ -181,7 +188,7 @@ def publish(settings: Settings) -> Published:
     for warning in istio_env.blocklist_warnings(values):
         log.warn(warning)
     istio_env.write(env_file, values)
-    Record(
+    record = Record(
         store=settings.to,
         location=store.describe(),
         files=tuple(
@@ -189,25 +196,17 @@ def publish(settings: Settings) -> Published:
         ),
         istio_env=str(env_file.resolve()),
         wasm_base_url=wasm_base_url,
-    ).write(dist.root)
+    )
+    record.write(dist.root)
     result = Published(
         values=values,
         env_file=env_file,
-        tarballs=[{"file": f.name, "url": urls[f.name], "sha256": f.sha256} for f in dist.files],
+        record=record,
+        tarball_names=tuple(f.name for f in dist.files),
         uploaded=uploaded,
         unchanged=unchanged,
     )
-    github.write_outputs(github_outputs(result))
     log.info(f"wrote {env_file}")
     log.info("Build Istio's proxyv2 from an Istio checkout with:")
     log.info(f"  {result.make_command}")
     return result
-
-
-def github_outputs(result: Published) -> dict[str, str]:
-    """The step outputs: one per istio.env variable (lowercase, kebab), plus summaries."""
-    outputs = {key.lower().replace("_", "-"): value for key, value in result.values.items()}
-    outputs["make-command"] = result.make_command
-    outputs["tarballs"] = json.dumps(result.tarballs)
-    outputs["env-file"] = str(result.env_file.resolve())
-    return outputs

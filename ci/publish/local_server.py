@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ci import log
+from ci import extras, log
 from ci.config import Secret, Settings
 from ci.errors import UserError
 from ci.fsutil import atomic_write
@@ -82,6 +82,7 @@ def write_token(settings: Settings) -> tuple[Secret, str]:
 
 def start(root: Path, host: str, port: int, token: str) -> int:
     """Start the bundled server in the background; return its pid once it answers."""
+    extras.require("server", f"nothing answers at {host}:{port}, and starting the bundled server")
     from server import background
 
     try:

@@ -7,6 +7,7 @@ environment, so what it shows is what the stage wrote, not what a step passed al
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +33,11 @@ class Record:
 
     def url(self, name: str) -> str:
         return next((f.url for f in self.files if f.name == name), "")
+
+    def tarballs(self, names: Iterable[str]) -> list[dict[str, str]]:
+        """The files `names` as the action's `tarballs` output lists them."""
+        by_name = {f.name: f for f in self.files}
+        return [{"file": n, "url": by_name[n].url, "sha256": by_name[n].sha256} for n in names]
 
     def write(self, root: Path) -> None:
         atomic_write(root / names.PUBLISHED_JSON, json.dumps(asdict(self), indent=2) + "\n")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers.action import action_workflow, make_repo, run_act
+from tests.helpers.action import REPO_ROOT, action_workflow, make_repo, run_act
 from tests.helpers.net import free_port
 
 pytestmark = pytest.mark.slow
@@ -269,7 +269,9 @@ def test_action_stops_the_server_it_started_even_after_a_failure(
 
 
 def test_action_publishes_to_s3(tmp_path):
-    """The S3 variant of the README: tarballs only (no image), credentials from the step's env."""
+    """The S3 variant of the README: tarballs only (no image), credentials from the step's env,
+    and the action's own install: its virtualenv gets the core and the [s3] extra from PyPI
+    (with constraints.txt), no web server and no Docker SDK."""
     from tests.helpers.publish import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, moto_server, s3_client
 
     out = tmp_path / "out"
@@ -285,14 +287,20 @@ def test_action_publishes_to_s3(tmp_path):
                 "s3-prefix": "ci/mosn",
                 "s3-endpoint-url": endpoint,
                 "aws-region": "us-east-1",
-                "system-site-packages": "true",
+                "system-site-packages": "false",
             },
             after=[
                 {
                     "name": "Record outputs",
                     "env": {"OUTPUTS": "${{ toJSON(steps.mp.outputs) }}", "OUT": str(out)},
                     "run": 'printf "%s" "$OUTPUTS" >"$OUT/outputs.json"',
-                }
+                },
+                {
+                    "name": "Record the action's packages",
+                    "env": {"OUT": str(out)},
+                    "run": '"$RUNNER_TEMP/mosn-proxyv2-venv/bin/python" -m pip list --format=json'
+                    ' >"$OUT/packages.json"',
+                },
             ],
         )
         step = workflow["jobs"]["action"]["steps"][2]
@@ -322,3 +330,15 @@ def test_action_publishes_to_s3(tmp_path):
             assert hashlib.sha256(response.content).hexdigest() == tarball["sha256"]
         assert outputs["image"] == "" and outputs["digest"] == ""
         assert "| image | digest |" not in run.summaries()[0]
+        assert "extras for these inputs: s3" in run.log
+        installed = {
+            p["name"].lower(): p["version"] for p in json.loads((out / "packages.json").read_text())
+        }
+        assert {"boto3", "invoke", "requests", "mosn-proxyv2"} <= set(installed)
+        assert not {"flask", "gunicorn", "gevent", "docker"} & set(installed)
+        pinned = dict(
+            line.split("==", 1)
+            for line in (REPO_ROOT / "constraints.txt").read_text().splitlines()
+            if "==" in line and ";" not in line
+        )
+        assert installed["boto3"] == pinned["boto3"]

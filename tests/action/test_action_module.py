@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from ci import extras, names
 from ci import github as action
-from ci import names
 from ci.image.result import ImageResult
 from ci.publish.record import PublishedFile, Record
+from tests.helpers.publish import parse_github_output
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -137,7 +139,8 @@ def test_usage_on_an_unknown_command():
     )
     assert proc.returncode == 2
     assert (
-        proc.stderr.strip() == "usage: python -m ci.github validate|report|server-state|stop-server"
+        proc.stderr.strip()
+        == "usage: python -m ci.github extras|validate|report|server-state|stop-server"
     )
 
 
@@ -173,11 +176,18 @@ def test_report_writes_outputs_and_a_summary_table(stage_records, tmp_path):
         "GITHUB_STEP_SUMMARY": str(summary),
     }
     assert action.report(env, tmp_path) == 0
-    assert outputs.read_text().splitlines() == [
-        f"mosn-version={built_dist.mosn_version}",
-        "image=127.0.0.1:5000/mp/proxyv2:t1",
-        "digest=sha256:ab",
+    # Every output of the action comes from this one step, read from the stages' records.
+    tarballs = [
+        {"file": f.name, "url": f"http://127.0.0.1:1/mosn/{f.name}", "sha256": f.sha256}
+        for f in built_dist.files
     ]
+    assert parse_github_output(outputs) == {
+        "mosn-version": built_dist.mosn_version,
+        "tarballs": json.dumps(tarballs),
+        "env-file": str(dist_dir / names.ISTIO_ENV),
+        "image": "127.0.0.1:5000/mp/proxyv2:t1",
+        "digest": "sha256:ab",
+    }
     text = summary.read_text()
     for f in built_dist.files:
         row = next(line for line in text.splitlines() if f"`{f.name}`" in line)
@@ -240,14 +250,56 @@ def test_multiline_output_uses_a_delimiter(tmp_path):
     assert lines[4] == lines[1].removeprefix("two<<")
 
 
+def hide_modules(monkeypatch, *hidden: str) -> None:
+    """As on a runner (system-site-packages: true) that lacks the packages of `hidden`."""
+    real = extras.find_spec
+    monkeypatch.setattr(extras, "find_spec", lambda m: None if m in hidden else real(m))
+
+
 def test_a_missing_dependency_is_named(tmp_path, monkeypatch):
-    # system-site-packages: true on a runner that lacks one of pyproject's dependencies.
-    real = action.find_spec
-    monkeypatch.setattr(action, "find_spec", lambda m: None if m == "yaml" else real(m))
+    hide_modules(monkeypatch, "yaml")
     assert action.problems(inputs(), tmp_path) == [
         "Python package(s) pyyaml missing on the runner; install them (python3 -m pip install "
         "...) or use `system-site-packages: false`"
     ]
+
+
+@pytest.mark.parametrize(
+    ("given", "hidden", "extra"),
+    [
+        ({"store": "s3", "s3-bucket": "b"}, "boto3", "s3"),
+        ({}, "gevent", "server"),
+        ({"in-docker": "true"}, "docker", "image"),
+        ({"image": "r.example/p", "base-image": "b"}, "docker", "image"),
+    ],
+)
+def test_a_missing_extra_is_named_with_the_input_that_needs_it(
+    tmp_path, monkeypatch, given, hidden, extra
+):
+    hide_modules(monkeypatch, hidden)
+    found = action.problems(inputs(**given), tmp_path)
+    assert len(found) == 1, found
+    assert found[0].startswith("input `")
+    assert (
+        f"needs the [{extra}] extra, which is not installed on the runner; pip install '"
+        in (found[0])
+    )
+    assert found[0].endswith(f"[{extra}]', or use `system-site-packages: false`")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({}, "server"),
+        ({"server-url": "https://artifacts.example.com"}, ""),
+        ({"store": "s3", "s3-bucket": "b"}, "s3"),
+        ({"store": "s3", "s3-bucket": "b", "in-docker": "true"}, "s3,image"),
+        ({"image": "r.example/p", "base-image": "b"}, "server,image"),
+    ],
+)
+def test_the_install_step_gets_only_the_extras_the_inputs_need(tmp_path, capsys, given, expected):
+    assert action.extras_for(inputs(**given), tmp_path) == 0
+    assert capsys.readouterr().out == expected + "\n"
 
 
 def test_annotation_data_is_escaped():
@@ -268,7 +320,8 @@ def test_report_of_an_image_not_pushed(stage_records, tmp_path):
         "GITHUB_STEP_SUMMARY": str(summary),
     }
     assert action.report(env, tmp_path) == 0
-    assert outputs.read_text().splitlines()[1:] == [f"image={repo}:e2e", "digest="]
+    got = parse_github_output(outputs)
+    assert (got["image"], got["digest"]) == (f"{repo}:e2e", "")
     assert f"| `{repo}:e2e` | `not pushed` |" in summary.read_text()
 
 

@@ -144,7 +144,7 @@ def test_rejects_an_unknown_platform(tmp_path, out):
     src = make_checkout(tmp_path / "src")
     before = snapshot(out)
     result = build(src, out, tmp_path, "--platforms", "linux/amd64,windows/amd64")
-    assert_fails(result, "unknown platform windows/amd64; choose from linux/amd64", out, before)
+    assert_fails(result, "has unknown windows/amd64; choose from linux/amd64", out, before)
 
 
 def test_rejects_a_source_date_epoch_that_is_not_a_number(tmp_path, out):

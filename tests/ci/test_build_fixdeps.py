@@ -131,7 +131,7 @@ def test_fix_deps_moves_reflect2_in_a_copy_and_records_it_everywhere(proxy, tmp_
     )
     assert printed.stdout == f"mosn version {stamp}\n"
     # The image's labels and the action's job summary say the same.
-    labels = image_labels(dist, dist.istio_version, "https://github.com/mosn/mosn.git")
+    labels = image_labels(dist, dist.istio_version)
     assert labels["io.mosn.proxyv2.fix-deps"] == (
         f"{JSONITER} =>v1.1.12, {REFLECT2} v1.0.1=>v1.0.2"
     )

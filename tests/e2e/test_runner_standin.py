@@ -16,6 +16,7 @@ from ci import log
 from ci.e2e.plan import Command, Plan
 from ci.e2e.runner import Runner
 from ci.errors import UserError
+from tests.helpers.cli import clean_environ, run_invoke
 
 
 @pytest.fixture(autouse=True)
@@ -146,3 +147,32 @@ def test_standin_istio_left_behind_fails_the_run_after_every_cleanup_step(
         run(standin_cluster.settings.replace(wait_timeout=1))
     flat = [" ".join(c) for c in standin_cluster.calls()]
     assert flat[-1].startswith("kind delete cluster")
+
+
+def test_invoke_e2e_puts_the_report_of_a_failed_run_in_the_job_summary(
+    standin_cluster, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("STANDIN_FAIL", "rollout status deployment/reviews-v2")
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    s = standin_cluster.settings
+    flags = {
+        "--image": s.image,
+        "--istio-version": s.istio_version,
+        "--cache-dir": s.cache_dir,
+        "--artifacts": s.artifacts,
+        "--ingress-port": s.ingress_port,
+        "--wait-timeout": s.wait_timeout,
+    }
+    result = run_invoke(
+        "e2e",
+        *(str(part) for pair in flags.items() for part in pair),
+        "--quiet",
+        env={**clean_environ(), "GITHUB_STEP_SUMMARY": str(summary)},
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: e2e check 'bookinfo' failed")
+    text = summary.read_text()
+    assert text.startswith("earlier step\n## MOSN proxyv2 on kind: FAILED")
+    assert "| bookinfo | failed |" in text

@@ -23,7 +23,7 @@ WORKFLOW = ".github/workflows/act-test.yml"
 SELFTEST = REPO_ROOT / ".github" / "workflows" / "action-selftest.yml"
 # The SHA action-selftest.yml pins; act recognises a checkout of the running repository and
 # copies the local files instead of fetching anything.
-CHECKOUT = "actions/checkout@11d5960a326750d5838078e36cf38b85af677262"  # v4.4.0
+CHECKOUT = "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1"  # v7.0.1
 
 # Host mode (no job container), nothing fetched or pulled, no cache server on the network.
 ACT_FLAGS = (

@@ -47,6 +47,7 @@ class ServerURL(str):
         """SIGKILL the master and its workers at once, like a machine losing power."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
+        background.collect(self.root)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
 

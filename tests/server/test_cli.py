@@ -160,6 +160,7 @@ def test_invoke_serve_runs_in_the_foreground_and_stop_ends_it(tmp_path):
         if server.poll() is None:
             server.kill()
             server.wait()
+        server.stdout.close()
 
 
 def test_background_start_and_stop(tmp_path):
@@ -264,3 +265,4 @@ def test_foreground_serve_prints_the_url_and_root_users_need(tmp_path):
         finally:
             run("-m", "invoke", "serve", "--root", str(root), "--stop")
             server.wait(timeout=30)
+            server.stdout.close()

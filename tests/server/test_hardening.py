@@ -330,6 +330,49 @@ def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(tmp_path)
         assert requests.get(f"{url}/-/healthz", timeout=10).status_code == 200
 
 
+def test_a_fast_client_that_stalls_mid_download_is_dropped_after_the_send_timeout(tmp_path):
+    # A client that takes its first megabytes fast gets the rest from a thread of the worker
+    # (one blocking sendfile): the send timeout still ends it once it stops reading, and the
+    # worker's other connections are answered meanwhile.
+    size = 64 * 1024 * 1024
+    with running_server(tmp_path / "root", tokens=[TOKEN], workers=1, send_timeout=1) as url:
+        assert requests.put(f"{url}/big.bin", data=b"\0" * size, headers=AUTH).status_code == 201
+        sock = socket.socket()
+        # Small buffers: what the kernels hold for a stalled reader stays far below the file.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+        sock.connect(("127.0.0.1", url.port))
+        with sock:
+            sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.settimeout(10)
+            received = 0
+            while received < 16 * 1024 * 1024:
+                received += len(sock.recv(1024 * 1024))
+            for _ in range(4):  # reads nothing for four times the send timeout
+                assert requests.get(f"{url}/-/healthz", timeout=2).status_code == 200
+                time.sleep(1)
+            with contextlib.suppress(ConnectionError):
+                while chunk := sock.recv(1024 * 1024):
+                    received += len(chunk)
+        # Had the server waited for the stalled client, the client would have it all now.
+        assert received < size
+
+
+def test_a_fast_download_leaves_its_keep_alive_connection_to_the_event_loop(tmp_path):
+    # The thread's blocking sendfile switches the socket to blocking mode: left so, the
+    # worker would block on this connection's next request head, and answer nobody.
+    data = os.urandom(24 * 1024 * 1024)
+    with running_server(tmp_path / "root", tokens=[TOKEN], workers=1) as url:
+        assert requests.put(f"{url}/big.bin", data=data, headers=AUTH).status_code == 201
+        with requests.Session() as session:
+            assert sha256(session.get(f"{url}/big.bin", timeout=30).content) == sha256(data)
+            for _ in range(3):  # the session's connection now idles in the worker
+                assert requests.get(f"{url}/-/healthz", timeout=2).status_code == 200
+            start = 5 * 1024 * 1024 + 7  # the thread starts past the first few MiB
+            got = session.get(f"{url}/big.bin", headers={"Range": f"bytes={start}-"}, timeout=30)
+        assert got.status_code == 206
+        assert sha256(got.content) == sha256(data[start:])
+
+
 def test_healthz_and_downloads_answer_while_hundreds_of_slow_clients_are_held(tmp_path):
     with running_server(tmp_path / "root", tokens=[TOKEN], workers=2) as url:
         requests.put(f"{url}/big.bin", data=b"\0" * (16 * 1024 * 1024), headers=AUTH)
