@@ -44,6 +44,10 @@ def _default(name: str) -> Any:
     return OPTIONS[name].default
 
 
+def _or_default(value: Any, name: str) -> Any:
+    return _default(name) if value is None else value
+
+
 def _variable(name: str, environ: Mapping[str, str]) -> str:
     """The server's own variable for option `name`, "" when unset."""
     return environ.get(OPTIONS[name].env, "")
@@ -188,10 +192,6 @@ def front_options(
     if front_cache is None:
         front_cache = _count("front_cache", "seconds", "1", env)
     return {"front": front, "front_cache": _or_default(front_cache, "front_cache")}
-
-
-def _or_default(value: Any, name: str) -> Any:
-    return _default(name) if value is None else value
 
 
 def from_values(
