@@ -101,15 +101,23 @@ class CommandFailed(UserError):
         )
 
 
-# Lines that state an error, as git, Go and the compiler write them; what follows them is often
-# advice ("For more information, see 'go help module-auth'.").
-_REASON = re.compile(r"(go: |go [a-z]+: |fatal: |error: |verifying |\S+\.go:\d+)", re.I)
+# Lines that state an error, as git, Go, the compiler and curl (Istio's bin/init.sh downloads
+# MOSN with it) write them; what follows them is often advice ("For more information, see 'go
+# help module-auth'.") or fallout ("gzip: stdin: unexpected end of file").
+_REASON = re.compile(
+    r"(go: |go [a-z]+: |fatal: |error: |verifying |\S+\.go:\d+|curl: \(\d+\) )", re.I
+)
+
+_MAKE_TRAILER = re.compile(r"g?make(\[\d+\])?: \*\*\* ")
 
 
 def reason_index(lines: list[str]) -> int | None:
     """The index of the line that says why: the last that states an error, else the last line
     that says anything."""
     said = [i for i, line in enumerate(lines) if line.strip()]
+    # make's own "make: *** [Makefile:42: init] Error 2" repeats the exit code; the line that
+    # says why is the failing recipe's, above it.
+    said = [i for i in said if not _MAKE_TRAILER.match(lines[i].strip())] or said
     stated = [i for i in said if _REASON.match(lines[i].strip())]
     return (stated or said or [None])[-1]
 

@@ -174,7 +174,8 @@ def test_make_failing_shows_its_last_lines_and_leaves_no_image(
     )  # fmt: skip
     assert result.returncode == 1
     assert last_line(result.stderr) == (
-        "error: make docker.proxyv2 failed with exit code 2; its last lines are above"
+        "error: make docker.proxyv2 failed with exit code 2: curl: (22) The requested URL"
+        " returned error: 404; its last lines are above"
     )
     assert "404" in result.stderr and "Traceback" not in result.stderr
     assert local_references(docker_client, repository) == []
