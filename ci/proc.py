@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -195,12 +197,32 @@ def start(
 
 
 def stop(process: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
-    """End what `start` started, with everything in its session: SIGTERM, then SIGKILL."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    """End what `start` started, with everything in its session: SIGTERM, then SIGKILL; return
+    once none of it runs. The leader's exit is not enough: pilot-agent exits while the MOSN it
+    started still shuts down, and that MOSN would outlive the run that owns it."""
+    group = process.pid
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, sig)
+        deadline = time.monotonic() + timeout
+        while process.poll() is None or _running_in_group(group):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        else:
+            return
+    process.wait()
+
+
+def _running_in_group(group: int) -> list[int]:
+    """The processes of process group `group` that still run (a zombie has ended)."""
+    running = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # After the command: state, ppid, pgrp.
+        if fields[0] != "Z" and int(fields[2]) == group:
+            running.append(int(stat.parent.name))
+    return running

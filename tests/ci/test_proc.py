@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
+from pathlib import Path
+
 import pytest
 
 from ci import proc
@@ -35,3 +39,39 @@ def test_curl_s_error_line_is_the_reason_over_the_lines_that_follow_it():
 
 def test_make_s_trailer_is_quoted_when_it_is_all_there_is():
     assert proc.reason_index(["make: *** No rule to make target 'x'.  Stop."]) == 0
+
+
+def _runs(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _started_with_a_child(tmp_path: Path, child_on_term: str) -> tuple[subprocess.Popen, int]:
+    """A leader that ends on SIGTERM at once (as pilot-agent does) and a child in its session
+    that runs `child_on_term` when it gets SIGTERM (as the MOSN it started shuts down)."""
+    pid_file = tmp_path / "child.pid"
+    script = tmp_path / "child.sh"
+    script.write_text(
+        f"echo $$ > {pid_file}; trap '{child_on_term}' TERM; while :; do sleep 0.1; done\n"
+    )
+    leader = proc.start(["sh", "-c", f"sh {script} & exec sleep 60"], log_path=tmp_path / "log")
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return leader, int(pid_file.read_text())
+
+
+def test_stop_returns_once_the_leader_s_children_have_ended_too(tmp_path):
+    leader, child = _started_with_a_child(tmp_path, "sleep 1; exit 0")
+    proc.stop(leader, timeout=10)
+    assert leader.returncode is not None
+    assert not _runs(child)
+
+
+def test_stop_kills_a_child_that_ignores_sigterm(tmp_path):
+    leader, child = _started_with_a_child(tmp_path, "")
+    proc.stop(leader, timeout=1)
+    assert not _runs(child)
