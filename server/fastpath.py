@@ -84,10 +84,26 @@ def cache_for(seconds: int | None) -> list[tuple[str, str]]:
     return [("X-Accel-Expires", str(seconds))] if seconds else []
 
 
-def accel_headers(artifact: Artifact, target: str) -> list[tuple[str, str]]:
-    """Behind the front: the download's headers, with nginx sending the bytes from `target`."""
+def redirect_headers(
+    store: Store, handle, artifact: Artifact, range_header: str | None, front_cache: int | None
+) -> list[tuple[str, str]] | None:
+    """Behind the front: the headers of a download nginx sends from the artifact's blob, whole
+    or with the client's Range (judged already); None when the app must send the bytes itself.
+
+    nginx may keep a whole-file redirect for front_cache seconds (front.REDIRECT_CACHE_LIMIT
+    at most), as a small file: the blob never changes, so body, ETag and checksum still
+    belong together on every hit. Only while the name still holds the opened bytes: a name
+    changed meanwhile is not kept stale past its own change, nor its blob past RETIRE_GRACE.
+    """
+    blob = store.blob_of(handle, artifact)
+    target = blob and front.accel_target(blob, range_header)
+    if not target:
+        return None
     headers = [(k, v) for k, v in _download_headers(artifact) if k != "Content-Length"]
-    return [*headers, ("Content-Length", "0"), ("X-Accel-Redirect", target)]
+    headers += [("Content-Length", "0"), ("X-Accel-Redirect", target)]
+    if range_header is None and front_cache and store.still_names(handle, artifact):
+        headers += cache_for(min(front_cache, front.REDIRECT_CACHE_LIMIT))
+    return headers
 
 
 class FastDownloads:
@@ -152,13 +168,12 @@ class FastDownloads:
             self.metrics.served(200, 0 if head else artifact.size)
             with handle:
                 return [] if head else [handle.readall()]
-        blob = self.store.blob_of(handle, artifact)
-        handle.close()
-        if blob is None:
+        with handle:
+            headers = redirect_headers(self.store, handle, artifact, None, self.front_cache)
+        if headers is None:
             return self.app(environ, start_response)
-        target = front.accel_target(blob, None)
         self.metrics.served(200, 0 if head else artifact.size)
-        start_response("200 OK", accel_headers(artifact, target))
+        start_response("200 OK", headers)
         return []
 
     def _bad_request(self, start_response: Callable, message: str) -> list[bytes]:

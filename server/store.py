@@ -220,6 +220,17 @@ class Store:
             return self.blob_name(artifact.sha256)
         return None
 
+    def still_names(self, handle: io.FileIO, artifact: Artifact) -> bool:
+        """Whether artifact.path still names the inode `handle` has open. Then its blob cannot
+        be retired before now, and so outlives now by RETIRE_GRACE at least: an answer about
+        it (a redirect nginx keeps) stays safe that long."""
+        try:
+            named = os.stat(os.path.join(self._root_text, artifact.path))
+        except OSError:
+            return False
+        opened = os.fstat(handle.fileno())
+        return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
     def _link_opened(self, rel: str, opened: os.stat_result, blob: Path) -> None:
         # By name, to a temporary link first: the name may hold other bytes by now, and only
         # the inode that was opened (and hashed) may become the blob of its sha256.
