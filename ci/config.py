@@ -7,7 +7,9 @@ the environment; a few also read the names people already use (their Option's `e
 Each Settings field is declared once, with its Option: the tasks that take it as a flag, the
 help text, the choices, the environment aliases, whether it is secret and the composite
 action's input for it. tasks.py, the action (ci/github.py) and action.yml's test read it from
-here; one validator (`_coerce`) checks every layer the same way.
+here; one validator (`_coerce`) checks every layer the same way. `invoke serve`'s settings are
+the artifact server's own options, declared in server/options.py (which `python -m server`
+reads too) and turned into Settings fields here.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any
 
 from ci import log, names
 from ci.errors import UserError
+from server import options as server_options
+from server.options import at_least
 
 ENV_PREFIX = "MOSN_PROXYV2_"
 MAX_URL_EXPIRY = 7 * 24 * 3600  # S3 signs URLs for 7 days at most
@@ -74,20 +78,6 @@ def between(low: float, high: float, unit: str = "") -> Callable[[Any], str]:
     return check
 
 
-def at_least(low: float, unit: str = "") -> Callable[[Any], str]:
-    def check(value: float) -> str:
-        return "" if value >= low else f"is out of range: give {low} or more{unit}"
-
-    return check
-
-
-def above_zero(unit: str = "") -> Callable[[Any], str]:
-    def check(value: float) -> str:
-        return "" if value > 0 else f"is out of range: give more than 0{unit}"
-
-    return check
-
-
 def matches(pattern: str, what: str) -> Callable[[Any], str]:
     compiled = re.compile(pattern)
 
@@ -124,18 +114,6 @@ def prefix_problem(prefix: str) -> str:
     )
 
 
-def _size_problem(value: str) -> str:
-    # The server's own parser, so `invoke serve` refuses what `python -m server` would.
-    from server.config import parse_size
-    from server.errors import ServerError
-
-    try:
-        parse_size(value)
-    except ServerError:
-        return "is not a size: write bytes or a number with K, M, G or T, e.g. 2G"
-    return ""
-
-
 ISTIO_VERSION_HELP = {
     "build": "Istio version stamped into MOSN and used downstream (default {default})",
     "image": "full mode: the Istio tag to build (default {default})",
@@ -145,7 +123,9 @@ ISTIO_VERSION_HELP = {
 
 
 @dataclass(frozen=True)
-class Settings:
+class _PipelineSettings:
+    """The pipeline's own settings; Settings, below, adds the artifact server's."""
+
     # shared
     dist: str = opt(
         "dist",
@@ -324,7 +304,7 @@ class Settings:
         ".artifacts",
         {
             "publish": "storage folder of a server publish starts itself (default {default})",
-            "serve": "directory to serve and store into (default: server_root, {default})",
+            "serve": f"{server_options.OPTIONS['root'].help} (default: server_root, {{default}})",
         },
         flags={"serve": "root"},
     )
@@ -506,90 +486,6 @@ class Settings:
         "run `invoke mesh` on the built MOSN after the build, before publish and any push",
         action="mesh-check",
     )
-    # serve: the artifact server's own options (server/config.py checks them again for
-    # `python -m server`); the ARTIFACT_* names are the ones the server reads itself.
-    bind: str = opt(
-        "",
-        {"serve": "HOST:PORT to listen on (default: host and port of server_url, {server_url})"},
-    )
-    workers: int = opt(
-        0,
-        {"serve": "gunicorn worker processes (default: 2 per CPU core)"},
-        check=at_least(0, " (0: 2 per CPU core)"),
-    )
-    connections: int = opt(
-        1000,
-        {"serve": "connections held at once per worker (default {default})"},
-        check=at_least(1),
-    )
-    header_timeout: float = opt(
-        10.0,
-        {"serve": "seconds a request head or an idle keep-alive may take (default {default})"},
-        check=above_zero(" seconds"),
-    )
-    send_timeout: float = opt(
-        60.0,
-        {
-            "serve": "seconds a send or body read may stall before the client is dropped (default {default})"
-        },
-        check=above_zero(" seconds"),
-    )
-    trusted_proxies: str = opt(
-        "",
-        {
-            "serve": "comma-separated proxy addresses whose X-Forwarded-* headers are believed (default none)"
-        },
-    )
-    token_file: str = opt(
-        "",
-        {"serve": "file of write tokens, one a line (also env ARTIFACT_TOKENS, comma-separated)"},
-    )
-    # No ARTIFACT_READ_TOKEN alias: the server reads it itself, after --read-token-file.
-    read_token: str = opt(
-        "",
-        {
-            "serve": "require this bearer token for reads (prefer env ARTIFACT_READ_TOKEN: argv shows in ps)"
-        },
-        secret=True,
-    )
-    read_token_file: str = opt("", {"serve": "file whose first line is the read token"})
-    max_upload_size: str = opt(
-        "4G",
-        {
-            "serve": "largest accepted upload, e.g. 2G (default {default}; env ARTIFACT_MAX_UPLOAD_SIZE)"
-        },
-        env=("ARTIFACT_MAX_UPLOAD_SIZE",),
-        check=_size_problem,
-    )
-    overwrite: str = opt(
-        "deny",
-        {"serve": "deny (default) or allow replacing an artifact with different bytes"},
-        choices=("deny", "allow"),
-        env=("ARTIFACT_OVERWRITE",),
-        fold_case=True,
-    )
-    read_only: bool = opt(
-        False, {"serve": "refuse every PUT and DELETE"}, env=("ARTIFACT_READ_ONLY",)
-    )
-    access_log: str = opt("-", {"serve": "access log file, '-' for stdout (default), '' for none"})
-    front: str = opt(
-        "none",
-        {
-            "serve": "nginx: nginx in front of the app (production mode: the speed targets;"
-            " env ARTIFACT_FRONT); default {default}"
-        },
-        choices=("none", "nginx"),
-        env=("ARTIFACT_FRONT",),
-        fold_case=True,
-    )
-    front_cache: int = opt(
-        1,
-        {
-            "serve": "seconds nginx may reuse a small download before asking the app again (default {default}; 0: off)"
-        },
-        env=("ARTIFACT_FRONT_CACHE",),
-        check=at_least(0, " seconds (0: off)"),
-    )
 
     def path(self, name: str) -> Path:
         """A path-valued setting with ~ expanded."""
@@ -600,6 +496,41 @@ class Settings:
         _raise_first(found)
         return dataclasses.replace(self, **values)
 
+
+# How `invoke serve` differs from `python -m server`: its root is server_root (declared above,
+# shared with publish, which starts a server there too), and it listens where server_url
+# points unless told otherwise: {option: (default, the default as the help says it)}.
+_SERVE_DEFAULTS = {"bind": ("", "host and port of server_url, {server_url}")}
+
+
+def _serve_setting(option: server_options.Option) -> tuple[str, type, Any]:
+    """A Settings field for one of the artifact server's options (server/options.py)."""
+    default, shown = _SERVE_DEFAULTS.get(option.name, (option.default, None))
+    return (
+        option.name,
+        type(default),
+        opt(
+            default,
+            {"serve": server_options.help_text(option, shown)},
+            choices=option.choices,
+            env=(option.env,) if option.env else (),
+            secret=option.secret,
+            fold_case=bool(option.choices),  # the server's own rule
+            check=option.check,
+        ),
+    )
+
+
+Settings = dataclasses.make_dataclass(
+    "Settings",
+    [_serve_setting(o) for o in server_options.OPTIONS.values() if o.name != "root"],
+    bases=(_PipelineSettings,),
+    frozen=True,
+    namespace={
+        "__module__": __name__,
+        "__doc__": "Every setting: the pipeline's, then `invoke serve`'s.",
+    },
+)
 
 OPTIONS: dict[str, Option] = {f.name: f.metadata[_OPTION] for f in fields(Settings)}
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Settings)}

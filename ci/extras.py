@@ -18,12 +18,13 @@ from ci.errors import UserError
 CORE = {"invoke": "invoke", "pyyaml": "yaml", "requests": "requests"}
 EXTRAS = {
     # The bundled artifact server: `invoke serve`, and a publish that starts it. gunicorn's
-    # gevent worker imports packaging.
+    # gevent worker imports packaging; /-/metrics is prometheus_client's.
     "server": {
         "flask": "flask",
         "gunicorn": "gunicorn",
         "gevent": "gevent",
         "packaging": "packaging",
+        "prometheus-client": "prometheus_client",
     },
     "s3": {"boto3": "boto3"},
     # The Docker SDK: `invoke image` and `invoke build --in-docker`.

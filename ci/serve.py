@@ -1,7 +1,7 @@
 """`invoke serve`: the artifact server run from the settings, in the foreground, or stopped.
 
 The server is its own program (server/); this is the pipeline's side of it: the registry's
-serve options (ci/config.py), already checked, turned into the server's own config.
+serve settings (server/options.py's options, already checked) handed to the server's config.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 from ci.config import Settings
 from ci.errors import UserError
 from server.background import stop_and_report
-from server.config import ServeOptions, build_config, front_options
+from server.config import from_values
+from server.options import OPTIONS
 from server.serve import serve
 
 
@@ -26,26 +27,10 @@ def bind_from_url(url: str) -> str:
 
 def run(s: Settings, *, stop: bool = False) -> None:
     """Stop the server running from server_root, or serve it in the foreground."""
-    config = build_config(
-        str(s.path("server_root")),
-        token_file=s.token_file or None,
-        read_token=s.read_token or None,
-        read_token_file=s.read_token_file or None,
-        max_upload_size=s.max_upload_size,
-        overwrite=s.overwrite,
-        read_only=s.read_only,
-    )
+    values = {name: getattr(s, name) for name in OPTIONS if name != "root"}
+    values["bind"] = s.bind or bind_from_url(s.server_url)
+    config, options = from_values(s.path("server_root"), values)
     if stop:
         stop_and_report(config.root)
         return
-    options = ServeOptions(
-        bind=s.bind or bind_from_url(s.server_url),
-        workers=s.workers,
-        connections=s.connections,
-        header_timeout=s.header_timeout,
-        send_timeout=s.send_timeout,
-        trusted_proxies=s.trusted_proxies,
-        access_log=s.access_log,
-        **front_options(s.front, s.front_cache),
-    )
     serve(config, options)

@@ -10,8 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from server.config import ServerConfig, build_config
-from server.metrics import Metrics
-from server.store import TMP_DIR, Store
+from server.store import Store
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -20,39 +19,38 @@ if TYPE_CHECKING:
 def create_app(config: ServerConfig | Mapping[str, Any]) -> Flask:
     """Build the app for `config` (a ServerConfig, or a mapping of build_config arguments).
 
-    Creating the app prepares the root and removes uploads a crash left behind, so it must
-    happen once per server, before gunicorn forks its workers (the launcher preloads it).
+    Like the instance folder of Flask's tutorial, the root's folders are made if missing;
+    nothing else on disk changes. What a start clears (uploads a crash left behind, unused
+    blobs, the counters) is the launcher's, done once before gunicorn forks (server.serve).
     """
     if not isinstance(config, ServerConfig):
         options = dict(config)
         options.setdefault("environ", {})
         config = build_config(options.pop("root"), **options)
     # Imported here, not above: the package's other modules (background, config, errors) serve
-    # the pipeline too, which may run without Flask (mosn-proxyv2 without the [server] extra).
+    # the pipeline too, which may run without Flask and prometheus_client (mosn-proxyv2
+    # without the [server] extra).
     from flask import Flask
 
     from server import views
     from server.fastpath import FastDownloads
+    from server.metrics import Metrics
 
     app = Flask(__name__)
     app.config["ARTIFACT_SERVER"] = config
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
     app.url_map.converters["anypath"] = views.AnyPath
-    config.root.mkdir(parents=True, exist_ok=True)
     store = Store(
         config.root,
         max_upload_size=config.max_upload_size,
         allow_overwrite=config.allow_overwrite,
     )
-    removed = store.prepare()
-    if removed:
-        app.logger.warning("removed %d unfinished upload(s) left by an earlier run", removed)
-    metrics = Metrics(config.root / TMP_DIR / "metrics")
-    metrics.reset()
+    store.make_layout()
+    metrics = Metrics()
     app.extensions["artifact_store"] = store
     app.extensions["artifact_metrics"] = metrics
-    views.register(app)
+    app.register_blueprint(views.bp)
     app.wsgi_app = FastDownloads(
         app.wsgi_app,
         store,

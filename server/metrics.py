@@ -1,19 +1,22 @@
-"""Prometheus counters shared by every gunicorn worker.
+"""Prometheus counters for the whole server, whichever gunicorn worker answers.
 
-Each worker process owns one small memory-mapped file of fixed counter slots under
-`<root>/.tmp/metrics/`; a scrape sums all of them, so the figures cover the whole server no
-matter which worker answers. Files of workers that exited stay and keep counting toward the
-totals; the directory is emptied when the server starts.
+prometheus_client's multiprocess mode: each process writes its counters to memory-mapped
+files of its own under `<root>/.tmp/metrics/`, and a scrape sums them all. Files of workers
+that exited stay and keep counting toward the totals; the launcher empties the directory at
+each start (share_between_workers). An app built without the launcher (Flask's test client)
+counts in its own process.
 """
 
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
-import struct
-import threading
 from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from server.store import TMP_DIR
 
 REJECT_REASONS = (
     "unauthorized",
@@ -30,112 +33,86 @@ REJECT_REASONS = (
     "not_found",
     "bad_request",
 )
-_STATUS_SLOTS = 600  # index = status code
-_BYTES_IN = _STATUS_SLOTS
-_BYTES_OUT = _STATUS_SLOTS + 1
-_REASON_BASE = _STATUS_SLOTS + 2
-_SLOTS = _REASON_BASE + len(REJECT_REASONS)
-_FORMAT = "<Q"
-_WIDTH = struct.calcsize(_FORMAT)
+# prometheus_client's switch to multiprocess mode, and where the files go.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def metrics_dir(root: Path) -> Path:
+    return root / TMP_DIR / "metrics"
+
+
+def share_between_workers(directory: Path) -> None:
+    """Make the counters this process creates from now on, and those of the workers it
+    forks, count in `directory`, emptied first. The launcher calls it once per start, before
+    the app is created."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            old.unlink()
+    os.environ[MULTIPROCESS_DIR] = str(directory)
+    # prometheus_client reads the variable once, when it is imported, which was before the
+    # root was known: it makes the same choice again now.
+    values.ValueClass = values.get_value_class()
 
 
 class Metrics:
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
-        self._lock = threading.Lock()
-        self._pid = -1
-        self._map: mmap.mmap | None = None
+    def __init__(self) -> None:
+        self._registry = CollectorRegistry(auto_describe=True)
+        self._shared = os.environ.get(MULTIPROCESS_DIR)
+        self._requests = Counter(
+            "artifact_http_requests",
+            "HTTP requests answered, by status code.",
+            ["status"],
+            registry=self._registry,
+        )
+        self._received = Counter(
+            "artifact_received_bytes",
+            "Request body bytes received by uploads.",
+            registry=self._registry,
+        )
+        self._sent = Counter(
+            "artifact_sent_bytes", "Response body bytes sent.", registry=self._registry
+        )
+        rejected = Counter(
+            "artifact_uploads_rejected",
+            "Write requests refused, by reason.",
+            ["reason"],
+            registry=self._registry,
+        )
+        # Every reason is shown, at 0 until it happens; a status only once it was answered.
+        self._rejected = {reason: rejected.labels(reason) for reason in REJECT_REASONS}
+        self._by_status: dict[int, Counter] = {}
 
-    def reset(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for old in self.directory.iterdir():
-            with contextlib.suppress(FileNotFoundError):
-                old.unlink()
-
-    def _own_map(self) -> mmap.mmap:
-        # Opened lazily per process: gunicorn forks workers after the app is created.
-        pid = os.getpid()
-        if self._pid != pid or self._map is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            path = self.directory / f"{pid}.bin"
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                os.ftruncate(fd, _SLOTS * _WIDTH)
-                self._map = mmap.mmap(fd, _SLOTS * _WIDTH)
-            finally:
-                os.close(fd)
-            self._pid = pid
-        return self._map
-
-    def _add(self, slot: int, amount: int) -> None:
-        if amount <= 0:
-            return
-        with self._lock:
-            area = self._own_map()
-            (value,) = struct.unpack_from(_FORMAT, area, slot * _WIDTH)
-            struct.pack_into(_FORMAT, area, slot * _WIDTH, value + amount)
+    def _status(self, status: int) -> Counter:
+        child = self._by_status.get(status)
+        if child is None:
+            child = self._by_status[status] = self._requests.labels(str(status))
+        return child
 
     def served(self, status: int, sent: int) -> None:
-        """One response and its body bytes, under a single lock (the download hot path)."""
-        with self._lock:
-            area = self._own_map()
-            for slot, amount in ((status, 1), (_BYTES_OUT, sent)):
-                (value,) = struct.unpack_from(_FORMAT, area, slot * _WIDTH)
-                struct.pack_into(_FORMAT, area, slot * _WIDTH, value + amount)
+        """One response and its body bytes (the download hot path)."""
+        self._status(status).inc()
+        if sent > 0:
+            self._sent.inc(sent)
 
     def request(self, status: int) -> None:
-        if 0 <= status < _STATUS_SLOTS:
-            self._add(status, 1)
+        self._status(status).inc()
 
     def bytes_in(self, amount: int) -> None:
-        self._add(_BYTES_IN, amount)
+        if amount > 0:
+            self._received.inc(amount)
 
     def bytes_out(self, amount: int) -> None:
-        self._add(_BYTES_OUT, amount)
+        if amount > 0:
+            self._sent.inc(amount)
 
     def rejected(self, reason: str) -> None:
-        index = (
-            REJECT_REASONS.index(reason)
-            if reason in REJECT_REASONS
-            else REJECT_REASONS.index("bad_request")
-        )
-        self._add(_REASON_BASE + index, 1)
+        self._rejected.get(reason, self._rejected["bad_request"]).inc()
 
-    def totals(self) -> list[int]:
-        sums = [0] * _SLOTS
-        if not self.directory.is_dir():
-            return sums
-        for path in self.directory.glob("*.bin"):
-            with contextlib.suppress(OSError):
-                data = path.read_bytes()
-                for slot, (value,) in enumerate(
-                    struct.iter_unpack(_FORMAT, data[: _SLOTS * _WIDTH])
-                ):
-                    sums[slot] += value
-        return sums
-
-    def render(self) -> str:
-        """The Prometheus text exposition format (version 0.0.4)."""
-        sums = self.totals()
-        lines = [
-            "# HELP artifact_http_requests_total HTTP requests answered, by status code.",
-            "# TYPE artifact_http_requests_total counter",
-        ]
-        for status in range(_STATUS_SLOTS):
-            if sums[status]:
-                lines.append(f'artifact_http_requests_total{{status="{status}"}} {sums[status]}')
-        lines += [
-            "# HELP artifact_received_bytes_total Request body bytes received by uploads.",
-            "# TYPE artifact_received_bytes_total counter",
-            f"artifact_received_bytes_total {sums[_BYTES_IN]}",
-            "# HELP artifact_sent_bytes_total Response body bytes sent.",
-            "# TYPE artifact_sent_bytes_total counter",
-            f"artifact_sent_bytes_total {sums[_BYTES_OUT]}",
-            "# HELP artifact_uploads_rejected_total Write requests refused, by reason.",
-            "# TYPE artifact_uploads_rejected_total counter",
-        ]
-        for index, reason in enumerate(REJECT_REASONS):
-            lines.append(
-                f'artifact_uploads_rejected_total{{reason="{reason}"}} {sums[_REASON_BASE + index]}'
-            )
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        """The Prometheus text exposition format (version 0.0.4), summed over the workers."""
+        if not self._shared:
+            return generate_latest(self._registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self._shared)
+        return generate_latest(registry)

@@ -22,7 +22,8 @@ from server import unit
 from server.background import stop, stop_and_report
 from server.config import ServeOptions, ServerConfig
 from server.errors import ServerError
-from server.store import TMP_DIR
+from server.metrics import metrics_dir, share_between_workers
+from server.store import TMP_DIR, Store
 
 # stop and stop_and_report live with the background start (server.background); they stay
 # importable from here.
@@ -106,8 +107,8 @@ def gunicorn_options(
         "child_exit": child_exit,
         # sendfile is on by default. Do not set it: gunicorn reads *any* value of its
         # "sendfile" setting, True included, as --no-sendfile.
-        # The app is created once in the master: that is where leftover uploads are removed,
-        # which must not happen again in a worker while another worker is mid-upload.
+        # The app is created once, in the master: an app that cannot be built stops the start
+        # with its error (rather than each worker in turn), and the workers share its pages.
         "preload_app": True,
         "pidfile": str(unit.pid_file(config.root)),
         "accesslog": options.access_log or None,
@@ -234,7 +235,21 @@ def serve(config: ServerConfig, options: ServeOptions) -> None:
         os.close(lock)
 
 
+def prepare_root(config: ServerConfig) -> None:
+    """What a start does once, under the root's lock and before the app is created and
+    gunicorn forks: clear what an earlier run left (a worker doing it would delete another's
+    upload in progress), and count afresh in the root's metrics directory."""
+    store = Store(
+        config.root, max_upload_size=config.max_upload_size, allow_overwrite=config.allow_overwrite
+    )
+    removed = store.prepare()
+    if removed:
+        print(f"warning: removed {removed} unfinished upload(s) left by an earlier run", flush=True)
+    share_between_workers(metrics_dir(config.root))
+
+
 def _serve_locked(config: ServerConfig, options: ServeOptions, lock: int) -> None:
+    prepare_root(config)
     front, app_bind = (
         _prepare_front(config, options, lock) if options.front == "nginx" else (None, None)
     )

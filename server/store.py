@@ -167,10 +167,15 @@ class Store:
 
     # -- start-up ---------------------------------------------------------------------------
 
-    def prepare(self) -> int:
-        """Create the layout and remove uploads a crash left behind; return how many."""
+    def make_layout(self) -> None:
+        """Create the root's folders, where missing; nothing else changes."""
         for directory in (self.uploads, self.locks, self.retired, self.blobs):
             directory.mkdir(parents=True, exist_ok=True)
+
+    def prepare(self) -> int:
+        """At a start, before any request: create the layout, and remove the uploads a crash
+        left behind (return how many) and the blobs no name links to."""
+        self.make_layout()
         removed = 0
         for leftover in self.uploads.iterdir():
             with contextlib.suppress(FileNotFoundError):

@@ -7,7 +7,7 @@ import re
 from datetime import datetime, timezone
 from urllib.parse import quote, urlencode
 
-from flask import Blueprint, Flask, current_app, jsonify, render_template, request
+from flask import Blueprint, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import is_resource_modified
 from werkzeug.routing import BaseConverter
@@ -422,47 +422,57 @@ def internal_unknown(rest: str):
 
 # -- wiring ----------------------------------------------------------------------------------
 
+# The whole app: both namespaces, and what every answer gets (registered app-wide, since a
+# request no route matches, a 405 say, belongs to no blueprint).
+bp = Blueprint("server", __name__)
+bp.register_blueprint(internal)
+bp.register_blueprint(artifacts)
+bp.add_app_template_filter(human_size)
+bp.add_app_template_filter(listing_time)
+
+
+@bp.record
+def _behind_the_front(state) -> None:
+    # nginx's auth_request target exists only behind the front (others get the 404 of /-/).
+    if state.app.config["ARTIFACT_SERVER"].front:
+        state.app.add_url_rule(front.AUTHORIZE, "authorize_write", authorize_write, methods=["GET"])
+
 
 def _count_rejection(reason: str) -> None:
     if request.method in WRITE_METHODS:
         _metrics().rejected(reason)
 
 
-def register(app: Flask) -> None:
-    app.register_blueprint(internal)
-    app.register_blueprint(artifacts)
-    app.add_template_filter(human_size)
-    app.add_template_filter(listing_time)
-    if app.config["ARTIFACT_SERVER"].front:
-        app.add_url_rule(front.AUTHORIZE, "authorize_write", authorize_write, methods=["GET"])
+@bp.app_errorhandler(StoreError)
+def store_error(exc: StoreError):
+    status, reason = store_error_status(exc)
+    _count_rejection(reason)
+    return error_response(status, reason, exc.message)
 
-    @app.errorhandler(StoreError)
-    def store_error(exc: StoreError):
-        status, reason = store_error_status(exc)
-        _count_rejection(reason)
-        return error_response(status, reason, exc.message)
 
-    @app.errorhandler(Refused)
-    def refused(exc: Refused):
-        _count_rejection(exc.reason)
-        return error_response(exc.status, exc.reason, exc.message, exc.headers)
+@bp.app_errorhandler(Refused)
+def refused(exc: Refused):
+    _count_rejection(exc.reason)
+    return error_response(exc.status, exc.reason, exc.message, exc.headers)
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
-        reason = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-            exc.code or 500, "bad_request"
-        )
-        _count_rejection(reason)
-        headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
-        return error_response(exc.code or 500, reason, exc.description or exc.name, headers)
 
-    @app.after_request
-    def count(response: Response) -> Response:
-        metrics = _metrics()
-        metrics.request(response.status_code)
-        if request.method != "HEAD" and response.status_code not in (204, 304):
-            metrics.bytes_out(response.content_length or 0)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if request.method == "OPTIONS" and _config().read_only:
-            response.headers["Allow"] = READ_ONLY_ALLOW
-        return response
+@bp.app_errorhandler(HTTPException)
+def http_error(exc: HTTPException):
+    reason = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+        exc.code or 500, "bad_request"
+    )
+    _count_rejection(reason)
+    headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
+    return error_response(exc.code or 500, reason, exc.description or exc.name, headers)
+
+
+@bp.after_app_request
+def count(response: Response) -> Response:
+    metrics = _metrics()
+    metrics.request(response.status_code)
+    if request.method != "HEAD" and response.status_code not in (204, 304):
+        metrics.bytes_out(response.content_length or 0)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.method == "OPTIONS" and _config().read_only:
+        response.headers["Allow"] = READ_ONLY_ALLOW
+    return response

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -54,14 +55,78 @@ def start_partial_upload(base_url: str, path: str, declared: int, sent: bytes) -
     return sock
 
 
-def test_leftover_uploads_are_removed_at_start(tmp_path):
+def leave_a_crash_behind(root: Path) -> dict[str, Path]:
+    """What a server killed mid-work leaves: half an upload, and a blob no name links to."""
+    upload = root / ".tmp" / "uploads" / "4242-crashed"
+    upload.parent.mkdir(parents=True, exist_ok=True)
+    upload.write_bytes(b"half an upload")
+    sha = sha256(b"orphan")
+    blob = root / ".blobs" / "sha256" / sha[:2] / sha
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(b"orphan")
+    return {"upload": upload, "blob": blob}
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        str(path.relative_to(root)): (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_creating_the_app_changes_no_file_in_the_root(tmp_path):
+    """The factory has no side effects (as in Flask's tutorial): building the app twice, as a
+    test or a second process might, removes nothing a start would clear."""
+    from server import create_app
+
     root = tmp_path / "root"
-    leftovers = root / ".tmp" / "uploads"
-    leftovers.mkdir(parents=True)
-    (leftovers / "4242-crashed").write_bytes(b"half an upload")
+    with running_server(root) as url:
+        assert requests.put(f"{url}/kept.bin", data=b"kept", headers=AUTH).status_code == 201
+    leave_a_crash_behind(root)
+    before = snapshot(root)
+    assert any(name.startswith(".tmp/metrics/") for name in before)  # the counters' files
+    for _ in range(2):
+        create_app({"root": root, "tokens": [TOKEN]})
+    assert snapshot(root) == before
+
+
+def test_a_start_clears_what_an_earlier_run_left(tmp_path):
+    root = tmp_path / "root"
+    with running_server(root) as url:
+        assert requests.put(f"{url}/kept.bin", data=b"kept", headers=AUTH).status_code == 201
+    left = leave_a_crash_behind(root)
     with running_server(root) as url:
         assert uploads_in_progress(root) == []
-        assert requests.get(f"{url}/-/api/artifacts").json() == []
+        assert not left["blob"].exists()
+        assert [a["path"] for a in requests.get(f"{url}/-/api/artifacts").json()] == ["kept.bin"]
+        # The counters start afresh: the earlier run's 201 is not counted again.
+        assert 'status="201"' not in requests.get(f"{url}/-/metrics").text
+        assert "removed 1 unfinished upload(s) left by an earlier run" in url.log.read_text()
+
+
+def test_metrics_keep_what_workers_that_died_counted(tmp_path):
+    """The counters are the whole server's: a scrape sums every worker's, including those
+    of workers killed since (gunicorn starts new ones)."""
+
+    def not_found_count(url) -> float:
+        for line in requests.get(f"{url}/-/metrics").text.splitlines():
+            if line.startswith('artifact_http_requests_total{status="404"}'):
+                return float(line.rpartition(" ")[2])
+        return 0.0
+
+    with running_server(tmp_path / "root", workers=2) as url:
+        for _ in range(20):  # a new connection each: any worker may answer
+            assert requests.get(f"{url}/missing.bin").status_code == 404
+        assert not_found_count(url) == 20
+        killed = url.workers()
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+        wait_until(
+            lambda: len(url.workers()) == 2 and not set(url.workers()) & set(killed),
+            "new workers",
+        )
+        assert not_found_count(url) == 20
 
 
 def test_client_disconnect_mid_body_leaves_nothing(live_server, prefix):
