@@ -90,20 +90,22 @@ def redirect_headers(
     """Behind the front: the headers of a download nginx sends from the artifact's blob, whole
     or with the client's Range (judged already); None when the app must send the bytes itself.
 
-    nginx may keep a whole-file redirect for front_cache seconds (front.REDIRECT_CACHE_LIMIT
-    at most), as a small file: the blob never changes, so body, ETag and checksum still
-    belong together on every hit. Only while the name still holds the opened bytes: a name
-    changed meanwhile is not kept stale past its own change, nor its blob past RETIRE_GRACE.
+    A whole file with --front-cache on goes through the name's link_current, and nginx may
+    keep that redirect for front_cache seconds (server.front): the link leads to the blob
+    whose sha256 is in these headers, and is gone as soon as a PUT or DELETE changes the
+    name, so a kept redirect never sends old bytes after the write was answered.
     """
     blob = store.blob_of(handle, artifact)
     target = blob and front.accel_target(blob, range_header)
     if not target:
         return None
     headers = [(k, v) for k, v in _download_headers(artifact) if k != "Content-Length"]
-    headers += [("Content-Length", "0"), ("X-Accel-Redirect", target)]
-    if range_header is None and front_cache and store.still_names(handle, artifact):
-        headers += cache_for(min(front_cache, front.REDIRECT_CACHE_LIMIT))
-    return headers
+    headers.append(("Content-Length", "0"))
+    current = range_header is None and front_cache and store.link_current(handle, artifact)
+    if current:
+        target = front.ACCEL_CURRENT + current
+        headers += cache_for(front_cache)
+    return [*headers, ("X-Accel-Redirect", target)]
 
 
 class FastDownloads:

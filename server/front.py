@@ -11,11 +11,13 @@ nginx takes what Python is slow at, and the app keeps every decision:
   only a response the app gave to that very header is reused; the query string, which the
   app ignores, is not part of the key). Nothing else is cached: errors, listings, JSON,
   conditional and range requests always reach the app;
-- hot large files: the app's redirect itself (headers only, naming an immutable blob) is
-  kept as long, by a second server block on a private socket: nginx cannot both store an
-  answer and follow its X-Accel-Redirect, so the outer server follows what the inner one
-  stored. The blob outlives its last name by server.store.RETIRE_GRACE, more than the
-  redirect is kept (REDIRECT_CACHE_LIMIT), so a stored redirect never names a removed blob;
+- hot large files: the app's redirect itself (headers only) is kept as long, by a second
+  server block on a private socket: nginx cannot both store an answer and follow its
+  X-Accel-Redirect, so the public server follows what the inner one stored. A kept redirect
+  names the name's link to its blob (server.store link_current), which a PUT or DELETE of
+  that name removes before it is answered: nginx then gets 404 there and asks the app again
+  (@stale), so no read after a write gets the old bytes, and body, ETag and checksum still
+  belong together. The app sees none of the hits (its metrics count what it answered);
 - writes: a body over the app's limit gets 413 (the app's JSON) before nginx reads a byte
   of it; `auth_request` asks the app about the token before nginx reads the body (so
   `Expect: 100-continue` is not answered for a bad token), and the body then streams to the
@@ -43,7 +45,7 @@ from pathlib import Path
 
 from server.errors import ServerError
 from server.headers import CHECKSUM_HEADER
-from server.store import BLOBS_DIR, RETIRE_GRACE
+from server.store import BLOBS_DIR, CURRENT_DIR
 
 FRONT_DIR = ".front"
 APP_SOCKET = "app.sock"
@@ -53,10 +55,9 @@ ACCEL_PREFIX = "/-/front/"
 # The internal locations: whole files, and files with the one byte range the app approved.
 ACCEL_FULL = ACCEL_PREFIX + "full/"
 ACCEL_RANGE = ACCEL_PREFIX + "range/"
+# Whole files through a name's link to its blob: the redirects nginx keeps.
+ACCEL_CURRENT = ACCEL_PREFIX + "current/"
 AUTHORIZE = ACCEL_PREFIX + "authorize"
-# How long nginx may keep a redirect at most, whatever --front-cache says: well inside the
-# time a blob outlives its last name, nginx's whole-second rounding included.
-REDIRECT_CACHE_LIMIT = int(RETIRE_GRACE) // 2
 # A Range nginx reads exactly as server.ranges does: no spaces, one range, and numbers below
 # 2^63 (nginx answers a larger one with its own 416; the app sends those itself).
 _PLAIN_RANGE = re.compile(r"^bytes=\d{0,18}-\d{0,18}$")
@@ -147,6 +148,9 @@ http {{
         proxy_set_header Expect "";
         proxy_set_header X-Forwarded-Proto $artifact_proto;
         proxy_set_header X-Forwarded-For $remote_addr;
+        # The client's, except where a kept redirect turned out stale (@stale).
+        set $artifact_cache_control $http_cache_control;
+        proxy_set_header Cache-Control $artifact_cache_control;
         proxy_read_timeout {read_timeout}s;
         proxy_send_timeout {send_timeout}s;
         max_ranges 1;
@@ -182,6 +186,12 @@ http {{
             proxy_pass http://artifact_app;
         }}
 
+        # A kept redirect whose name has changed since: ask again, and keep the new answer.
+        location @stale {{
+            set $artifact_cache_control no-cache;
+            proxy_pass http://{cached_upstream}$request_uri;
+        }}
+
         location @write {{
             auth_request {authorize};
             # A 401/403 here is nginx's own page (with the app's WWW-Authenticate): any
@@ -208,6 +218,18 @@ http {{
             internal;
             alias {blobs}/;
             max_ranges 0;
+{accel_headers}        }}
+
+        # No open_file_cache, here least of all: the link's absence is the news.
+        location ^~ {accel_current} {{
+            internal;
+            alias {current}/;
+            max_ranges 0;
+            log_not_found off;
+            error_page 404 = @stale;
+            # The name may change again before nginx follows @stale's answer: ask again, up to
+            # nginx's limit of 10 internal redirects per request (then 500).
+            recursive_error_pages on;
 {accel_headers}        }}
 
         location ^~ {accel_range} {{
@@ -355,6 +377,7 @@ def render(root: Path, options, *, read_token: bool, upstream: str, max_upload: 
     return CONF_TEMPLATE.format(
         root=root,
         blobs=Path(root) / BLOBS_DIR,
+        current=Path(root) / CURRENT_DIR,
         front=front,
         user=user,
         workers=options.front_workers or "auto",
@@ -382,6 +405,7 @@ def render(root: Path, options, *, read_token: bool, upstream: str, max_upload: 
         authorize=AUTHORIZE,
         accel_full=ACCEL_FULL,
         accel_range=ACCEL_RANGE,
+        accel_current=ACCEL_CURRENT,
         accel_prefix=ACCEL_PREFIX,
         accel_headers=ACCEL_HEADERS,
     )
@@ -425,9 +449,9 @@ class Front:
 
     def prepare(self, text: str) -> None:
         """Write the config and check it with `nginx -t`; ServerError with nginx's reason."""
-        # Redirects kept by an earlier run may name blobs this start removes (server.store
-        # collects every unused blob at start).
-        shutil.rmtree(self.dir / "redirects", ignore_errors=True)
+        # What nginx kept was judged with the last run's tokens.
+        for kept in ("cache", "redirects"):
+            shutil.rmtree(self.dir / kept, ignore_errors=True)
         for sub in ("tmp", "cache"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
