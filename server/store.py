@@ -181,8 +181,8 @@ class Store:
     def prepare(self) -> int:
         """At a start, before any request: create the layout, and remove the uploads a crash
         left behind (return how many) and the blobs no name links to."""
-        # What a name held in the last run is asked again (nginx's redirects are kept across a
-        # restart, and a blob they name may go below).
+        # The last run's links are garbage: nothing kept names them (server.front empties
+        # nginx's caches at start), and a blob they lead to may go below.
         shutil.rmtree(self.current, ignore_errors=True)
         self.make_layout()
         removed = 0
