@@ -281,6 +281,9 @@ REDIRECTS_SERVER = """
             proxy_pass_header X-Accel-Redirect;
             proxy_pass_header X-Accel-Expires;
             proxy_no_cache $artifact_not_redirect;
+            # Anything else (a large body the app sends itself) is passed on, not written to
+            # a temporary file here too: the public server buffers it once.
+            proxy_max_temp_file_size 0;
             proxy_cache_bypass $artifact_refresh;
             proxy_pass http://artifact_app;
         }}
