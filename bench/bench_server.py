@@ -182,8 +182,12 @@ def write_artifacts(root: Path) -> None:
     (root / SMALL).write_bytes(os.urandom(1024))
     (root / COPY).parent.mkdir()
     for i in range(COPIES):
-        # Copies, not links: each must be its own pages in the page cache.
+        # Copies, not links: each must be its own pages in the page cache. Each with bytes of
+        # its own: identical copies placed by hand share one blob, which only one of them can
+        # be, so behind the front the app would send the others itself (server.store).
         shutil.copyfile(root / LARGE, root / COPY.format(i))
+        with open(root / COPY.format(i), "r+b") as handle:
+            handle.write(b"copy %04d" % i)
 
 
 def pypi_artifacts(root: Path, into: Path) -> None:

@@ -84,10 +84,28 @@ def cache_for(seconds: int | None) -> list[tuple[str, str]]:
     return [("X-Accel-Expires", str(seconds))] if seconds else []
 
 
-def accel_headers(artifact: Artifact, target: str) -> list[tuple[str, str]]:
-    """Behind the front: the download's headers, with nginx sending the bytes from `target`."""
+def redirect_headers(
+    store: Store, handle, artifact: Artifact, range_header: str | None, front_cache: int | None
+) -> list[tuple[str, str]] | None:
+    """Behind the front: the headers of a download nginx sends from the artifact's blob, whole
+    or with the client's Range (judged already); None when the app must send the bytes itself.
+
+    A whole file with --front-cache on goes through the name's link_current, and nginx may
+    keep that redirect for front_cache seconds (server.front): the link leads to the blob
+    whose sha256 is in these headers, and is gone as soon as a PUT or DELETE changes the
+    name, so a kept redirect never sends old bytes after the write was answered.
+    """
+    blob = store.blob_of(handle, artifact)
+    target = blob and front.accel_target(blob, range_header)
+    if not target:
+        return None
     headers = [(k, v) for k, v in _download_headers(artifact) if k != "Content-Length"]
-    return [*headers, ("Content-Length", "0"), ("X-Accel-Redirect", target)]
+    headers.append(("Content-Length", "0"))
+    current = range_header is None and front_cache and store.link_current(handle, artifact)
+    if current:
+        target = front.ACCEL_CURRENT + current
+        headers += cache_for(front_cache)
+    return [*headers, ("X-Accel-Redirect", target)]
 
 
 class FastDownloads:
@@ -152,13 +170,12 @@ class FastDownloads:
             self.metrics.served(200, 0 if head else artifact.size)
             with handle:
                 return [] if head else [handle.readall()]
-        blob = self.store.blob_of(handle, artifact)
-        handle.close()
-        if blob is None:
+        with handle:
+            headers = redirect_headers(self.store, handle, artifact, None, self.front_cache)
+        if headers is None:
             return self.app(environ, start_response)
-        target = front.accel_target(blob, None)
         self.metrics.served(200, 0 if head else artifact.size)
-        start_response("200 OK", accel_headers(artifact, target))
+        start_response("200 OK", headers)
         return []
 
     def _bad_request(self, start_response: Callable, message: str) -> list[bytes]:

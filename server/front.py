@@ -11,6 +11,13 @@ nginx takes what Python is slow at, and the app keeps every decision:
   only a response the app gave to that very header is reused; the query string, which the
   app ignores, is not part of the key). Nothing else is cached: errors, listings, JSON,
   conditional and range requests always reach the app;
+- hot large files: the app's redirect itself (headers only) is kept as long, by a second
+  server block on a private socket: nginx cannot both store an answer and follow its
+  X-Accel-Redirect, so the public server follows what the inner one stored. A kept redirect
+  names the name's link to its blob (server.store link_current), which a PUT or DELETE of
+  that name removes before it is answered: nginx then gets 404 there and asks the app again
+  (@stale), so no read after a write gets the old bytes, and body, ETag and checksum still
+  belong together. The app sees none of the hits (its metrics count what it answered);
 - writes: a body over the app's limit gets 413 (the app's JSON) before nginx reads a byte
   of it; `auth_request` asks the app about the token before nginx reads the body (so
   `Expect: 100-continue` is not answered for a bad token), and the body then streams to the
@@ -38,13 +45,18 @@ from pathlib import Path
 
 from server.errors import ServerError
 from server.headers import CHECKSUM_HEADER
-from server.store import BLOBS_DIR
+from server.store import BLOBS_DIR, CURRENT_DIR
 
 FRONT_DIR = ".front"
+APP_SOCKET = "app.sock"
+# The socket of nginx's own server that keeps the app's redirects (REDIRECTS_SERVER).
+REDIRECTS_SOCKET = "redirects.sock"
 ACCEL_PREFIX = "/-/front/"
 # The internal locations: whole files, and files with the one byte range the app approved.
 ACCEL_FULL = ACCEL_PREFIX + "full/"
 ACCEL_RANGE = ACCEL_PREFIX + "range/"
+# Whole files through a name's link to its blob: the redirects nginx keeps.
+ACCEL_CURRENT = ACCEL_PREFIX + "current/"
 AUTHORIZE = ACCEL_PREFIX + "authorize"
 # A Range nginx reads exactly as server.ranges does: no spaces, one range, and numbers below
 # 2^63 (nginx answers a larger one with its own 416; the app sends those itself).
@@ -97,7 +109,7 @@ http {{
         server {upstream};
         keepalive 64;
     }}
-
+{redirects_http}
     # X-Forwarded-Proto is believed only from --trusted-proxies; anyone else gets ours.
     geo $artifact_trusted {{
         default 0;
@@ -136,6 +148,9 @@ http {{
         proxy_set_header Expect "";
         proxy_set_header X-Forwarded-Proto $artifact_proto;
         proxy_set_header X-Forwarded-For $remote_addr;
+        # The client's, except where a kept redirect turned out stale (@stale).
+        set $artifact_cache_control $http_cache_control;
+        proxy_set_header Cache-Control $artifact_cache_control;
         proxy_read_timeout {read_timeout}s;
         proxy_send_timeout {send_timeout}s;
         max_ranges 1;
@@ -152,6 +167,10 @@ http {{
             if ($artifact_conditional) {{
                 return 419;
             }}
+            # HTTP/1.0 without Host: the HTTP/1.1 hop to the redirect cache needs one.
+            if ($http_host = "") {{
+                return 419;
+            }}
             proxy_cache artifacts;
             proxy_cache_key "$artifact_raw_uri{cache_key}";
             proxy_cache_methods GET HEAD;
@@ -160,11 +179,17 @@ http {{
             proxy_cache_bypass $artifact_refresh;
             proxy_cache_lock on;
             proxy_cache_lock_timeout 5s;
-            proxy_pass http://artifact_app;
+            proxy_pass http://{cached_upstream};
         }}
 
         location @direct {{
             proxy_pass http://artifact_app;
+        }}
+
+        # A kept redirect whose name has changed since: ask again, and keep the new answer.
+        location @stale {{
+            set $artifact_cache_control no-cache;
+            proxy_pass http://{cached_upstream}$request_uri;
         }}
 
         location @write {{
@@ -195,6 +220,18 @@ http {{
             max_ranges 0;
 {accel_headers}        }}
 
+        # No open_file_cache, here least of all: the link's absence is the news.
+        location ^~ {accel_current} {{
+            internal;
+            alias {current}/;
+            max_ranges 0;
+            log_not_found off;
+            error_page 404 = @stale;
+            # The name may change again before nginx follows @stale's answer: ask again, up to
+            # nginx's limit of 10 internal redirects per request (then 500).
+            recursive_error_pages on;
+{accel_headers}        }}
+
         location ^~ {accel_range} {{
             internal;
             alias {blobs}/;
@@ -205,7 +242,52 @@ http {{
             return 404;
         }}
     }}
-}}
+{redirects_server}}}
+"""
+
+# With --front-cache > 0: the store of the app's redirects, and the server that keeps them.
+REDIRECTS_HTTP = """    proxy_cache_path {front}/redirects levels=1:2 keys_zone=redirects:4m max_size=64m
+                     inactive=1m use_temp_path=off;
+    upstream artifact_redirects {{
+        server {listen};
+        keepalive 64;
+    }}
+    map $upstream_http_x_accel_redirect $artifact_not_redirect {{
+        "" 1;
+        default 0;
+    }}
+"""
+
+# Reached only from the public server's cached location, with the client's request as it
+# came (Authorization, Cache-Control, X-Forwarded-*, the raw URI): it keeps the app's
+# redirects only, and hands every answer back with its X-Accel headers for the public server
+# to follow (a redirect) or cache (a small file, as before).
+REDIRECTS_SERVER = """
+    server {{
+        listen {listen};
+        access_log off;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $http_host;
+        proxy_read_timeout {read_timeout}s;
+        proxy_send_timeout {send_timeout}s;
+
+        location / {{
+            proxy_cache redirects;
+            proxy_cache_key "$artifact_raw_uri{cache_key}";
+            proxy_cache_methods GET HEAD;
+            # Stored, not followed: the public server follows it, on every hit.
+            proxy_ignore_headers X-Accel-Redirect Cache-Control Expires Set-Cookie Vary;
+            proxy_pass_header X-Accel-Redirect;
+            proxy_pass_header X-Accel-Expires;
+            proxy_no_cache $artifact_not_redirect;
+            # Anything else (a large body the app sends itself) is passed on, not written to
+            # a temporary file here too: the public server buffers it once.
+            proxy_max_temp_file_size 0;
+            proxy_cache_bypass $artifact_refresh;
+            proxy_pass http://artifact_app;
+        }}
+    }}
 """
 
 
@@ -249,7 +331,11 @@ def find_nginx() -> str | None:
 
 def app_bind(root: Path) -> str:
     """Where gunicorn listens behind the front: a socket only its owner can reach."""
-    sock = front_dir(root) / "app.sock"
+    return _private_bind(root, APP_SOCKET)
+
+
+def _private_bind(root: Path, name: str) -> str:
+    sock = front_dir(root) / name
     if len(str(sock)) <= _UNIX_PATH_MAX:
         return f"unix:{sock}"
     import socket
@@ -280,9 +366,21 @@ def render(root: Path, options, *, read_token: bool, upstream: str, max_upload: 
     else:
         access_log = "off"
     user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
+    cache_key = "$http_authorization" if read_token else ""
+    redirects_http = redirects_server = ""
+    if options.front_cache:
+        listen = _private_bind(root, REDIRECTS_SOCKET)
+        redirects_http = REDIRECTS_HTTP.format(front=front, listen=listen)
+        redirects_server = REDIRECTS_SERVER.format(
+            listen=listen,
+            cache_key=cache_key,
+            read_timeout=options.timeout,
+            send_timeout=_seconds(options.send_timeout),
+        )
     return CONF_TEMPLATE.format(
         root=root,
         blobs=Path(root) / BLOBS_DIR,
+        current=Path(root) / CURRENT_DIR,
         front=front,
         user=user,
         workers=options.front_workers or "auto",
@@ -294,7 +392,10 @@ def render(root: Path, options, *, read_token: bool, upstream: str, max_upload: 
         access_log=access_log,
         upstream=upstream,
         trusted=trusted,
-        cache_key="$http_authorization" if read_token else "",
+        cache_key=cache_key,
+        cached_upstream="artifact_redirects" if redirects_server else "artifact_app",
+        redirects_http=redirects_http,
+        redirects_server=redirects_server,
         max_body=max_upload,
         too_large=json.dumps(
             {
@@ -307,6 +408,7 @@ def render(root: Path, options, *, read_token: bool, upstream: str, max_upload: 
         authorize=AUTHORIZE,
         accel_full=ACCEL_FULL,
         accel_range=ACCEL_RANGE,
+        accel_current=ACCEL_CURRENT,
         accel_prefix=ACCEL_PREFIX,
         accel_headers=ACCEL_HEADERS,
     )
@@ -350,6 +452,9 @@ class Front:
 
     def prepare(self, text: str) -> None:
         """Write the config and check it with `nginx -t`; ServerError with nginx's reason."""
+        # What nginx kept was judged with the last run's tokens.
+        for kept in ("cache", "redirects"):
+            shutil.rmtree(self.dir / kept, ignore_errors=True)
         for sub in ("tmp", "cache"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
@@ -365,6 +470,9 @@ class Front:
         """Start nginx; return its pid once it has written its pid file (it listens then)."""
         pid_path = self.dir / "nginx.pid"
         pid_path.unlink(missing_ok=True)
+        # nginx removes its sockets when it ends, but not when it is killed: a leftover would
+        # make its bind fail.
+        (self.dir / REDIRECTS_SOCKET).unlink(missing_ok=True)
         proc = subprocess.Popen(
             self._argv(),
             stdin=subprocess.DEVNULL,

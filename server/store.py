@@ -10,7 +10,10 @@ Layout under the root:
 - `.tmp/uploads/`      uploads in progress (same filesystem, so the final rename is atomic);
 - `.tmp/locks/`        lock files that serialise the commit step per path;
 - `.tmp/retired/<sha>` blobs no name links to any more (overwritten or deleted), removed
-                       once RETIRE_GRACE seconds have passed.
+                       once RETIRE_GRACE seconds have passed;
+- `.blobs/current/ab/<sha256 of the name>-<sha>`  behind the nginx front: a symlink to the
+                       blob, which exists only while the name holds that blob (see
+                       link_current); emptied at every start.
 
 Why the fingerprint: the data file and its sidecar are two renames, and a crash can fall
 between them. A reader trusts a sidecar only when its fingerprint matches the file it has
@@ -33,6 +36,7 @@ import io
 import itertools
 import json
 import os
+import shutil
 import stat
 import sys
 import tempfile
@@ -51,6 +55,7 @@ CHUNK = 1024 * 1024
 LOCK_BUCKETS = 64
 TMP_DIR = ".tmp"
 BLOBS_DIR = ".blobs/sha256"
+CURRENT_DIR = ".blobs/current"
 # How long a blob outlives its last name: nginx opens it microseconds after the app's answer.
 RETIRE_GRACE = 60.0
 SIDECAR_SUFFIX = ".meta"
@@ -164,17 +169,21 @@ class Store:
         self.locks = self.root / TMP_DIR / "locks"
         self.retired = self.root / TMP_DIR / "retired"
         self.blobs = self.root / BLOBS_DIR
+        self.current = self.root / CURRENT_DIR
 
     # -- start-up ---------------------------------------------------------------------------
 
     def make_layout(self) -> None:
         """Create the root's folders, where missing; nothing else changes."""
-        for directory in (self.uploads, self.locks, self.retired, self.blobs):
+        for directory in (self.uploads, self.locks, self.retired, self.blobs, self.current):
             directory.mkdir(parents=True, exist_ok=True)
 
     def prepare(self) -> int:
         """At a start, before any request: create the layout, and remove the uploads a crash
         left behind (return how many) and the blobs no name links to."""
+        # The last run's links are garbage: nothing kept names them (server.front empties
+        # nginx's caches at start), and a blob they lead to may go below.
+        shutil.rmtree(self.current, ignore_errors=True)
         self.make_layout()
         removed = 0
         for leftover in self.uploads.iterdir():
@@ -224,6 +233,44 @@ class Store:
         if (found.st_dev, found.st_ino) == (opened.st_dev, opened.st_ino):
             return self.blob_name(artifact.sha256)
         return None
+
+    def link_current(self, handle: io.FileIO, artifact: Artifact) -> str | None:
+        """A name (relative to CURRENT_DIR) that leads to the blob of the bytes `handle` has
+        open for as long as artifact.path holds them, and to nothing once a PUT or DELETE has
+        changed that name: nginx keeps a redirect to it, and asks the app again when it is
+        gone. None when the name holds other bytes already (call blob_of first)."""
+        sha = artifact.sha256
+        name = f"{sha[:2]}/{_name_hash(artifact.path)}-{sha}"
+        link = self.current / name
+        for _ in range(2):
+            try:
+                os.symlink(f"../../sha256/{sha[:2]}/{sha}", link)
+                break
+            except FileExistsError:
+                break
+            except FileNotFoundError:
+                link.parent.mkdir(parents=True, exist_ok=True)
+        # After the link exists: a change of the name from now on removes it (put, delete),
+        # and a change before shows here.
+        if self._still_names(handle, artifact):
+            return name
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        return None
+
+    def _drop_current(self, rel: str, sha: str) -> None:
+        """`rel` no longer holds the blob of `sha`: its link_current goes (before the write
+        is answered, so no later read is sent the old bytes)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.current / sha[:2] / f"{_name_hash(rel)}-{sha}")
+
+    def _still_names(self, handle: io.FileIO, artifact: Artifact) -> bool:
+        try:
+            named = os.stat(os.path.join(self._root_text, artifact.path))
+        except OSError:
+            return False
+        opened = os.fstat(handle.fileno())
+        return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
     def _link_opened(self, rel: str, opened: os.stat_result, blob: Path) -> None:
         # By name, to a temporary link first: the name may hold other bytes by now, and only
@@ -577,6 +624,7 @@ class Store:
                 os.replace(meta_tmp, _sidecar(target))
                 _fsync_dir(target.parent)
                 if existing is not None:
+                    self._drop_current(rel, existing.sha256)
                     self._retire_if_unused(existing.sha256)
             return Artifact(rel, size, sha, st.st_mtime), True
         except OSError as exc:
@@ -683,6 +731,7 @@ class Store:
             # Another DELETE may have removed the emptied directory already.
             with contextlib.suppress(FileNotFoundError):
                 _fsync_dir(target.parent)
+            self._drop_current(rel, artifact.sha256)
             self._retire_if_unused(artifact.sha256)
             self._prune(target.parent)
         self._sweep()
@@ -697,6 +746,10 @@ class Store:
             except OSError:  # not empty (or gone): done
                 return
             directory = directory.parent
+
+
+def _name_hash(rel: str) -> str:
+    return hashlib.sha256(rel.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _valid(rel: str) -> bool:

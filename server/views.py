@@ -16,7 +16,13 @@ from werkzeug.wsgi import wrap_file
 
 from server import front, openapi
 from server.config import ServerConfig
-from server.fastpath import INLINE_LIMIT, SEND_BUFFER, accel_headers, cache_for, download_headers
+from server.fastpath import (
+    INLINE_LIMIT,
+    SEND_BUFFER,
+    cache_for,
+    download_headers,
+    redirect_headers,
+)
 from server.headers import CHECKSUM_HEADER
 from server.metrics import Metrics
 from server.ranges import Unsatisfiable, effective_range
@@ -284,11 +290,9 @@ def _accelerated(handle, found: Artifact, wanted: str | None) -> Response | None
         return None
     if "HTTP_IF_MATCH" in request.environ or "HTTP_IF_UNMODIFIED_SINCE" in request.environ:
         return None  # nginx would judge these against validators of its own
-    blob = _store().blob_of(handle, found)
-    target = blob and front.accel_target(blob, request.environ["HTTP_RANGE"] if wanted else None)
-    if not target:
-        return None
-    return Response(headers=accel_headers(found, target))
+    range_header = request.environ["HTTP_RANGE"] if wanted else None
+    headers = redirect_headers(_store(), handle, found, range_header, _config().front_cache)
+    return None if headers is None else Response(headers=headers)
 
 
 def authorize_write():

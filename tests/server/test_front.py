@@ -71,8 +71,12 @@ def test_a_large_download_is_sent_by_nginx_with_the_apps_headers(fronted, http):
     digest = sha256(LARGE)
     # The app answers with a redirect into nginx's internal location, no bytes.
     direct = ask_app(fronted.root, "/x/large.bin")
-    # ... to the content-addressed blob, which holds these bytes whatever the name holds now.
-    assert direct.getheader("X-Accel-Redirect") == f"/-/front/full/{digest[:2]}/{digest}"
+    # ... through the name's link to the content-addressed blob of these bytes (a link that
+    # goes when the name changes: test_front_redirects).
+    target = direct.getheader("X-Accel-Redirect")
+    assert target.startswith("/-/front/current/") and target.endswith(f"-{digest}")
+    link = fronted.root / ".blobs" / "current" / target.removeprefix("/-/front/current/")
+    assert link.resolve() == fronted.root / ".blobs" / "sha256" / digest[:2] / digest
     assert direct.getheader("Content-Length") == "0"
     got = http.get(f"{fronted}/x/large.bin")
     assert got.status_code == 200
