@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 import sysconfig
 from pathlib import Path
 
@@ -42,6 +43,11 @@ def steps(words: list[str]) -> list[list[str]]:
         else:
             current.append(word)
     return [*out, current]
+
+
+def rest_of_first_command() -> list[list[str]]:
+    """The steps of the first command after the venv is made."""
+    return steps(commands()[0])[1:]
 
 
 def test_two_commands_the_first_makes_the_venv_and_runs_build_publish_the_second_the_tests():
@@ -94,3 +100,25 @@ def test_invoke_test_finds_the_tools_installed_with_its_python_without_an_activa
     result = run_invoke("test", "--lint-only", env={**clean_environ(), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All checks passed!" in result.stdout
+
+
+DEBIAN_PYTHON = Path("/usr/bin/python3")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEBIAN_PYTHON.is_file(), reason="no /usr/bin/python3 (Debian's own)")
+def test_the_install_line_resolves_on_the_distribution_s_own_python(tmp_path):
+    # constraints.txt was recorded on a newer 3.11 than Debian 12's 3.11.2, and a pin that
+    # needs more (pymdown-extensions 13 wants >=3.11.5) failed the Quick start's first command
+    # there. pip resolves against the Python of the venv, as a user's would.
+    venv = tmp_path / "venv"
+    subprocess.run([DEBIAN_PYTHON, "-m", "venv", venv], check=True)
+    install = rest_of_first_command()[0]
+    assert install[:2] == [VENV_BIN + "pip", "install"]
+    result = subprocess.run(
+        [venv / "bin" / "pip", "install", "--dry-run", "--quiet", *install[2:]],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
