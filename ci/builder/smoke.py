@@ -269,8 +269,7 @@ def run_in_image(client, reference: str, binary: str) -> None:
         container.reload()
         pid = container.attrs["State"].get("Pid") or 0
         why = _probe_in(container, pid) if pid else "MOSN exited"
-        container.reload()
-        if why and container.status != "running":
+        if why and not _still_running(container):
             why = f"MOSN exited with code {container.attrs['State'].get('ExitCode')}"
         if why:
             logs = container.logs(stdout=True, stderr=True).decode(errors="replace")
@@ -283,6 +282,17 @@ def run_in_image(client, reference: str, binary: str) -> None:
     finally:
         container.remove(force=True)
     log.info(f"    in the image (network none): proxied {STATES_PATH}, admin API answered")
+
+
+def _still_running(container, grace: float = 2.0) -> bool:
+    """Whether the container still runs once Docker has caught up: the engine records a
+    process's exit a moment after it happens, and a probe that found MOSN gone can be quicker."""
+    deadline = time.monotonic() + grace
+    container.reload()
+    while container.status == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        container.reload()
+    return container.status == "running"
 
 
 def _probe_in(container, pid: int) -> str:

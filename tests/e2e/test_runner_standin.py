@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from ci import log
+from ci.e2e import stats
 from ci.e2e.plan import Command, Plan
 from ci.e2e.runner import Runner
 from ci.errors import UserError
@@ -67,7 +68,7 @@ def test_standin_run_executes_the_plan_in_order_and_passes_every_check(standin_c
     counts = report.counts
     assert set(counts["no rules"]) == {"v1", "v2", "v3"}
     assert counts["all v1"] == {"v1": 30}
-    assert sum(counts["50/50 v1/v3"].values()) == 100
+    assert sum(counts["50/50 v1/v3"].values()) == stats.choose_n().n
     assert set(counts["50/50 v1/v3"]) == {"v1", "v3"}
     assert counts["test-v2: jason"] == {"v2": 30}
     assert counts["test-v2: anonymous"] == {"v1": 30}
@@ -119,7 +120,8 @@ def test_standin_eighty_twenty_split_fails_the_weighted_check(standin_cluster):
     with pytest.raises(UserError, match="the split is not 50/50"):
         runner.fifty_v3()
     counts = runner.report.counts["50/50 v1/v3"]
-    assert sum(counts.values()) == 100 and counts["v3"] > 66
+    design = stats.choose_n()
+    assert sum(counts.values()) == design.n and counts["v3"] > design.hi
 
 
 def test_standin_sidecar_running_envoy_fails_the_mosn_check(standin_cluster, monkeypatch):

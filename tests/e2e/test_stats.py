@@ -10,18 +10,15 @@ from ci.e2e import stats
 from tests.helpers import tools
 
 
-def test_chosen_n_keeps_both_error_rates_under_one_in_a_thousand():
+def test_chosen_n_keeps_both_error_rates_under_one_in_a_million():
     design = stats.choose_n()
-    assert (design.n, design.lo, design.hi) == (100, 34, 66)
-    assert design.false_fail <= Fraction(1, 1000)
-    assert design.false_pass <= Fraction(1, 1000)
-    # So a true 50/50 passes with probability >= 0.999 and an 80/20 fails with >= 0.999.
-    assert 1 - design.false_fail >= Fraction(999, 1000)
-    assert 1 - design.false_pass >= Fraction(999, 1000)
+    assert (design.n, design.lo, design.hi) == (224, 76, 148)
+    assert design.false_fail <= Fraction(1, 10**6)
+    assert design.false_pass <= Fraction(1, 10**6)
 
 
 def test_one_fewer_request_would_miss_the_false_pass_target():
-    assert stats.design(99).false_pass > Fraction(1, 1000)
+    assert stats.design(223).false_pass > Fraction(1, 10**6)
 
 
 def test_exact_rates_agree_with_scipy():
@@ -42,13 +39,13 @@ def test_twenty_eighty_is_as_unlikely_to_pass_as_eighty_twenty():
 @pytest.mark.parametrize(
     ("counts", "passed", "reason"),
     [
-        ({"v1": 50, "v3": 50}, True, "v3 50/100 inside [34, 66]"),
-        ({"v1": 66, "v3": 34}, True, "inside"),
-        ({"v1": 67, "v3": 33}, False, "outside [34, 66]: the split is not 50/50"),
-        ({"v1": 20, "v3": 80}, False, "not 50/50"),
-        ({"v1": 49, "v3": 50, "v2": 1}, False, "responses other than v1/v3 seen (v2=1)"),
-        ({"v1": 49, "v3": 50, "error": 1}, False, "error=1"),
-        ({"v1": 40, "v3": 40}, False, "80 v1/v3 responses, expected 100"),
+        ({"v1": 112, "v3": 112}, True, "v3 112/224 inside [76, 148]"),
+        ({"v1": 148, "v3": 76}, True, "inside"),
+        ({"v1": 149, "v3": 75}, False, "outside [76, 148]: the split is not 50/50"),
+        ({"v1": 45, "v3": 179}, False, "not 50/50"),
+        ({"v1": 111, "v3": 112, "v2": 1}, False, "responses other than v1/v3 seen (v2=1)"),
+        ({"v1": 111, "v3": 112, "error": 1}, False, "error=1"),
+        ({"v1": 80, "v3": 80}, False, "160 v1/v3 responses, expected 224"),
     ],
 )
 def test_verdict(counts, passed, reason):
@@ -82,5 +79,5 @@ def test_clopper_pearson_holds_for_a_large_sample():
 
 def test_describe_states_n_and_both_rates():
     text = stats.choose_n().describe()
-    assert text.startswith("N=100: pass when v3 count is in [34, 66]")
-    assert "8.74e-04" in text and "7.37e-04" in text
+    assert text.startswith("N=224: pass when v3 count is in [76, 148]")
+    assert "8.63e-07" in text and "7.56e-07" in text
