@@ -279,15 +279,10 @@ class MeshCheck:
             labels,
             "bookinfo-productpage",
         )
+        # Kept before it starts: a failed start still has its logs kept and its processes stopped.
         self.sidecar = self._proxy(workload)
-        self.report.facts.append(f"sidecar: {self.sidecar.describe()}")
-        self.sidecar.start()
         listener = f"127.0.0.1_{BOOKINFO_PORT}"
-        seconds = self.sidecar.wait_for_listener(
-            listener, BOOKINFO_PORT, "127.0.0.1", self.settings.wait_timeout
-        )
-        self.timings["sidecar listening"] = seconds
-        self.mosn_pids["sidecar"] = self.sidecar.mosn_pid()
+        seconds = self._until_listening("sidecar", self.sidecar, listener, BOOKINFO_PORT)
         return f"{self.sidecar.describe()}: listener {listener} (reviews:{BOOKINFO_PORT}) bound in {seconds:.2f}s"
 
     def start_gateway(self) -> str:
@@ -301,17 +296,20 @@ class MeshCheck:
             labels,
             "istio-ingressgateway-service-account",
         )
-        self.gateway = self._proxy(workload)
-        self.report.facts.append(f"gateway: {self.gateway.describe()}")
         applied = self.config.apply(self.rule(GATEWAY_RULES))
-        self.gateway.start()
+        self.gateway = self._proxy(workload)
         listener = f"0.0.0.0_{self.gateway_port}"
-        seconds = self.gateway.wait_for_listener(
-            listener, self.gateway_port, "127.0.0.1", self.settings.wait_timeout
-        )
-        self.timings["gateway listening"] = seconds
-        self.mosn_pids["gateway"] = self.gateway.mosn_pid()
+        seconds = self._until_listening("gateway", self.gateway, listener, self.gateway_port)
         return f"applied {', '.join(applied)}; listener {listener} bound in {seconds:.2f}s"
+
+    def _until_listening(self, role: str, proxy: Proxy, listener: str, port: int) -> float:
+        """Start `proxy` and wait until its MOSN accepts on `listener`; the seconds it took."""
+        self.report.facts.append(f"{role}: {proxy.describe()}")
+        proxy.start()
+        seconds = proxy.wait_for_listener(listener, port, "127.0.0.1", self.settings.wait_timeout)
+        self.timings[f"{role} listening"] = seconds
+        self.mosn_pids[role] = proxy.mosn_pid()
+        return seconds
 
     def reach_ingress(self) -> str:
         client = reader.Client(f"http://127.0.0.1:{self.gateway_port}")
