@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ci import proc
+from tests.helpers.cli import still_runs
 
 
 def test_a_failing_make_is_named_with_its_recipe_s_error_not_make_s_trailer(tmp_path):
@@ -41,13 +42,6 @@ def test_make_s_trailer_is_quoted_when_it_is_all_there_is():
     assert proc.reason_index(["make: *** No rule to make target 'x'.  Stop."]) == 0
 
 
-def _runs(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _started_with_a_child(tmp_path: Path, child_on_term: str) -> tuple[subprocess.Popen, int]:
     """A leader that ends on SIGTERM at once (as pilot-agent does) and a child in its session
     that runs `child_on_term` when it gets SIGTERM (as the MOSN it started shuts down)."""
@@ -68,10 +62,10 @@ def test_stop_returns_once_the_leader_s_children_have_ended_too(tmp_path):
     leader, child = _started_with_a_child(tmp_path, "sleep 1; exit 0")
     proc.stop(leader, timeout=10)
     assert leader.returncode is not None
-    assert not _runs(child)
+    assert not still_runs(child)
 
 
 def test_stop_kills_a_child_that_ignores_sigterm(tmp_path):
     leader, child = _started_with_a_child(tmp_path, "")
     proc.stop(leader, timeout=1)
-    assert not _runs(child)
+    assert not still_runs(child)

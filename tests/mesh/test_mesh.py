@@ -32,7 +32,7 @@ from ci.e2e import stats
 from tests.e2e.conftest import UPSTREAM_ISTIO
 from tests.helpers import tools
 from tests.helpers.build import GOROOT_115, GOROOT_119
-from tests.helpers.cli import REPO_ROOT, clean_environ, run_invoke
+from tests.helpers.cli import REPO_ROOT, clean_environ, run_invoke, still_runs
 
 # Real MOSN builds and an Istio build behind every check (`-m 'not slow'` leaves them out).
 pytestmark = pytest.mark.slow
@@ -284,15 +284,6 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-def _running(pid: int) -> bool:
-    """Whether `pid` still runs: a zombie has ended (whether init has reaped it yet is init's
-    business, and a container's init may be slow to)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _listening_ports(pids: set[int]) -> set[tuple[str, int]]:
     """(address, port) of every TCP socket these processes listen on (from /proc)."""
     inodes = set()
@@ -370,7 +361,7 @@ def test_ctrl_c_in_the_middle_stops_every_process_and_frees_every_port(
             runner.wait()
     assert runner.returncode == 130, stdout[-2000:] + stderr[-2000:]
     assert stderr.strip().splitlines()[-1] == "error: interrupted; nothing half-written was kept"
-    assert [p for p in started if _running(p)] == []
+    assert [p for p in started if still_runs(p)] == []
     assert [port for port in ports if not _free(*port)] == []
     found = outcome(artifacts)
     assert not found["passed"] and "interrupted (Ctrl-C)" in found["failure"]
