@@ -177,8 +177,9 @@ http {{
             # Only the app's X-Accel-Expires decides what is stored, and for how long.
             proxy_ignore_headers Cache-Control Expires Set-Cookie Vary;
             proxy_cache_bypass $artifact_refresh;
-            proxy_cache_lock on;
-            proxy_cache_lock_timeout 5s;
+            # No proxy_cache_lock: a redirect is never stored here, so every download of a
+            # large file is a miss, and the lock made all but one of those at once wait for
+            # that one, in steps of 0.5 s (up to 2 s measured with 16 clients on one file).
             proxy_pass http://{cached_upstream};
         }}
 

@@ -11,10 +11,13 @@ Real nginx in front of real gunicorn on loopback.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import io
 import os
 import socket
+import threading
+import time
 
 import pytest
 import requests
@@ -231,3 +234,28 @@ def test_a_request_without_host_skips_the_redirect_cache(long_cache):
         head, _, got = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200"), head
         assert got == body, path
+
+
+def test_downloads_of_one_hot_file_at_once_do_not_wait_for_each_other(long_cache):
+    """CI fleets fetch one tarball at once. nginx's cache lock made every download but the
+    first wait for the first one's answer, which the public server never stores (a
+    redirect it follows): in steps of 0.5 s, up to the lock's timeout. Without the lock,
+    each download is sent in milliseconds; 0.4 s is far above that, and below one step."""
+    url = f"{long_cache}/x/fleet.bin"
+    assert requests.put(url, data=LARGE, headers=AUTH).status_code == 201
+    assert requests.get(url).content == LARGE  # the redirect is kept from here on
+    clients = 8
+    start = threading.Barrier(clients)
+
+    def download() -> float:
+        with requests.Session() as http:
+            start.wait()
+            began = time.monotonic()
+            got = http.get(url)
+            took = time.monotonic() - began
+        assert (got.status_code, got.content) == (200, LARGE)
+        return took
+
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        slowest = max(max(pool.map(lambda _: download(), range(clients))) for _burst in range(5))
+    assert slowest < 0.4, f"a download waited {slowest:.2f} s for another one"
