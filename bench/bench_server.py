@@ -8,11 +8,13 @@ access log) and behind its nginx front (`invoke serve --front nginx`, server/fro
 Throughput: a 64 MiB artifact with 16 concurrent connections, the same again with each
 connection on its own copy of it ("apart"), and a 1 KiB one with 16 (wrk, keep-alive,
 loopback), the servers taking turns, medians of the rounds; and each server's CPU time per GiB
-of the 64 MiB file (all its processes, user + system). Ratios are paired: the median of the
-per-round ratios, each server's 64 MiB x16 run right after a run of Go's. On 2 cores wrk itself
-uses most of the CPU during the large-file runs and its share swings from run to run, so the
-large-file ratio is noisy (nginx itself has measured 0.91x-1.02x); the CPU per GiB is the
-server's own cost, and steadier.
+of the 64 MiB file (all its processes, user + system), alone and with wrk's added. Ratios are
+paired: the median of the per-round ratios, each server's 64 MiB x16 run right after a run of
+Go's. On 2 cores wrk itself uses most of the CPU during the large-file runs and its share swings
+from run to run, so the large-file ratio is noisy (nginx itself has measured 0.91x-1.02x). So
+does the server's own CPU per GiB: on loopback the kernel's TCP work for the receiving side
+runs in whichever process is on the CPU, so plain nginx has measured 70 to 155 ms per GiB in
+the rounds of one run; the sum with wrk's is the whole cost of a GiB, and steady.
 Why "apart": with 16 connections on one file, wrk's cost per byte depends on the exact length
 of the response head. With wrk pinned to one core and the server to the other, the artifact
 server's 483-byte head measured 0.78x-0.86x Go, while the same app with heads of 12 other
@@ -92,6 +94,8 @@ FRONT = "server, nginx front"
 # --baseline-tree: the same two modes from another checkout, to see what a change buys.
 BASELINE = "baseline server"
 BASELINE_FRONT = "baseline front"
+# The figures of the 64 MiB x16 run, each paired with the Go run right before it.
+PAIRED = ("large", "cpu", "total")
 NGINX_CONF = """worker_processes auto;
 user root;
 daemon off;
@@ -352,30 +356,39 @@ def warm_up(peers: list[Peer]) -> None:
 
 
 def large_run(peer: Peer, seconds: int) -> tuple[float, float]:
-    """(bytes/s, the server's CPU ms per GiB) of one 64 MiB x16 run."""
+    """(bytes/s, the server's CPU ms per GiB, the server's and wrk's together) of one 64 MiB
+    x16 run. On loopback the kernel does the receiving side's TCP work in whichever of the
+    two processes is running, so their shares swing from run to run; their sum, the whole
+    cost of a GiB, does not."""
     pids = peer.pids()
-    cpu_before = cpu_seconds(pids)
+    cpu_before, wrk_before = cpu_seconds(pids), children_cpu_seconds()
     large_bps = wrk(f"{peer.base}/{peer.large}", 16, seconds)[1]
-    # The server's own cost, apart from the load generator's share of the 2 cores.
-    return large_bps, (cpu_seconds(pids) - cpu_before) * 1000 / (large_bps * seconds / 1024**3)
+    gib = large_bps * seconds / 1024**3
+    server = (cpu_seconds(pids) - cpu_before) * 1000 / gib
+    return large_bps, server, server + (children_cpu_seconds() - wrk_before) * 1000 / gib
+
+
+def children_cpu_seconds() -> float:
+    """User plus system CPU time of this script's finished children (the wrk runs)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def measure(peers: list[Peer], seconds: int, rounds: int, tmp: Path) -> dict[str, dict[str, list]]:
     """Each server's figures, one per round; the servers take turns so that a burst of load
     from elsewhere on the machine hits them all alike. Go (peers[0]) runs its 64 MiB x16 run
-    again right before each other server's: "go_large"/"go_cpu" keep that run of Go's, the
-    pair `paired` divides (Go's own figure per round is the median of its runs)."""
+    again right before each other server's: "go_large"/"go_cpu"/"go_total" keep that run of
+    Go's, the pair `paired` divides (Go's own figure per round is the median of its runs)."""
     go = peers[0]
-    kinds = ("large", "spread", "small", "cpu", "go_large", "go_cpu")
+    kinds = ("large", "spread", "small", "cpu", "total", "go_large", "go_cpu", "go_total")
     samples = {peer.name: {kind: [] for kind in kinds} for peer in peers}
     scripts = {peer.name: spread_script(tmp, peer) for peer in peers}
     for round_number in range(1, rounds + 1):
         for peer in peers[1:]:
             for runner, prefix in ((go, "go_"), (peer, "")):
-                large_bps, cpu = large_run(runner, seconds)
-                samples[peer.name][prefix + "large"].append(large_bps)
-                samples[peer.name][prefix + "cpu"].append(cpu)
-        for kind in ("large", "cpu"):
+                for kind, figure in zip(PAIRED, large_run(runner, seconds), strict=True):
+                    samples[peer.name][prefix + kind].append(figure)
+        for kind in PAIRED:
             this_round = [samples[peer.name]["go_" + kind][-1] for peer in peers[1:]]
             samples[go.name][kind].append(statistics.median(this_round))
         for peer in peers:
@@ -401,7 +414,7 @@ def paired(samples: dict[str, dict[str, list]], name: str, kind: str, base: str 
     run, except that a 64 MiB x16 figure is paired with the Go run right before it."""
     if name == base:
         return 1.0
-    if kind in ("large", "cpu") and GO in (name, base):
+    if kind in PAIRED and GO in (name, base):
         other = base if name == GO else name
         ratios = [
             o / g for o, g in zip(samples[other][kind], samples[other]["go_" + kind], strict=True)
@@ -436,6 +449,16 @@ def print_throughput(samples: dict[str, dict[str, list]]) -> None:
         print(
             f"  {name:20s} {median(samples, name, 'cpu'):6.0f} ms"
             f"   {paired(samples, name, 'cpu'):.2f}x Go   {paired(samples, name, 'cpu', NGINX):.2f}x nginx"
+        )
+    print(
+        "the same with wrk's CPU added (on loopback the kernel does the receiving side's TCP"
+        " work in whichever process runs, so the server's share swings; the sum is the whole"
+        " cost of a GiB):"
+    )
+    for name in samples:
+        print(
+            f"  {name:20s} {median(samples, name, 'total'):6.0f} ms"
+            f"   {paired(samples, name, 'total'):.2f}x Go   {paired(samples, name, 'total', NGINX):.2f}x nginx"
         )
     checks = (
         (f"{FRONT}: 64 MiB x16 >= 0.90x Go", paired(samples, FRONT, "large") >= 0.90),
