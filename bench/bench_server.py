@@ -13,7 +13,7 @@ paired: the median of the per-round ratios, each server's 64 MiB x16 run right a
 Go's. On 2 cores wrk itself uses most of the CPU during the large-file runs and its share swings
 from run to run, so the large-file ratio is noisy (nginx itself has measured 0.91x-1.02x). So
 does the server's own CPU per GiB: on loopback the kernel's TCP work for the receiving side
-runs in whichever process is on the CPU, so plain nginx has measured 70 to 155 ms per GiB in
+runs in whichever process is on the CPU, so plain nginx has measured 70 to 170 ms per GiB in
 the rounds of one run; the sum with wrk's is the whole cost of a GiB, and steady.
 Why "apart": with 16 connections on one file, wrk's cost per byte depends on the exact length
 of the response head. With wrk pinned to one core and the server to the other, the artifact
@@ -355,7 +355,7 @@ def warm_up(peers: list[Peer]) -> None:
         wrk(f"{peer.base}/{peer.small}", 4, 1)
 
 
-def large_run(peer: Peer, seconds: int) -> tuple[float, float]:
+def large_run(peer: Peer, seconds: int) -> tuple[float, float, float]:
     """(bytes/s, the server's CPU ms per GiB, the server's and wrk's together) of one 64 MiB
     x16 run. On loopback the kernel does the receiving side's TCP work in whichever of the
     two processes is running, so their shares swing from run to run; their sum, the whole
