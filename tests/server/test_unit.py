@@ -161,9 +161,11 @@ def test_kill_9_of_the_nginx_master_restarts_nginx_with_the_same_config(tmp_path
         assert not any(unit.alive(pid) for pid in old_workers)
         assert requests.get(f"{url}/kept.bin").content == b"kept"
         assert (front.front_dir(url.root) / "nginx.conf").read_text() == conf
+        # The master logs the restart once nginx has written its pid file, which may be just
+        # after nginx answers.
+        wait_until(lambda: "nginx front restarted" in url.log.read_text(), "the restart logged")
         log = url.log.read_text()
         assert f"the nginx front (pid {old}) was killed by signal 9 (SIGKILL)" in log
-        assert "nginx front restarted" in log
         assert unit.master(url.root) == url.pid
 
 
