@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ci import proc
-from tests.helpers.cli import still_runs
+from server.unit import alive
 
 
 def test_a_failing_make_is_named_with_its_recipe_s_error_not_make_s_trailer(tmp_path):
@@ -62,10 +62,10 @@ def test_stop_returns_once_the_leader_s_children_have_ended_too(tmp_path):
     leader, child = _started_with_a_child(tmp_path, "sleep 1; exit 0")
     proc.stop(leader, timeout=10)
     assert leader.returncode is not None
-    assert not still_runs(child)
+    assert not alive(child)
 
 
 def test_stop_kills_a_child_that_ignores_sigterm(tmp_path):
     leader, child = _started_with_a_child(tmp_path, "")
     proc.stop(leader, timeout=1)
-    assert not still_runs(child)
+    assert not alive(child)

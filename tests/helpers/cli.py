@@ -42,12 +42,3 @@ def project_with_invoke_yaml(folder: Path, text: str) -> Path:
         (folder / name).symlink_to(REPO_ROOT / name)
     (folder / "invoke.yaml").write_text(text)
     return folder
-
-
-def still_runs(pid: int) -> bool:
-    """Whether process `pid` still runs: a zombie has ended (whether init has reaped it yet is
-    init's business, and a container's init may be slow to)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False

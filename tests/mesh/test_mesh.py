@@ -29,10 +29,11 @@ import pytest
 import yaml
 
 from ci.e2e import stats
+from server.unit import alive
 from tests.e2e.conftest import UPSTREAM_ISTIO
 from tests.helpers import tools
 from tests.helpers.build import GOROOT_115, GOROOT_119
-from tests.helpers.cli import REPO_ROOT, clean_environ, run_invoke, still_runs
+from tests.helpers.cli import REPO_ROOT, clean_environ, run_invoke
 
 # Real MOSN builds and an Istio build behind every check (`-m 'not slow'` leaves them out).
 pytestmark = pytest.mark.slow
@@ -361,7 +362,7 @@ def test_ctrl_c_in_the_middle_stops_every_process_and_frees_every_port(
             runner.wait()
     assert runner.returncode == 130, stdout[-2000:] + stderr[-2000:]
     assert stderr.strip().splitlines()[-1] == "error: interrupted; nothing half-written was kept"
-    assert [p for p in started if still_runs(p)] == []
+    assert [p for p in started if alive(p)] == []
     assert [port for port in ports if not _free(*port)] == []
     found = outcome(artifacts)
     assert not found["passed"] and "interrupted (Ctrl-C)" in found["failure"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from server import background, front
+from server import background, front, unit
 from server.config import front_options
 from server.errors import ServerError
 from server.fastpath import INLINE_LIMIT
@@ -244,14 +244,6 @@ def _nginx_pid(root: Path) -> int:
     return int((front.front_dir(root) / "nginx.pid").read_text())
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-
-
 def test_stop_stops_both_processes(tmp_path):
     with running_server(tmp_path / "root", front="nginx") as url:
         nginx = _nginx_pid(url.root)
@@ -259,7 +251,7 @@ def test_stop_stops_both_processes(tmp_path):
         assert requests.get(f"{url}/-/healthz").status_code == 200
         assert background.stop(url.root) == url.pid
     for pid in (url.pid, nginx, *workers):
-        assert wait_until(lambda pid=pid: _gone(pid), 10), pid
+        assert wait_until(lambda pid=pid: not unit.alive(pid), 10), pid
     assert not (front.front_dir(url.root) / "app.sock").exists()
     assert not (front.front_dir(url.root) / "nginx.pid").exists()
 
