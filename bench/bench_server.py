@@ -441,25 +441,25 @@ def print_throughput(samples: dict[str, dict[str, list]]) -> None:
                 f"   apart {paired(samples, name, 'spread'):.2f}x"
                 f"   1 KiB {paired(samples, name, 'small'):.2f}x"
             )
-    print(
-        "server CPU per GiB of the 64 MiB x16 file (user + system time of all the server's"
-        " processes; median, and the median of the per-round ratios):"
-    )
-    for name in samples:
-        print(
-            f"  {name:20s} {median(samples, name, 'cpu'):6.0f} ms"
-            f"   {paired(samples, name, 'cpu'):.2f}x Go   {paired(samples, name, 'cpu', NGINX):.2f}x nginx"
-        )
-    print(
-        "the same with wrk's CPU added (on loopback the kernel does the receiving side's TCP"
-        " work in whichever process runs, so the server's share swings; the sum is the whole"
-        " cost of a GiB):"
-    )
-    for name in samples:
-        print(
-            f"  {name:20s} {median(samples, name, 'total'):6.0f} ms"
-            f"   {paired(samples, name, 'total'):.2f}x Go   {paired(samples, name, 'total', NGINX):.2f}x nginx"
-        )
+    for kind, heading in (
+        (
+            "cpu",
+            "server CPU per GiB of the 64 MiB x16 file (user + system time of all the server's"
+            " processes; median, and the median of the per-round ratios):",
+        ),
+        (
+            "total",
+            "the same with wrk's CPU added (on loopback the kernel does the receiving side's TCP"
+            " work in whichever process runs, so the server's share swings; the sum is the whole"
+            " cost of a GiB):",
+        ),
+    ):
+        print(heading)
+        for name in samples:
+            print(
+                f"  {name:20s} {median(samples, name, kind):6.0f} ms"
+                f"   {paired(samples, name, kind):.2f}x Go   {paired(samples, name, kind, NGINX):.2f}x nginx"
+            )
     checks = (
         (f"{FRONT}: 64 MiB x16 >= 0.90x Go", paired(samples, FRONT, "large") >= 0.90),
         (f"{FRONT}: CPU per GiB <= 1.15x nginx", paired(samples, FRONT, "cpu", NGINX) <= 1.15),
