@@ -285,6 +285,15 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
+def _program(pid: int) -> str:
+    """The file name of the program `pid` runs; "" once it has ended (it may between any two
+    reads of /proc)."""
+    try:
+        return Path(os.readlink(f"/proc/{pid}/exe")).name
+    except OSError:
+        return ""
+
+
 def _listening_ports(pids: set[int]) -> set[tuple[str, int]]:
     """(address, port) of every TCP socket these processes listen on (from /proc)."""
     inodes = set()
@@ -341,13 +350,10 @@ def test_ctrl_c_in_the_middle_stops_every_process_and_frees_every_port(
         started: set[int] = set()
         while time.monotonic() < deadline and runner.poll() is None:
             started = _descendants(runner.pid)
-            names = {
-                Path(f"/proc/{p}/exe").resolve().name
-                for p in started
-                if Path(f"/proc/{p}").exists()
-            }
+            programs = {p: _program(p) for p in started}
+            names = set(programs.values())
             if {"mosn", "pilot-agent", "pilot-discovery"} <= names and len(
-                [p for p in started if Path(f"/proc/{p}/exe").resolve().name == "mosn"]
+                [p for p in started if programs[p] == "mosn"]
             ) == 2:
                 break
             time.sleep(0.2)
