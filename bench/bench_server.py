@@ -10,11 +10,11 @@ connection on its own copy of it ("apart"), and a 1 KiB one with 16 (wrk, keep-a
 loopback), the servers taking turns, medians of the rounds; and each server's CPU time per GiB
 of the 64 MiB file (all its processes, user + system), alone and with wrk's added. Ratios are
 paired: the median of the per-round ratios, each server's 64 MiB x16 run right after a run of
-Go's. On 2 cores wrk itself uses most of the CPU during the large-file runs and its share swings
-from run to run, so the large-file ratio is noisy (nginx itself has measured 0.91x-1.02x). So
-does the server's own CPU per GiB: on loopback the kernel's TCP work for the receiving side
-runs in whichever process is on the CPU, so plain nginx has measured 70 to 170 ms per GiB in
-the rounds of one run; the sum with wrk's is the whole cost of a GiB, and steady.
+Go's. The 64 MiB x16 runs give wrk and the server CPUs of their own and steer loopback's
+receive work to wrk's (as root; --shared-cpus leaves it all to the kernel): left alone, the
+kernel does the receiving side's TCP work in whichever process is on the CPU, and the server's
+share of a GiB swings twofold between rounds (CpuSplit). The sum with wrk's is the whole cost
+of a GiB. The other runs share all CPUs.
 Why "apart": with 16 connections on one file, wrk's cost per byte depends on the exact length
 of the response head. With wrk pinned to one core and the server to the other, the artifact
 server's 483-byte head measured 0.78x-0.86x Go, while the same app with heads of 12 other
@@ -355,17 +355,84 @@ def warm_up(peers: list[Peer]) -> None:
         wrk(f"{peer.base}/{peer.small}", 4, 1)
 
 
-def large_run(peer: Peer, seconds: int) -> tuple[float, float, float]:
+@dataclass
+class CpuSplit:
+    """Where a 64 MiB x16 run puts wrk, the server, and loopback's receive work. Left alone,
+    the kernel does the receiving side's TCP work for a loopback packet in the sender's
+    context, or in the receiver's when an ACK lets queued data out, so the server's share of
+    one GiB's cost swings with timing (two identical nginx: 63 to 163 ms in the rounds of one
+    run). With wrk and the server on CPUs of their own and the receive work steered to wrk's
+    (RPS on `lo`), the server pays for its own sending, much as it would for a client on
+    another machine (the ACKs it gets are handled on wrk's CPU too, alike for every server):
+    over 21 rounds the middle half of the two nginx's ratios narrowed from 0.78x-1.10x to
+    0.93x-1.08x (2026-12-05)."""
+
+    client: set[int]
+    server: set[int]
+    queues: list[Path]  # /sys/class/net/lo/queues/rx-*/rps_cpus
+
+    def describe(self) -> str:
+        client, server = (",".join(map(str, sorted(cpus))) for cpus in (self.client, self.server))
+        return (
+            f"64 MiB x16 runs: wrk on CPU {client}, the server on CPU {server}, loopback's"
+            " receive work steered to wrk's (--shared-cpus: none of this)"
+        )
+
+    @contextlib.contextmanager
+    def applied(self, pids: list[int]):
+        every = os.sched_getaffinity(0)
+        saved = [queue.read_text() for queue in self.queues]
+        try:
+            for queue in self.queues:
+                queue.write_text(format(sum(1 << cpu for cpu in self.client), "x"))
+            pin(pids, self.server)
+            os.sched_setaffinity(0, self.client)  # wrk inherits it
+            yield
+        finally:
+            os.sched_setaffinity(0, every)
+            pin(pids, every)
+            for queue, mask in zip(self.queues, saved, strict=True):
+                queue.write_text(mask)
+
+
+def cpu_split() -> tuple[CpuSplit | None, str]:
+    """The split when this machine allows it (2 CPUs or more, and root to steer loopback's
+    receive work), else None and why not."""
+    cpus = sorted(os.sched_getaffinity(0))
+    queues = sorted(Path("/sys/class/net/lo/queues").glob("rx-*/rps_cpus"))
+    if len(cpus) < 2:
+        return None, "one CPU: wrk and the server share it"
+    try:
+        for queue in queues:
+            queue.write_text(queue.read_text())
+    except OSError as error:
+        return None, f"cannot steer loopback's receive work ({error.strerror}; run as root)"
+    if not queues:
+        return None, "this kernel has no RPS on lo: wrk and the server share the CPUs"
+    half = len(cpus) // 2
+    return CpuSplit(set(cpus[:half]), set(cpus[half:]), queues), ""
+
+
+def pin(pids: list[int], cpus: set[int]) -> None:
+    """Every thread of these processes on `cpus`."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for thread in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(int(thread), cpus)
+
+
+def large_run(peer: Peer, seconds: int, split: CpuSplit | None) -> tuple[float, float, float]:
     """(bytes/s, the server's CPU ms per GiB, the server's and wrk's together) of one 64 MiB
-    x16 run. On loopback the kernel does the receiving side's TCP work in whichever of the
-    two processes is running, so their shares swing from run to run; their sum, the whole
-    cost of a GiB, does not."""
+    x16 run, on the CPUs `split` gives each (all of them for both when None)."""
     pids = peer.pids()
-    cpu_before, wrk_before = cpu_seconds(pids), children_cpu_seconds()
-    large_bps = wrk(f"{peer.base}/{peer.large}", 16, seconds)[1]
+    with split.applied(pids) if split else contextlib.nullcontext():
+        cpu_before, wrk_before = cpu_seconds(pids), children_cpu_seconds()
+        large_bps = wrk(f"{peer.base}/{peer.large}", 16, seconds)[1]
+        cpu_after, wrk_after = cpu_seconds(pids), children_cpu_seconds()
     gib = large_bps * seconds / 1024**3
-    server = (cpu_seconds(pids) - cpu_before) * 1000 / gib
-    return large_bps, server, server + (children_cpu_seconds() - wrk_before) * 1000 / gib
+    server = (cpu_after - cpu_before) * 1000 / gib
+    return large_bps, server, server + (wrk_after - wrk_before) * 1000 / gib
 
 
 def children_cpu_seconds() -> float:
@@ -374,7 +441,9 @@ def children_cpu_seconds() -> float:
     return used.ru_utime + used.ru_stime
 
 
-def measure(peers: list[Peer], seconds: int, rounds: int, tmp: Path) -> dict[str, dict[str, list]]:
+def measure(
+    peers: list[Peer], seconds: int, rounds: int, tmp: Path, split: CpuSplit | None
+) -> dict[str, dict[str, list]]:
     """Each server's figures, one per round; the servers take turns so that a burst of load
     from elsewhere on the machine hits them all alike. Go (peers[0]) runs its 64 MiB x16 run
     again right before each other server's: "go_large"/"go_cpu"/"go_total" keep that run of
@@ -386,7 +455,7 @@ def measure(peers: list[Peer], seconds: int, rounds: int, tmp: Path) -> dict[str
     for round_number in range(1, rounds + 1):
         for peer in peers[1:]:
             for runner, prefix in ((go, "go_"), (peer, "")):
-                for kind, figure in zip(PAIRED, large_run(runner, seconds), strict=True):
+                for kind, figure in zip(PAIRED, large_run(runner, seconds, split), strict=True):
                     samples[peer.name][prefix + kind].append(figure)
         for kind in PAIRED:
             this_round = [samples[peer.name]["go_" + kind][-1] for peer in peers[1:]]
@@ -449,9 +518,7 @@ def print_throughput(samples: dict[str, dict[str, list]]) -> None:
         ),
         (
             "total",
-            "the same with wrk's CPU added (on loopback the kernel does the receiving side's TCP"
-            " work in whichever process runs, so the server's share swings; the sum is the whole"
-            " cost of a GiB):",
+            "the same with wrk's CPU added (the whole cost of a GiB on loopback):",
         ),
     ):
         print(heading)
@@ -818,6 +885,12 @@ def main() -> int:
         "--skip-throughput", action="store_true", help="only the slow-client scenarios"
     )
     parser.add_argument(
+        "--shared-cpus",
+        action="store_true",
+        help="run wrk and the server on all CPUs in the 64 MiB x16 runs, and leave loopback's"
+        " receive work where the kernel does it (by default each has CPUs of its own when root)",
+    )
+    parser.add_argument(
         "--readers",
         default="500,1000",
         help="counts of slow 16 MiB readers, comma-separated (default 500,1000; each at most 2000)",
@@ -896,6 +969,8 @@ def main() -> int:
             f" {os.getloadavg()[2]:.2f}; artifact server as `invoke serve` runs it ({args.workers} gevent workers);"
             f" wrk {args.seconds}s x {args.rounds} rounds; {args.clients} slow clients held {args.hold}s"
         )
+        split, why_not = (None, "--shared-cpus") if args.shared_cpus else cpu_split()
+        print(split.describe() if split else f"64 MiB x16 runs on shared CPUs: {why_not}")
         with (
             go_fileserver(tmp, root) as go,
             nginx(tmp, root) as ng,
@@ -914,7 +989,7 @@ def main() -> int:
                     peers.append(baselines.enter_context(server))
             warm_up(peers)
             if not args.skip_throughput:
-                results = measure(peers, args.seconds, args.rounds, tmp)
+                results = measure(peers, args.seconds, args.rounds, tmp, split)
             print("slow clients:", flush=True)
             holds = {}
             for peer in (ours, fronted, go, ng, pypi):
