@@ -46,6 +46,7 @@ import re
 import resource
 import select
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -952,6 +953,8 @@ def main() -> int:
         return 1
     # Each slow client is a socket here and a socket (plus a file) in the server.
     raise_file_limit(args.clients * 3 + 256)
+    # A kill ends the run as Ctrl-C does: the servers stop and `lo` gets its RPS back.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmpdir:
         tmp = Path(tmpdir)
         root = tmp / "root"
