@@ -25,6 +25,7 @@ from server.fastpath import INLINE_LIMIT
 from tests.helpers import tools
 from tests.helpers.artifact_server import running_server
 from tests.server.conftest import AUTH, TOKEN, sha256
+from tests.server.test_faults import wait_until
 from tests.server.test_hardening import closed_by_server, connect
 
 pytestmark = tools.skip_unless("nginx", front.find_nginx() is not None, "nginx is not installed")
@@ -231,15 +232,6 @@ def test_a_slowloris_connection_is_closed_by_nginx(tmp_path):
         assert requests.get(f"{url}/-/healthz").status_code == 200
 
 
-def wait_until(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def _nginx_pid(root: Path) -> int:
     return int((front.front_dir(root) / "nginx.pid").read_text())
 
@@ -251,7 +243,7 @@ def test_stop_stops_both_processes(tmp_path):
         assert requests.get(f"{url}/-/healthz").status_code == 200
         assert background.stop(url.root) == url.pid
     for pid in (url.pid, nginx, *workers):
-        assert wait_until(lambda pid=pid: not unit.alive(pid), 10), pid
+        wait_until(lambda pid=pid: not unit.alive(pid), f"process {pid} gone", 10)
     assert not (front.front_dir(url.root) / "app.sock").exists()
     assert not (front.front_dir(url.root) / "nginx.pid").exists()
 
